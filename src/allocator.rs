@@ -1,0 +1,246 @@
+//! [`Sampler`]: the `GlobalAlloc` wrapper. Fast paths only; everything rare is `#[cold]`.
+
+use crate::live::{self, LiveRecord, PAGE};
+use crate::sampler::{self, Decision, SampleInfo};
+use crate::stacks::{self, MAX_STACK_DEPTH};
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+
+/// A global allocator that samples the allocations it passes to `A`.
+///
+/// Install it with `#[global_allocator]`; it works from the first allocation before `main` to
+/// the last one at exit. Unsampled allocations cost a thread-local subtraction on `alloc` and a
+/// pointer test on `dealloc`; a sampled one captures its stack and is recorded.
+///
+/// ```
+/// use heapsampler::Sampler;
+/// use std::alloc::System;
+///
+/// #[global_allocator]
+/// static GLOBAL: Sampler<System> = Sampler::new(System);
+///
+/// fn main() {
+///     let v = vec![0u8; 1 << 20];
+///     let profile = heapsampler::snapshot();
+///     assert!(profile.totals.live_bytes >= v.len() as u64);
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct Sampler<A> {
+    inner: A,
+}
+
+impl<A> Sampler<A> {
+    /// Wraps `inner`, the allocator that does the real work (`System`, jemalloc, mimalloc…).
+    ///
+    /// ```
+    /// static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+    ///     heapsampler::Sampler::new(std::alloc::System);
+    /// ```
+    pub const fn new(inner: A) -> Self {
+        Sampler { inner }
+    }
+
+    /// The wrapped allocator.
+    ///
+    /// ```
+    /// let s = heapsampler::Sampler::new(std::alloc::System);
+    /// let _system: &std::alloc::System = s.inner();
+    /// ```
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+/// The address of a local: frames at or below it belong to the allocator, not the program.
+#[inline(always)]
+fn stack_marker() -> usize {
+    let anchor = 0u8;
+    core::hint::black_box(&anchor) as *const u8 as usize
+}
+
+impl<A: GlobalAlloc> Sampler<A> {
+    #[inline(always)]
+    unsafe fn inner_alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: the caller passes a layout valid for `GlobalAlloc::alloc` (non-zero size).
+        unsafe {
+            if zeroed { self.inner.alloc_zeroed(layout) } else { self.inner.alloc(layout) }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_cold(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let marker = stack_marker();
+        match sampler::decide(layout.size()) {
+            // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
+            Decision::Skip => unsafe { self.inner_alloc(layout, zeroed) },
+            // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
+            Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info, marker) },
+        }
+    }
+
+    /// Allocates and records a sampled block. Any failure to record degrades to a plain,
+    /// counted-as-dropped allocation; nothing here can fail the program.
+    unsafe fn alloc_sampled(
+        &self,
+        layout: Layout,
+        zeroed: bool,
+        info: SampleInfo,
+        marker: usize,
+    ) -> *mut u8 {
+        let _guard = sampler::enter_guard();
+        let mut frames = [0usize; MAX_STACK_DEPTH];
+        let depth = stacks::capture(&mut frames, marker);
+        let plain = |this: &Self| {
+            stacks::count_dropped();
+            // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
+            unsafe { this.inner_alloc(layout, zeroed) }
+        };
+        if !live::reserve() {
+            return plain(self);
+        }
+        let block_layout = if info.exact {
+            layout
+        } else {
+            match layout.align_to(PAGE) {
+                Ok(l) => l,
+                Err(_) => {
+                    live::unreserve();
+                    return plain(self);
+                }
+            }
+        };
+        // SAFETY: `block_layout` has the caller's non-zero size and a valid, larger alignment.
+        let block = unsafe { self.inner_alloc(block_layout, zeroed) };
+        if block.is_null() {
+            live::unreserve();
+            return block;
+        }
+        let Some(stack) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info) else {
+            live::unreserve();
+            // SAFETY: `block` was just allocated from the inner allocator with `block_layout`.
+            unsafe { self.inner.dealloc(block, block_layout) };
+            return plain(self);
+        };
+        let record = LiveRecord {
+            size: block_layout.size(),
+            align: block_layout.align(),
+            stack,
+            sample: info,
+        };
+        if !live::insert(block, record) {
+            stacks::release(stack, &info);
+            // SAFETY: as above; the block was never handed out.
+            unsafe { self.inner.dealloc(block, block_layout) };
+            return plain(self);
+        }
+        block
+    }
+
+    /// Frees `ptr` if it is a recorded block; `false` if it is not one.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_tracked(&self, ptr: *mut u8, layout: Layout) -> bool {
+        let _guard = sampler::enter_guard();
+        let Some(record) = live::remove(ptr) else { return false };
+        stacks::release(record.stack, &record.sample);
+        sampler::free_fast(layout.size());
+        // SAFETY: the record holds the layout this block was allocated with from `inner`.
+        unsafe { self.inner.dealloc(ptr, record.layout()) };
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_cold(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        old_may_be_tracked: bool,
+    ) -> *mut u8 {
+        let marker = stack_marker();
+        // When the old block may be tracked the fast path did not count the new size yet.
+        let counted_fast = old_may_be_tracked && sampler::alloc_fast(new_size);
+        let decision = if counted_fast { Decision::Skip } else { sampler::decide(new_size) };
+        let old_record = if old_may_be_tracked {
+            let _guard = sampler::enter_guard();
+            live::get(ptr)
+        } else {
+            None
+        };
+        if old_record.is_none() {
+            if let Decision::Skip = decision {
+                sampler::free_fast(layout.size());
+                // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
+                return unsafe { self.inner.realloc(ptr, layout, new_size) };
+            }
+        }
+        // SAFETY: `GlobalAlloc::realloc` requires `new_size`, rounded up to `layout.align()`,
+        // not to overflow `isize`, which makes this a valid layout.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let new = match decision {
+            // SAFETY: `new_layout` has a non-zero size (a realloc target size must be non-zero).
+            Decision::Skip => unsafe { self.inner.alloc(new_layout) },
+            // SAFETY: as above.
+            Decision::Sample(info) => unsafe { self.alloc_sampled(new_layout, false, info, marker) },
+        };
+        if new.is_null() {
+            return new;
+        }
+        // SAFETY: both blocks are live, distinct, and at least this many bytes long.
+        unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+        // SAFETY: `ptr` is the caller's live block of `layout`, now copied and not used again.
+        unsafe { self.dealloc(ptr, layout) };
+        new
+    }
+}
+
+// SAFETY: every block handed out comes from `inner` and is returned to it with the layout it
+// was allocated with (the record keeps the page-aligned layout of sampled blocks); the
+// profiler's own bookkeeping never hands out or frees user memory.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if sampler::alloc_fast(layout.size()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { self.inner.alloc(layout) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.alloc_cold(layout, false) }
+    }
+
+    #[inline(always)]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if sampler::alloc_fast(layout.size()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.alloc_cold(layout, true) }
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from our caller: `ptr` is a live block of ours with `layout`.
+        if live::may_be_tracked(ptr) && unsafe { self.dealloc_tracked(ptr, layout) } {
+            return;
+        }
+        sampler::free_fast(layout.size());
+        // SAFETY: forwarded from our caller; untracked blocks keep the caller's layout.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    #[inline(always)]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old_may_be_tracked = live::may_be_tracked(ptr);
+        if !old_may_be_tracked && sampler::alloc_fast(new_size) {
+            sampler::free_fast(layout.size());
+            // SAFETY: forwarded from our caller; the old block is untracked.
+            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.realloc_cold(ptr, layout, new_size, old_may_be_tracked) }
+    }
+}

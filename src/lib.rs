@@ -1,0 +1,109 @@
+//! # heapsampler
+//!
+//! A sampling heap profiler you install as the global allocator: where is the memory going,
+//! and what is leaking — cheap enough to leave on in production.
+//!
+//! ## Install
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+//!     heapsampler::Sampler::new(std::alloc::System);
+//! # fn main() {}
+//! ```
+//!
+//! Any `GlobalAlloc` can be wrapped (jemalloc, mimalloc). From then on every allocation of
+//! the program is counted exactly, and about one in every 512 KiB of allocated bytes is
+//! *sampled*: its call stack is recorded, and it stands for the bytes around it.
+//!
+//! ## Read a profile
+//!
+//! ```
+//! let mut profile = heapsampler::snapshot();
+//! profile.symbolize();
+//! println!("live: {} bytes (exact)", profile.totals.live_bytes);
+//! for site in profile.top_sites(3) {
+//!     let func = site.frames.first().and_then(|f| f.function.as_deref()).unwrap_or("?");
+//!     println!("{:>10.0} live bytes (estimated) at {func}", site.live_bytes);
+//! }
+//! ```
+//!
+//! ## How sampling works
+//!
+//! Each thread walks a Poisson process over the bytes it allocates, with mean interval `T`
+//! ([`set_sample_interval`], default [`DEFAULT_SAMPLE_INTERVAL`]). An allocation of `s` bytes
+//! is sampled with probability `p = 1 − e^(−s/T)` and stands for `1/p` allocations and `s/p`
+//! bytes (Horvitz–Thompson weights), so every per-site estimate is unbiased; its relative error
+//! is about `√(T/B)` for a site of `B` bytes (`B = 100 T` ⇒ ±10 %), and a site of `B` bytes
+//! goes unseen with probability `e^(−B/T)`. `T = 1` records every allocation exactly.
+//!
+//! The unsampled path costs a thread-local subtraction per `alloc` and a pointer test per
+//! `dealloc`: sampled blocks are allocated page-aligned, so a free whose address is not
+//! page-aligned is known not to be sampled without touching any table.
+//!
+//! ## Guarantees
+//!
+//! The allocator never fails the program: nothing in `alloc`/`dealloc`/`realloc` panics or
+//! grows without bound. When a table is full, samples are dropped and counted
+//! ([`ProfilerStats::samples_dropped`]). It works before `main`, at thread exit and in a
+//! forked child. The profiler's own allocations are never sampled and are reported as
+//! overhead.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod allocator;
+mod config;
+mod fork;
+mod internal_alloc;
+mod live;
+mod lock;
+mod profile;
+mod sampler;
+mod stacks;
+pub mod symbolize;
+mod threads;
+mod totals;
+
+pub use allocator::Sampler;
+pub use live::DEFAULT_MAX_LIVE_SAMPLES;
+pub use profile::{
+    Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
+};
+pub use sampler::{
+    DEFAULT_SAMPLE_INTERVAL, TOTALS_BATCH_BYTES, sample_interval, sample_probability, set_seed,
+    set_sample_interval,
+};
+pub use stacks::{DEFAULT_MAX_STACKS, MAX_STACK_DEPTH, StackId};
+pub use totals::Totals;
+
+/// Bounds on the profiler's own tables. When one is full, new samples are dropped and counted
+/// in [`ProfilerStats::samples_dropped`]; memory never grows past them.
+///
+/// ```
+/// heapsampler::set_limits(heapsampler::Limits::default());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct call stacks held at once (default [`DEFAULT_MAX_STACKS`]).
+    pub max_stacks: usize,
+    /// Live sampled blocks held at once (default [`DEFAULT_MAX_LIVE_SAMPLES`]).
+    pub max_live_samples: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_stacks: DEFAULT_MAX_STACKS, max_live_samples: DEFAULT_MAX_LIVE_SAMPLES }
+    }
+}
+
+/// Sets the table bounds. Lowering a bound below what is held now keeps what is held and
+/// refuses new entries until the count falls below it.
+///
+/// ```
+/// heapsampler::set_limits(heapsampler::Limits { max_stacks: 10_000, ..Default::default() });
+/// # heapsampler::set_limits(heapsampler::Limits::default());
+/// ```
+pub fn set_limits(limits: Limits) {
+    stacks::set_max_stacks(limits.max_stacks);
+    live::set_max_len(limits.max_live_samples);
+}

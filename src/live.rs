@@ -1,0 +1,165 @@
+//! The table of live sampled blocks, and recognising the free of one.
+//!
+//! A block sampled by the Poisson process is allocated page-aligned (DESIGN.md section 5), so
+//! the free of a block whose address is not page-aligned cannot be a sampled one: one AND and a
+//! branch, no memory touched. Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep
+//! their natural alignment — a page each would be ruinous — and are counted in
+//! [`UNALIGNED_LIVE`]: while that count is non-zero, every free looks the table up.
+
+use crate::internal_alloc::{Map, new_map};
+use crate::lock::ForkMutex;
+use crate::sampler::SampleInfo;
+use crate::stacks::StackId;
+use core::alloc::Layout;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Page size assumed for the alignment trick. A larger real page only makes it stricter.
+pub(crate) const PAGE: usize = 4096;
+/// Default bound on live sampled blocks held at once.
+pub const DEFAULT_MAX_LIVE_SAMPLES: usize = 1 << 20;
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// Keeps the counter alone on its cache line: every free reads it.
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+/// Live records whose address is not page-aligned.
+static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
+/// Live records plus reservations.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
+static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
+
+/// What is remembered of a live sampled block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LiveRecord {
+    /// Size and alignment the block was allocated with from the inner allocator.
+    pub size: usize,
+    pub align: usize,
+    pub stack: StackId,
+    pub sample: SampleInfo,
+}
+
+impl LiveRecord {
+    pub(crate) fn layout(&self) -> Layout {
+        // SAFETY: size and align were taken from a valid `Layout` when the block was allocated.
+        unsafe { Layout::from_size_align_unchecked(self.size, self.align) }
+    }
+}
+
+static TABLE: [ForkMutex<Option<Map<usize, LiveRecord>>>; SHARDS] =
+    [const { ForkMutex::new(None) }; SHARDS];
+
+fn shard(ptr: usize) -> &'static ForkMutex<Option<Map<usize, LiveRecord>>> {
+    // Fibonacci hashing spreads page-aligned addresses, whose low 12 bits are all zero.
+    let h = (ptr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    &TABLE[(h >> (64 - SHARD_BITS)) as usize]
+}
+
+/// The free-path test: can `ptr` be a recorded block? False for almost every free.
+#[inline(always)]
+pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
+    (ptr as usize) & (PAGE - 1) == 0 || UNALIGNED_LIVE.0.load(Ordering::Relaxed) != 0
+}
+
+/// Reserves room for one record; `false` when the table is full.
+pub(crate) fn reserve() -> bool {
+    let max = MAX_LIVE.load(Ordering::Relaxed);
+    if RESERVED.fetch_add(1, Ordering::Relaxed) >= max {
+        RESERVED.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+pub(crate) fn unreserve() {
+    RESERVED.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Inserts a record under a reservation. `false` (reservation released) if the shard could
+/// not grow. Must run before `ptr` is handed to the program.
+pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
+    let unaligned = (ptr as usize) & (PAGE - 1) != 0;
+    if unaligned {
+        // Raised before the pointer escapes, so any later free of it sees a non-zero count.
+        UNALIGNED_LIVE.0.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut guard = shard(ptr as usize).lock();
+    let map = guard.get_or_insert_with(new_map);
+    if map.try_reserve(1).is_err() {
+        drop(guard);
+        if unaligned {
+            UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
+        }
+        unreserve();
+        return false;
+    }
+    map.insert(ptr as usize, record);
+    true
+}
+
+/// Removes and returns the record of `ptr`, if it is a recorded block. Must run before the
+/// block goes back to the inner allocator, which may hand the address out again at once.
+pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
+    let record = shard(ptr as usize).lock().as_mut()?.remove(&(ptr as usize))?;
+    if (ptr as usize) & (PAGE - 1) != 0 {
+        UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    unreserve();
+    Some(record)
+}
+
+/// The record of `ptr`, left in place.
+pub(crate) fn get(ptr: *mut u8) -> Option<LiveRecord> {
+    shard(ptr as usize).lock().as_ref()?.get(&(ptr as usize)).copied()
+}
+
+/// Calls `f` with every live record (one shard locked at a time; `f` must not allocate
+/// through the global allocator).
+pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
+    for shard in &TABLE {
+        let guard = shard.lock();
+        if let Some(map) = guard.as_ref() {
+            for (&ptr, rec) in map.iter() {
+                f(ptr, rec);
+            }
+        }
+    }
+}
+
+/// Live records now.
+pub(crate) fn len() -> usize {
+    RESERVED.load(Ordering::Relaxed)
+}
+
+pub(crate) fn max_len() -> usize {
+    MAX_LIVE.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_max_len(n: usize) {
+    MAX_LIVE.store(n.max(1), Ordering::Relaxed);
+}
+
+pub(crate) fn lock_for_fork() {
+    for shard in &TABLE {
+        shard.lock_for_fork();
+    }
+}
+
+/// # Safety
+/// Pairs with [`lock_for_fork`] on this thread.
+pub(crate) unsafe fn unlock_after_fork() {
+    for shard in &TABLE {
+        // SAFETY: forwarded contract.
+        unsafe { shard.unlock_after_fork() };
+    }
+}
+
+/// # Safety
+/// Only in the single-threaded child after `fork()`.
+pub(crate) unsafe fn reinit_in_child() {
+    for shard in &TABLE {
+        // SAFETY: forwarded contract.
+        unsafe { shard.reinit_in_child() };
+    }
+}

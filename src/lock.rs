@@ -1,0 +1,92 @@
+//! A mutex for the profiler's own tables that a forked child can re-initialise.
+//!
+//! `parking_lot::Mutex` cannot be reset after `fork()`: if another thread of the parent held it
+//! (or was parked on it), the child's copy stays locked for ever. This wrapper keeps the raw lock
+//! in an `UnsafeCell` so the `pthread_atfork` child handler can overwrite it with a fresh one.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use parking_lot::lock_api::{GuardNoSend, RawMutex as _};
+
+/// A mutex over `T` whose raw lock can be re-created in a forked child.
+pub(crate) struct ForkMutex<T> {
+    raw: UnsafeCell<parking_lot::RawMutex>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: access to `data` is serialised by `raw`, exactly like `parking_lot::Mutex`; the only
+// other access to `raw` is `reinit_in_child`, which runs while the process has a single thread.
+unsafe impl<T: Send> Sync for ForkMutex<T> {}
+// SAFETY: moving the mutex moves the data; `T: Send` makes that sound.
+unsafe impl<T: Send> Send for ForkMutex<T> {}
+
+impl<T> ForkMutex<T> {
+    pub(crate) const fn new(data: T) -> Self {
+        Self {
+            raw: UnsafeCell::new(parking_lot::RawMutex::INIT),
+            data: UnsafeCell::new(data),
+        }
+    }
+
+    fn raw(&self) -> &parking_lot::RawMutex {
+        // SAFETY: `raw` is only written by `reinit_in_child`, when no other thread exists and no
+        // guard is alive, so a shared reference here never aliases a write.
+        unsafe { &*self.raw.get() }
+    }
+
+    pub(crate) fn lock(&self) -> ForkMutexGuard<'_, T> {
+        let _state: GuardNoSend = self.raw().lock();
+        ForkMutexGuard { mutex: self }
+    }
+
+    /// Locks and forgets the guard: the `pthread_atfork` prepare handler holds every table lock
+    /// across `fork()` so that no table is mid-update in the child.
+    pub(crate) fn lock_for_fork(&self) {
+        let _state: GuardNoSend = self.raw().lock();
+    }
+
+    /// Releases a lock taken by [`lock_for_fork`](Self::lock_for_fork), in the parent.
+    ///
+    /// # Safety
+    /// Must pair with one `lock_for_fork` on this thread.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller guarantees this thread holds the lock via `lock_for_fork`.
+        unsafe { self.raw().unlock(GuardNoSend::new()) }
+    }
+
+    /// Replaces the raw lock with a fresh, unlocked one, in the child after `fork()`.
+    ///
+    /// # Safety
+    /// Only in the child handler of `pthread_atfork`: the process has one thread and no guard.
+    pub(crate) unsafe fn reinit_in_child(&self) {
+        // SAFETY: single-threaded child, no outstanding guard or reference to `raw`.
+        unsafe { self.raw.get().write(parking_lot::RawMutex::INIT) }
+    }
+}
+
+/// Guard of a [`ForkMutex`]; unlocks on drop.
+pub(crate) struct ForkMutexGuard<'a, T> {
+    mutex: &'a ForkMutex<T>,
+}
+
+impl<T> Deref for ForkMutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves the lock is held, so no other reference to `data` exists.
+        unsafe { &*self.mutex.data.get() }
+    }
+}
+
+impl<T> DerefMut for ForkMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference through the guard.
+        unsafe { &mut *self.mutex.data.get() }
+    }
+}
+
+impl<T> Drop for ForkMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: this guard was created by `lock`, so this thread holds the lock.
+        unsafe { self.mutex.raw().unlock(GuardNoSend::new()) }
+    }
+}

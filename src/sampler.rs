@@ -1,0 +1,503 @@
+//! Per-thread sampling state: the byte countdown, exponential gaps, the reentrancy guard.
+//!
+//! Every thread walks a Poisson process over the bytes it allocates (DESIGN.md section 4). The
+//! fast path only subtracts the allocation size from a thread-local countdown. The countdown is
+//! armed to the nearer of two events: the next sample point, or the point where the thread's
+//! batched totals must be flushed. Only when it goes negative does [`decide`] run.
+//!
+//! Bytes allocated while the reentrancy guard is held (the profiler's own work) or inside an
+//! exact-recording scope (a `LeakCheck`) do not advance the Poisson process, so they can never
+//! bias which user allocation is sampled next.
+
+use crate::totals;
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The default mean sampling interval: 512 KiB, as in tcmalloc, Go and jemalloc.
+pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
+/// The largest accepted interval; larger requests are clamped (weights stay in fixed point).
+pub(crate) const MAX_SAMPLE_INTERVAL: u64 = 1 << 40;
+/// At most this many allocated (or freed) bytes of a running thread are missing from the
+/// process-wide totals at any moment.
+pub const TOTALS_BATCH_BYTES: u64 = 64 * 1024;
+const BATCH: i64 = TOTALS_BATCH_BYTES as i64;
+/// Fixed-point scale of the stored Horvitz–Thompson weights.
+pub(crate) const WEIGHT_ONE: u64 = 1 << 16;
+const NEVER: i64 = i64::MAX / 2;
+
+static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
+static SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+/// Bumped by every configuration change; threads compare it on their cold path.
+static CONFIG_GEN: AtomicU64 = AtomicU64::new(1);
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+/// Bytes allocated while the reentrancy guard was held: the profiler's own transient work.
+static GUARDED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Hot per-thread state. `const`-initialised and without `Drop`, so it is reachable from the
+/// very first allocation before `main` until the last one during thread teardown.
+struct Hot {
+    /// Bytes the thread may still allocate before the cold path must run.
+    countdown: Cell<i64>,
+    /// What `countdown` was set to at the last arm point.
+    armed: Cell<i64>,
+    /// Allocations since the last flush.
+    alloc_count: Cell<u64>,
+    /// Allocated bytes consumed at earlier arm points, not yet flushed.
+    alloc_pending: Cell<u64>,
+    free_budget: Cell<i64>,
+    free_armed: Cell<i64>,
+    free_count: Cell<u64>,
+    /// Bytes from the arm point to the next sample point.
+    gap: Cell<i64>,
+    /// The interval that was in force when `gap` was drawn (1 = exact, 0 = off).
+    gap_interval: Cell<u64>,
+    /// Last configuration generation seen; 0 = thread not initialised yet.
+    config_gen: Cell<u64>,
+    /// Reentrancy depth: non-zero while the profiler itself runs on this thread.
+    guard: Cell<u32>,
+    /// Tag of the active exact-recording scope (a `LeakCheck`), 0 when none.
+    scope: Cell<u32>,
+    /// Set once the thread-exit hook ran: flush on every call from then on.
+    exiting: Cell<bool>,
+    thread: Cell<u32>,
+    rng: Cell<Option<SmallRng>>,
+}
+
+thread_local! {
+    static HOT: Hot = const {
+        Hot {
+            countdown: Cell::new(0),
+            armed: Cell::new(0),
+            alloc_count: Cell::new(0),
+            alloc_pending: Cell::new(0),
+            free_budget: Cell::new(0),
+            free_armed: Cell::new(0),
+            free_count: Cell::new(0),
+            gap: Cell::new(0),
+            gap_interval: Cell::new(0),
+            config_gen: Cell::new(0),
+            guard: Cell::new(0),
+            scope: Cell::new(0),
+            exiting: Cell::new(false),
+            thread: Cell::new(0),
+            rng: Cell::new(None),
+        }
+    };
+    /// Flushes the thread's batched totals when the thread exits.
+    static EXIT_HOOK: ExitHook = const { ExitHook };
+}
+
+struct ExitHook;
+
+impl Drop for ExitHook {
+    fn drop(&mut self) {
+        with_hot(|h| {
+            h.exiting.set(true);
+            rebase(h);
+            flush_frees(h);
+            totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+            arm(h);
+        });
+        crate::threads::mark_exited(current_thread());
+    }
+}
+
+#[inline(always)]
+fn with_hot<R>(f: impl FnOnce(&Hot) -> R) -> R {
+    HOT.with(f)
+}
+
+/// Fast path of every allocation: returns `true` when nothing else has to run.
+#[inline(always)]
+pub(crate) fn alloc_fast(size: usize) -> bool {
+    with_hot(|h| {
+        let left = h.countdown.get().wrapping_sub(size as i64);
+        h.countdown.set(left);
+        h.alloc_count.set(h.alloc_count.get().wrapping_add(1));
+        left >= 0
+    })
+}
+
+/// Fast path of every free: batches the freed bytes into the thread's totals.
+#[inline(always)]
+pub(crate) fn free_fast(size: usize) {
+    with_hot(|h| {
+        let left = h.free_budget.get().wrapping_sub(size as i64);
+        h.free_budget.set(left);
+        h.free_count.set(h.free_count.get().wrapping_add(1));
+        if left < 0 {
+            flush_frees(h);
+        }
+    })
+}
+
+#[cold]
+fn flush_frees(h: &Hot) {
+    let bytes = h.free_armed.get().wrapping_sub(h.free_budget.get());
+    totals::flush_free(bytes.max(0) as u64, h.free_count.replace(0));
+    let budget = batch_budget(h);
+    h.free_armed.set(budget);
+    h.free_budget.set(budget);
+}
+
+/// What the cold path decided about one allocation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decision {
+    /// Not sampled: allocate from the inner allocator and go.
+    Skip,
+    /// Sampled: record it with these weights.
+    Sample(SampleInfo),
+}
+
+/// A sampled allocation's Horvitz–Thompson weights and attribution.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SampleInfo {
+    /// 1/p, in units of [`WEIGHT_ONE`].
+    pub w_count: u64,
+    /// size/p, in units of [`WEIGHT_ONE`].
+    pub w_bytes: u64,
+    /// Recorded with probability 1 (exact mode or a scope): no page alignment is used.
+    pub exact: bool,
+    /// The exact-recording scope, 0 if none.
+    pub tag: u32,
+    /// Index of the allocating thread.
+    pub thread: u32,
+}
+
+/// Cold path of an allocation whose size drove the countdown below zero (already subtracted).
+#[cold]
+#[inline(never)]
+pub(crate) fn decide(size: usize) -> Decision {
+    with_hot(|h| {
+        let size = size.max(1) as i64;
+        let since_arm = charge(h);
+        if h.guard.get() > 0 {
+            arm(h);
+            return Decision::Skip;
+        }
+        let before = since_arm.saturating_sub(size).max(0);
+        if h.config_gen.get() != CONFIG_GEN.load(Ordering::Relaxed) {
+            // The bytes before this allocation belong to the old configuration's gap; the gap
+            // is redrawn anyway, and the draw is memoryless.
+            refresh(h);
+        }
+        let mut decision = Decision::Skip;
+        let scope = h.scope.get();
+        let thread = h.thread.get();
+        if scope != 0 {
+            decision = Decision::Sample(exact_sample(size, scope, thread));
+        } else {
+            let interval = h.gap_interval.get();
+            let gap = h.gap.get().saturating_sub(before);
+            if interval == 1 {
+                decision = Decision::Sample(exact_sample(size, 0, thread));
+                h.gap.set(0);
+            } else if interval == 0 {
+                h.gap.set(NEVER);
+            } else if gap < size {
+                decision = Decision::Sample(weights(size as u64, interval, thread));
+                h.gap.set(draw_gap(h, interval));
+            } else {
+                h.gap.set(gap - size);
+            }
+        }
+        arm(h);
+        decision
+    })
+}
+
+fn exact_sample(size: i64, tag: u32, thread: u32) -> SampleInfo {
+    SampleInfo {
+        w_count: WEIGHT_ONE,
+        w_bytes: (size as u64).saturating_mul(WEIGHT_ONE),
+        exact: true,
+        tag,
+        thread,
+    }
+}
+
+/// Horvitz–Thompson weights of an allocation of `size` bytes sampled at mean interval `t`.
+pub(crate) fn weights(size: u64, t: u64, thread: u32) -> SampleInfo {
+    let p = sample_probability(size, t);
+    let one = WEIGHT_ONE as f64;
+    SampleInfo {
+        w_count: (one / p).min(u64::MAX as f64 / 2.0) as u64,
+        w_bytes: (size as f64 * one / p).min(u64::MAX as f64 / 2.0) as u64,
+        exact: false,
+        tag: 0,
+        thread,
+    }
+}
+
+/// Probability that an allocation of `size` bytes is sampled at mean interval `t`: 1 − e^(−s/T).
+pub fn sample_probability(size: u64, t: u64) -> f64 {
+    if t <= 1 {
+        return 1.0;
+    }
+    // -expm1 keeps precision for s ≪ T, where 1 - exp(-x) would cancel.
+    -(-(size as f64) / t as f64).exp_m1()
+}
+
+/// Draws the next gap from Exp(mean = t) by inverse CDF; `u` is uniform in (0, 1].
+fn draw_gap(h: &Hot, t: u64) -> i64 {
+    let mut rng = h.rng.take().unwrap_or_else(|| SmallRng::seed_from_u64(0));
+    let gap = exponential_gap(rng.next_u64(), t);
+    h.rng.set(Some(rng));
+    gap
+}
+
+/// Maps 64 random bits to an exponential gap of mean `t` bytes (inverse CDF, `-t ln u`).
+pub(crate) fn exponential_gap(bits: u64, t: u64) -> i64 {
+    let u = ((bits >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+    let gap = -(t as f64) * u.ln();
+    if gap >= NEVER as f64 { NEVER } else { gap as i64 }
+}
+
+fn batch_budget(h: &Hot) -> i64 {
+    let exact = h.scope.get() != 0 || h.gap_interval.get() == 1;
+    if h.exiting.get() || exact { 0 } else { BATCH }
+}
+
+/// Moves the bytes allocated since the last arm point into the pending totals and makes
+/// "now" the arm point; returns those bytes. Charging twice never counts a byte twice.
+fn charge(h: &Hot) -> i64 {
+    let since_arm = h.armed.get().wrapping_sub(h.countdown.get()).max(0);
+    h.alloc_pending.set(h.alloc_pending.get().wrapping_add(since_arm as u64));
+    if h.guard.get() > 0 {
+        GUARDED_BYTES.fetch_add(since_arm as u64, Ordering::Relaxed);
+    }
+    h.armed.set(0);
+    h.countdown.set(0);
+    since_arm
+}
+
+/// Sets the countdowns from the current gap and mode; the arm point is "now".
+fn arm(h: &Hot) {
+    charge(h);
+    let budget = batch_budget(h);
+    let limit = if h.guard.get() > 0 {
+        budget
+    } else if h.scope.get() != 0 {
+        0
+    } else {
+        h.gap.get().min(budget).max(0)
+    };
+    h.armed.set(limit);
+    h.countdown.set(limit);
+    if h.alloc_pending.get() >= TOTALS_BATCH_BYTES || budget == 0 {
+        totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+    }
+    if budget == 0 || h.free_armed.get() != budget {
+        flush_frees(h);
+    }
+}
+
+/// Makes "now" the arm point, charging the bytes since the last one to the current mode: they
+/// advance the sampling process only outside the guard and outside exact scopes.
+fn rebase(h: &Hot) {
+    let since_arm = charge(h);
+    if h.guard.get() == 0 && h.scope.get() == 0 {
+        h.gap.set(h.gap.get().saturating_sub(since_arm).max(0));
+    }
+}
+
+/// Brings the thread up to date with the global configuration (and initialises it first time).
+fn refresh(h: &Hot) {
+    h.guard.set(h.guard.get() + 1);
+    if h.config_gen.get() == 0 {
+        let index = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        h.thread.set(index);
+        crate::fork::install();
+        crate::threads::register(index);
+        // Registering the destructor may allocate; the guard above makes that pass through.
+        EXIT_HOOK.with(|_| {});
+    }
+    h.guard.set(h.guard.get() - 1);
+    h.config_gen.set(CONFIG_GEN.load(Ordering::Relaxed));
+    let interval = INTERVAL.load(Ordering::Relaxed);
+    h.gap_interval.set(interval);
+    reseed(h, SEED.load(Ordering::Relaxed));
+    let gap = match interval {
+        0 => NEVER,
+        1 => 0,
+        t => draw_gap(h, t),
+    };
+    h.gap.set(gap);
+}
+
+fn reseed(h: &Hot, seed: u64) {
+    let stream = seed ^ (h.thread.get() as u64).wrapping_mul(0xa076_1d64_78bd_642f);
+    h.rng.set(Some(SmallRng::seed_from_u64(stream)));
+}
+
+/// Sets the mean sampling interval in bytes for the whole process.
+///
+/// `1` records every allocation (exact mode); `0` turns sampling off. The calling thread uses
+/// the new interval at once; other threads pick it up within [`TOTALS_BATCH_BYTES`] of their
+/// own allocation, as do threads started later. Values above 2^40 are clamped.
+///
+/// ```
+/// heapsampler::set_sample_interval(64 * 1024);
+/// assert_eq!(heapsampler::sample_interval(), 64 * 1024);
+/// heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+/// ```
+pub fn set_sample_interval(bytes: u64) {
+    crate::config::note_explicit_interval();
+    store_interval(bytes);
+}
+
+pub(crate) fn store_interval(bytes: u64) {
+    INTERVAL.store(bytes.min(MAX_SAMPLE_INTERVAL), Ordering::Relaxed);
+    bump_config();
+}
+
+/// The mean sampling interval in force, in bytes (1 = exact, 0 = off).
+///
+/// ```
+/// assert!(heapsampler::sample_interval() > 0);
+/// ```
+pub fn sample_interval() -> u64 {
+    INTERVAL.load(Ordering::Relaxed)
+}
+
+/// Seeds the sampling RNGs so that a run can be reproduced.
+///
+/// The calling thread restarts its random stream from `seed` at once; every other thread
+/// re-seeds from `seed` and its own thread index at its next cold path.
+///
+/// ```
+/// heapsampler::set_seed(42);
+/// ```
+pub fn set_seed(seed: u64) {
+    SEED.store(seed, Ordering::Relaxed);
+    bump_config();
+}
+
+fn bump_config() {
+    CONFIG_GEN.fetch_add(1, Ordering::Relaxed);
+    with_hot(|h| {
+        rebase(h);
+        refresh(h);
+        arm(h);
+    });
+}
+
+/// Flushes the calling thread's batched totals into the process-wide counters.
+pub(crate) fn flush_current_thread() {
+    with_hot(|h| {
+        rebase(h);
+        totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+        flush_frees(h);
+        arm(h);
+    });
+}
+
+/// Index of the calling thread (0 before its first cold path).
+pub(crate) fn current_thread() -> u32 {
+    with_hot(|h| h.thread.get())
+}
+
+/// Bytes allocated while the reentrancy guard was held.
+pub(crate) fn guarded_bytes() -> u64 {
+    GUARDED_BYTES.load(Ordering::Relaxed)
+}
+
+/// While alive, every allocation of this thread passes straight to the inner allocator,
+/// unsampled, and does not advance the sampling process.
+pub(crate) struct Guard {
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+/// Enters the reentrancy guard (nestable).
+pub(crate) fn enter_guard() -> Guard {
+    with_hot(|h| {
+        if h.guard.get() == 0 {
+            rebase(h);
+        }
+        h.guard.set(h.guard.get() + 1);
+        arm(h);
+    });
+    Guard {
+        _not_send: core::marker::PhantomData,
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        with_hot(|h| {
+            if h.guard.get() == 1 {
+                rebase(h);
+            }
+            h.guard.set(h.guard.get().saturating_sub(1));
+            arm(h);
+        });
+    }
+}
+
+/// Whether the calling thread is inside the profiler (the guard is held).
+pub(crate) fn in_guard() -> bool {
+    with_hot(|h| h.guard.get() > 0)
+}
+
+/// Starts recording every allocation of this thread exactly under `tag`; returns the previous
+/// tag so scopes nest.
+pub(crate) fn enter_scope(tag: u32) -> u32 {
+    with_hot(|h| {
+        if h.config_gen.get() == 0 {
+            refresh(h);
+        }
+        rebase(h);
+        let prev = h.scope.replace(tag);
+        arm(h);
+        prev
+    })
+}
+
+/// Restores the scope tag that [`enter_scope`] returned.
+pub(crate) fn leave_scope(prev: u32) {
+    with_hot(|h| {
+        rebase(h);
+        h.scope.set(prev);
+        arm(h);
+    })
+}
+
+/// The calling thread's active scope tag, 0 if none.
+pub(crate) fn current_scope() -> u32 {
+    with_hot(|h| h.scope.get())
+}
+
+/// Re-seeds the calling thread in a forked child so parent and child sample differently.
+pub(crate) fn reseed_after_fork() {
+    with_hot(|h| {
+        let pid = std::process::id() as u64;
+        reseed(h, SEED.load(Ordering::Relaxed) ^ pid.rotate_left(32));
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probability_matches_formula() {
+        assert_eq!(sample_probability(10, 1), 1.0);
+        let p = sample_probability(512 * 1024, 512 * 1024);
+        assert!((p - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
+        let tiny = sample_probability(1, 1 << 20);
+        assert!((tiny - 1.0 / (1u64 << 20) as f64).abs() / tiny < 1e-6);
+    }
+
+    #[test]
+    fn exponential_gaps_have_the_right_mean() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let n = 200_000;
+        let t = 4096;
+        let sum: f64 = (0..n).map(|_| exponential_gap(rng.next_u64(), t) as f64).sum();
+        let mean = sum / n as f64;
+        // The mean of n Exp(t) draws has standard deviation t/sqrt(n) ≈ 0.22 % of t.
+        assert!((mean / t as f64 - 1.0).abs() < 0.01, "mean gap {mean}");
+    }
+}

@@ -1,0 +1,87 @@
+//! Address → function, file, line, at report time only, with a process-wide cache.
+//!
+//! Resolution is slow the first time (the debug info is loaded: tens of milliseconds and
+//! thousands of allocations) and about a hash lookup after. It always runs under the
+//! reentrancy guard, so its allocations are profiler overhead, never a user site.
+
+use crate::lock::ForkMutex;
+use crate::profile::Frame;
+use crate::sampler;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Cache = HashMap<u64, Arc<[Frame]>>;
+
+/// Bound on cached addresses; past it the cache is cleared and starts over.
+const MAX_CACHED: usize = 1 << 18;
+
+static CACHE: ForkMutex<Option<Cache>> = ForkMutex::new(None);
+
+/// Function-name prefixes of the allocator's own frames, left out at the top of a stack.
+const ALLOCATOR_FRAMES: &[&str] = &[
+    "__rust_alloc",
+    "__rust_realloc",
+    "__rust_dealloc",
+    "__rdl_",
+    "__rg_",
+    "<heapsampler::",
+    "heapsampler::allocator",
+    "heapsampler::stacks",
+    "alloc::alloc::",
+    "std::alloc::",
+    "core::alloc::",
+    "<std::alloc::",
+];
+
+/// Symbolizes one address (all its inlined frames, innermost first).
+pub fn resolve(address: u64) -> Arc<[Frame]> {
+    let _guard = sampler::enter_guard();
+    if let Some(hit) = CACHE.lock().as_ref().and_then(|c| c.get(&address).cloned()) {
+        return hit;
+    }
+    let mut frames = Vec::new();
+    backtrace::resolve(address as usize as *mut core::ffi::c_void, |sym| {
+        frames.push(Frame {
+            address,
+            function: sym.name().map(|n| format!("{n:#}")),
+            file: sym.filename().map(|p| p.display().to_string()),
+            line: sym.lineno(),
+        });
+    });
+    if frames.is_empty() {
+        frames.push(Frame { address, function: None, file: None, line: None });
+    }
+    let frames: Arc<[Frame]> = frames.into();
+    let mut cache = CACHE.lock();
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(address, frames.clone());
+    frames
+}
+
+fn is_allocator_frame(f: &Frame) -> bool {
+    f.function.as_deref().is_some_and(|n| ALLOCATOR_FRAMES.iter().any(|p| n.starts_with(p)))
+}
+
+/// Symbolizes a stack of raw addresses, dropping the allocator's own leading frames.
+pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
+    let mut out: Vec<Frame> = Vec::new();
+    for &a in addresses {
+        out.extend(resolve(a).iter().cloned());
+    }
+    let skip = out.iter().take_while(|f| is_allocator_frame(f)).count();
+    if skip < out.len() {
+        out.drain(..skip);
+    }
+    out
+}
+
+/// Empties the cache (for measuring cold symbolization).
+pub fn clear_cache() {
+    let _guard = sampler::enter_guard();
+    if let Some(c) = CACHE.lock().as_mut() {
+        c.clear();
+    }
+}
