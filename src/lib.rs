@@ -52,12 +52,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod allocator;
+mod check;
 mod config;
 mod fork;
 mod internal_alloc;
+mod leaks;
 mod live;
 mod lock;
 mod profile;
+pub mod report;
+mod reporter;
 mod sampler;
 mod stacks;
 pub mod symbolize;
@@ -65,6 +69,7 @@ mod threads;
 mod totals;
 
 pub use allocator::Sampler;
+pub use leaks::{LeakDetector, LeakSuspect};
 pub use live::DEFAULT_MAX_LIVE_SAMPLES;
 pub use profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,

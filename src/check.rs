@@ -1,0 +1,3 @@
+//! `LeakCheck`: scoped exact leak checks for tests.
+//!
+//! STUB: owned by the leak-check work (issue 4).

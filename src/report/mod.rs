@@ -1,0 +1,3 @@
+//! Renderers of a [`Profile`](crate::Profile): JSON (schema v1), pprof, flamegraph.
+
+pub mod json;
