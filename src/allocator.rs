@@ -142,9 +142,13 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_tracked(&self, ptr: *mut u8, layout: Layout) -> bool {
-        let _guard = sampler::enter_guard();
-        let Some(record) = live::remove(ptr) else { return false };
-        stacks::release(record.stack, &record.sample);
+        let record = {
+            let _guard = sampler::enter_guard();
+            let Some(record) = live::remove(ptr) else { return false };
+            stacks::release(record.stack, &record.sample);
+            record
+        };
+        // Outside the guard: this free is the program's, not the profiler's.
         sampler::free_fast(layout.size());
         // SAFETY: the record holds the layout this block was allocated with from `inner`.
         unsafe { self.inner.dealloc(ptr, record.layout()) };

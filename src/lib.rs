@@ -79,7 +79,7 @@ pub use sampler::{
     set_sample_interval,
 };
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_STACK_DEPTH, StackId};
-pub use totals::Totals;
+pub use totals::{Totals, totals};
 
 /// Bounds on the profiler's own tables. When one is full, new samples are dropped and counted
 /// in [`ProfilerStats::samples_dropped`]; memory never grows past them.

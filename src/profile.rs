@@ -257,11 +257,17 @@ impl Profile {
     /// Per-site and total changes from `older` to `self` (sites are matched by stack id).
     ///
     /// ```
-    /// let before = heapsampler::snapshot();
-    /// let kept = vec![1u8; 4 << 20];
-    /// let after = heapsampler::snapshot();
-    /// let diff = after.diff(&before);
-    /// assert!(diff.totals.live_bytes >= kept.len() as i64 - 64 * 1024);
+    /// #[global_allocator]
+    /// static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+    ///     heapsampler::Sampler::new(std::alloc::System);
+    ///
+    /// fn main() {
+    ///     let before = heapsampler::snapshot();
+    ///     let kept = vec![1u8; 4 << 20];
+    ///     let after = heapsampler::snapshot();
+    ///     let diff = after.diff(&before);
+    ///     assert!(diff.totals.live_bytes >= kept.len() as i64);
+    /// }
     /// ```
     pub fn diff(&self, older: &Profile) -> ProfileDiff {
         let old: std::collections::HashMap<StackId, &Site> =

@@ -34,6 +34,9 @@ static CONFIG_GEN: AtomicU64 = AtomicU64::new(1);
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
 /// Bytes allocated while the reentrancy guard was held: the profiler's own transient work.
 static GUARDED_BYTES: AtomicU64 = AtomicU64::new(0);
+static GUARDED_OBJECTS: AtomicU64 = AtomicU64::new(0);
+static GUARDED_FREED_BYTES: AtomicU64 = AtomicU64::new(0);
+static GUARDED_FREED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 
 /// Hot per-thread state. `const`-initialised and without `Drop`, so it is reachable from the
 /// very first allocation before `main` until the last one during thread teardown.
@@ -44,11 +47,20 @@ struct Hot {
     armed: Cell<i64>,
     /// Allocations since the last flush.
     alloc_count: Cell<u64>,
+    /// `alloc_count` at the last arm point.
+    count_at_arm: Cell<u64>,
     /// Allocated bytes consumed at earlier arm points, not yet flushed.
     alloc_pending: Cell<u64>,
+    /// Bytes the thread may still free before its free totals must be flushed.
     free_budget: Cell<i64>,
+    /// `free_budget` at the last arm point.
     free_armed: Cell<i64>,
+    /// The budget the free side was last armed with (the batch, or 0 in exact mode).
+    free_mode: Cell<i64>,
+    /// Freed bytes charged at earlier arm points, not yet flushed.
+    free_pending: Cell<u64>,
     free_count: Cell<u64>,
+    free_count_at_arm: Cell<u64>,
     /// Bytes from the arm point to the next sample point.
     gap: Cell<i64>,
     /// The interval that was in force when `gap` was drawn (1 = exact, 0 = off).
@@ -71,10 +83,14 @@ thread_local! {
             countdown: Cell::new(0),
             armed: Cell::new(0),
             alloc_count: Cell::new(0),
+            count_at_arm: Cell::new(0),
             alloc_pending: Cell::new(0),
             free_budget: Cell::new(0),
             free_armed: Cell::new(0),
+            free_mode: Cell::new(-1),
+            free_pending: Cell::new(0),
             free_count: Cell::new(0),
+            free_count_at_arm: Cell::new(0),
             gap: Cell::new(0),
             gap_interval: Cell::new(0),
             config_gen: Cell::new(0),
@@ -97,7 +113,7 @@ impl Drop for ExitHook {
             h.exiting.set(true);
             rebase(h);
             flush_frees(h);
-            totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+            flush_allocs(h);
             arm(h);
         });
         crate::threads::mark_exited(current_thread());
@@ -135,9 +151,11 @@ pub(crate) fn free_fast(size: usize) {
 
 #[cold]
 fn flush_frees(h: &Hot) {
-    let bytes = h.free_armed.get().wrapping_sub(h.free_budget.get());
-    totals::flush_free(bytes.max(0) as u64, h.free_count.replace(0));
+    charge_frees(h);
+    totals::flush_free(h.free_pending.replace(0), h.free_count.replace(0));
+    h.free_count_at_arm.set(0);
     let budget = batch_budget(h);
+    h.free_mode.set(budget);
     h.free_armed.set(budget);
     h.free_budget.set(budget);
 }
@@ -267,10 +285,33 @@ fn charge(h: &Hot) -> i64 {
     h.alloc_pending.set(h.alloc_pending.get().wrapping_add(since_arm as u64));
     if h.guard.get() > 0 {
         GUARDED_BYTES.fetch_add(since_arm as u64, Ordering::Relaxed);
+        let objects = h.alloc_count.get().wrapping_sub(h.count_at_arm.get());
+        GUARDED_OBJECTS.fetch_add(objects, Ordering::Relaxed);
     }
+    h.count_at_arm.set(h.alloc_count.get());
+    charge_frees(h);
     h.armed.set(0);
     h.countdown.set(0);
     since_arm
+}
+
+/// The free-side half of [`charge`]: frees since the last arm point become pending, and count
+/// as the profiler's own when the guard is held.
+fn charge_frees(h: &Hot) {
+    let freed = h.free_armed.get().wrapping_sub(h.free_budget.get()).max(0) as u64;
+    h.free_pending.set(h.free_pending.get().wrapping_add(freed));
+    if h.guard.get() > 0 {
+        GUARDED_FREED_BYTES.fetch_add(freed, Ordering::Relaxed);
+        let objects = h.free_count.get().wrapping_sub(h.free_count_at_arm.get());
+        GUARDED_FREED_OBJECTS.fetch_add(objects, Ordering::Relaxed);
+    }
+    h.free_count_at_arm.set(h.free_count.get());
+    h.free_armed.set(h.free_budget.get());
+}
+
+fn flush_allocs(h: &Hot) {
+    totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+    h.count_at_arm.set(0);
 }
 
 /// Sets the countdowns from the current gap and mode; the arm point is "now".
@@ -287,9 +328,9 @@ fn arm(h: &Hot) {
     h.armed.set(limit);
     h.countdown.set(limit);
     if h.alloc_pending.get() >= TOTALS_BATCH_BYTES || budget == 0 {
-        totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+        flush_allocs(h);
     }
-    if budget == 0 || h.free_armed.get() != budget {
+    if budget == 0 || h.free_mode.get() != budget {
         flush_frees(h);
     }
 }
@@ -388,7 +429,7 @@ fn bump_config() {
 pub(crate) fn flush_current_thread() {
     with_hot(|h| {
         rebase(h);
-        totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
+        flush_allocs(h);
         flush_frees(h);
         arm(h);
     });
@@ -402,6 +443,16 @@ pub(crate) fn current_thread() -> u32 {
 /// Bytes allocated while the reentrancy guard was held.
 pub(crate) fn guarded_bytes() -> u64 {
     GUARDED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Allocations made while the reentrancy guard was held.
+pub(crate) fn guarded_objects() -> u64 {
+    GUARDED_OBJECTS.load(Ordering::Relaxed)
+}
+
+/// Bytes and blocks freed while the reentrancy guard was held.
+pub(crate) fn guarded_frees() -> (u64, u64) {
+    (GUARDED_FREED_BYTES.load(Ordering::Relaxed), GUARDED_FREED_OBJECTS.load(Ordering::Relaxed))
 }
 
 /// While alive, every allocation of this thread passes straight to the inner allocator,

@@ -70,6 +70,19 @@ pub struct Totals {
     pub live_objects: u64,
     /// The most bytes ever live at once.
     pub peak_live_bytes: u64,
+    /// Of `allocated_bytes`, those the profiler allocated for its own work (symbolizing,
+    /// rendering, lock bookkeeping), outside its fixed tables. Never sampled.
+    #[serde(default)]
+    pub overhead_allocated_bytes: u64,
+    /// Of `allocated_objects`, those the profiler made for its own work.
+    #[serde(default)]
+    pub overhead_allocated_objects: u64,
+    /// Of `freed_bytes`, those the profiler freed while doing its own work.
+    #[serde(default)]
+    pub overhead_freed_bytes: u64,
+    /// Of `freed_objects`, those the profiler freed while doing its own work.
+    #[serde(default)]
+    pub overhead_freed_objects: u64,
 }
 
 /// Reads the counters (the caller flushes its own thread first).
@@ -87,5 +100,31 @@ pub(crate) fn read() -> Totals {
         live_bytes,
         live_objects: allocated_objects.saturating_sub(freed_objects),
         peak_live_bytes: PEAK_LIVE.load(Ordering::Relaxed).max(live_bytes),
+        overhead_allocated_bytes: crate::sampler::guarded_bytes(),
+        overhead_allocated_objects: crate::sampler::guarded_objects(),
+        overhead_freed_bytes: crate::sampler::guarded_frees().0,
+        overhead_freed_objects: crate::sampler::guarded_frees().1,
     }
+}
+
+/// The exact process-wide totals, without building a [`Profile`](crate::Profile).
+///
+/// Allocates nothing, so the difference of two calls around a piece of work is exactly that
+/// work's allocations (plus whatever other threads did, within their batch bound).
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+///     heapsampler::Sampler::new(std::alloc::System);
+///
+/// fn main() {
+///     let before = heapsampler::totals();
+///     let v = vec![0u8; 1000];
+///     let after = heapsampler::totals();
+///     assert_eq!(after.allocated_bytes - before.allocated_bytes, v.capacity() as u64);
+/// }
+/// ```
+pub fn totals() -> Totals {
+    crate::sampler::flush_current_thread();
+    read()
 }
