@@ -1,5 +1,6 @@
 //! [`Sampler`]: the `GlobalAlloc` wrapper. Fast paths only; everything rare is `#[cold]`.
 
+use crate::check;
 use crate::live::{self, LiveRecord, PAGE};
 use crate::sampler::{self, Decision, SampleInfo};
 use crate::stacks::{self, MAX_STACK_DEPTH};
@@ -52,14 +53,19 @@ impl<A> Sampler<A> {
     }
 }
 
-/// The address of a local: frames at or below it belong to the allocator, not the program.
-#[inline(always)]
-fn stack_marker() -> usize {
-    let anchor = 0u8;
-    core::hint::black_box(&anchor) as *const u8 as usize
-}
-
 impl<A: GlobalAlloc> Sampler<A> {
+    /// Entry addresses of the functions that can be on the stack between the program and the
+    /// stack walker, so captured stacks start at the program's frame.
+    fn own_functions() -> stacks::OwnFunctions {
+        [
+            Self::alloc_cold as unsafe fn(&Self, Layout, bool) -> *mut u8 as usize,
+            Self::alloc_sampled as unsafe fn(&Self, Layout, bool, SampleInfo) -> *mut u8 as usize,
+            Self::realloc_cold as unsafe fn(&Self, *mut u8, Layout, usize, bool) -> *mut u8 as usize,
+            stacks::capture as fn(&mut [usize; MAX_STACK_DEPTH], &stacks::OwnFunctions) -> usize
+                as usize,
+        ]
+    }
+
     #[inline(always)]
     unsafe fn inner_alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         // SAFETY: the caller passes a layout valid for `GlobalAlloc::alloc` (non-zero size).
@@ -71,29 +77,26 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn alloc_cold(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        let marker = stack_marker();
         match sampler::decide(layout.size()) {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Skip => unsafe { self.inner_alloc(layout, zeroed) },
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
-            Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info, marker) },
+            Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info) },
         }
     }
 
     /// Allocates and records a sampled block. Any failure to record degrades to a plain,
     /// counted-as-dropped allocation; nothing here can fail the program.
-    unsafe fn alloc_sampled(
-        &self,
-        layout: Layout,
-        zeroed: bool,
-        info: SampleInfo,
-        marker: usize,
-    ) -> *mut u8 {
+    #[inline(never)]
+    unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool, info: SampleInfo) -> *mut u8 {
         let _guard = sampler::enter_guard();
         let mut frames = [0usize; MAX_STACK_DEPTH];
-        let depth = stacks::capture(&mut frames, marker);
+        let depth = stacks::capture(&mut frames, &Self::own_functions());
         let plain = |this: &Self| {
             stacks::count_dropped();
+            if info.tag != 0 {
+                check::scopes::on_unrecorded(info.tag);
+            }
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             unsafe { this.inner_alloc(layout, zeroed) }
         };
@@ -135,6 +138,9 @@ impl<A: GlobalAlloc> Sampler<A> {
             unsafe { self.inner.dealloc(block, block_layout) };
             return plain(self);
         }
+        if info.tag != 0 {
+            check::scopes::on_alloc(info.tag, block_layout.size());
+        }
         block
     }
 
@@ -146,6 +152,9 @@ impl<A: GlobalAlloc> Sampler<A> {
             let _guard = sampler::enter_guard();
             let Some(record) = live::remove(ptr) else { return false };
             stacks::release(record.stack, &record.sample);
+            if record.sample.tag != 0 {
+                check::scopes::on_free(record.sample.tag, record.size);
+            }
             record
         };
         // Outside the guard: this free is the program's, not the profiler's.
@@ -164,7 +173,6 @@ impl<A: GlobalAlloc> Sampler<A> {
         new_size: usize,
         old_may_be_tracked: bool,
     ) -> *mut u8 {
-        let marker = stack_marker();
         // When the old block may be tracked the fast path did not count the new size yet.
         let counted_fast = old_may_be_tracked && sampler::alloc_fast(new_size);
         let decision = if counted_fast { Decision::Skip } else { sampler::decide(new_size) };
@@ -173,6 +181,13 @@ impl<A: GlobalAlloc> Sampler<A> {
             live::get(ptr)
         } else {
             None
+        };
+        // A block of an active leak check stays in it when any thread reallocates it.
+        let decision = match (decision, old_record) {
+            (Decision::Skip, Some(old)) if !sampler::in_guard() => {
+                check::scopes::inherit(old.sample.tag, new_size).map_or(decision, Decision::Sample)
+            }
+            _ => decision,
         };
         if old_record.is_none() {
             if let Decision::Skip = decision {
@@ -188,7 +203,7 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: `new_layout` has a non-zero size (a realloc target size must be non-zero).
             Decision::Skip => unsafe { self.inner.alloc(new_layout) },
             // SAFETY: as above.
-            Decision::Sample(info) => unsafe { self.alloc_sampled(new_layout, false, info, marker) },
+            Decision::Sample(info) => unsafe { self.alloc_sampled(new_layout, false, info) },
         };
         if new.is_null() {
             return new;

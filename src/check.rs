@@ -1,3 +1,639 @@
-//! `LeakCheck`: scoped exact leak checks for tests.
+//! [`LeakCheck`]: scoped, exact leak checks for tests.
 //!
-//! STUB: owned by the leak-check work (issue 4).
+//! A check gives its thread a *tag* and puts it in an exact-recording scope: from then on every
+//! allocation the thread makes is recorded with probability 1 and weight 1, its stack captured,
+//! and the tag stored in the live record — whatever the global sample interval. Frees are
+//! recognised from any thread (exact records are looked up on every free while any is live).
+//! Finishing the check collects the live records carrying its tag: those are the leaks. Other
+//! threads — other tests under libtest's parallel runner — are never in the scope, so they
+//! neither add to nor disturb the result.
+//!
+//! Heap counters per scope (allocations, bytes, live, peak) live in a fixed table of
+//! [`scopes::SLOTS`] slots that the allocator updates on its exact-record path (atomics only).
+//!
+//! After a check finishes, the blocks it reported stay in the process-wide profile as exact
+//! samples (p = 1, weight 1): they really are live, and counting them with weight 1 keeps every
+//! site estimate unbiased. Freeing them later is recognised as usual. While any such record is
+//! live, every free in the process looks the live table up (a few nanoseconds): a test process
+//! that leaked pays that until it frees or exits.
+
+mod report;
+pub(crate) mod scopes;
+
+pub use report::{HeapStats, LeakReport, LeakSite};
+
+use crate::internal_alloc::{TableAlloc, TableVec};
+use crate::profile::Frame;
+use crate::stacks::StackId;
+use crate::{live, sampler, stacks, symbolize};
+use core::marker::PhantomData;
+use scopes::{Counters, MAX_NEST};
+
+/// Leading frames of these crates are the allocation machinery, not the code under test.
+const LIBRARY_PREFIXES: &[&str] = &["alloc::", "core::", "hashbrown::", "std::alloc::"];
+
+/// An exact leak check over a scope of a test: fails with the stacks of whatever was allocated
+/// in it and not freed.
+///
+/// [`start`](Self::start) puts the calling thread in the check's scope; every allocation the
+/// thread makes from then on is recorded exactly, with its stack, until the check finishes.
+/// Other threads are not recorded unless they join explicitly (see
+/// [`handle`](Self::handle) and [`spawn`](Self::spawn)), so tests running in parallel in one
+/// process (libtest) or one per process (nextest) do not disturb each other.
+///
+/// Finish with [`assert_no_leaks`](Self::assert_no_leaks),
+/// [`assert_leaked_at_most`](Self::assert_leaked_at_most) or [`finish`](Self::finish). A check
+/// dropped without finishing (say, the test panicked) just ends its scope.
+///
+/// # Nesting
+/// A check started inside another on the same thread (or on a thread that joined one) is
+/// *nested*: the inner check sees only what is allocated while it is active; the outer one
+/// sees everything, including what the inner check allocated. Blocks still live when the inner
+/// check finishes are handed to the outer check, which reports them if they are still live
+/// when it finishes (unless its own allow-list matches them). Heap counters of the outer check
+/// include the inner check's allocations as they happen. Finish checks in reverse order of
+/// starting; a check finished out of order stops counting at once, and its inner checks then
+/// hand their blocks to the nearest enclosing check still active.
+///
+/// # Limits
+/// Up to 256 checks can be active at once with heap counters; a check started beyond that
+/// still finds its thread's leaks, but [`stats`](Self::stats) returns `None` and it cannot be
+/// shared with other threads ([`handle`](Self::handle) panics and says so). Tags are unique
+/// for 2^24 checks per process.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+/// let check = heapsampler::LeakCheck::start();
+/// let mut v: Vec<u64> = (0..1000).collect();
+/// v.retain(|x| x % 2 == 0);
+/// drop(v);
+/// assert!(check.peak_bytes() >= 8000);
+/// check.assert_no_leaks();
+/// ```
+#[derive(Debug)]
+pub struct LeakCheck {
+    tag: u32,
+    owns_slot: bool,
+    /// Enclosing checks when this one started, innermost first, 0-terminated.
+    ancestors: [u32; MAX_NEST],
+    /// Allowed function-name substrings; allocated under the reentrancy guard, so never in scope.
+    allow: Vec<String>,
+    done: bool,
+    /// The scope belongs to the thread that started it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LeakCheck {
+    /// Starts a check: every allocation this thread makes from now on is recorded exactly until
+    /// the check finishes (or is dropped).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let s = String::from("freed before the end");
+    /// drop(s);
+    /// check.assert_no_leaks();
+    /// ```
+    pub fn start() -> LeakCheck {
+        let mut ancestors = [0u32; MAX_NEST];
+        let enclosing = sampler::current_scope();
+        if scopes::is_active(enclosing) {
+            let mut above = [0u32; MAX_NEST];
+            scopes::ancestors_of(enclosing, &mut above);
+            ancestors[0] = enclosing;
+            ancestors[1..].copy_from_slice(&above[..MAX_NEST - 1]);
+        }
+        let (tag, owns_slot) = scopes::claim(&ancestors);
+        // Last: nothing above is allocated in the scope.
+        sampler::enter_scope(tag);
+        LeakCheck { tag, owns_slot, ancestors, allow: Vec::new(), done: false, _not_send: PhantomData }
+    }
+
+    /// Allows memory retained on purpose: a live site whose symbolized stack has a function
+    /// containing `pattern` is not a leak (it is listed in [`LeakReport::allowed`]). Lazy
+    /// statics, thread-locals and caches are the usual candidates.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// static CACHE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    /// let check = heapsampler::LeakCheck::start().allow("OnceLock");
+    /// CACHE.get_or_init(|| vec![1, 2, 3]);
+    /// check.assert_no_leaks();
+    /// ```
+    pub fn allow(mut self, pattern: &str) -> Self {
+        // The list is the check's own bookkeeping: keep it out of the scope.
+        let _guard = sampler::enter_guard();
+        self.allow.push(pattern.to_owned());
+        self
+    }
+
+    /// A handle other threads can use to join this check's scope: it is `Send + Clone`, and
+    /// [`CheckHandle::enter`] records the entering thread's allocations in this check until
+    /// the returned guard drops.
+    ///
+    /// There is no hook into `std::thread::spawn`, so threads join explicitly: through this
+    /// handle (for thread pools and channels), [`LeakCheck::spawn`], or
+    /// [`CheckHandle::wrap`]. Threads that do not join are not part of the check — their
+    /// allocations are neither recorded nor reported, though their frees of blocks allocated
+    /// in scope always count.
+    ///
+    /// # Panics
+    /// If this check runs without a slot (more than 256 checks active at once).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let handle = check.handle();
+    /// std::thread::spawn(move || {
+    ///     let _in_check = handle.enter();
+    ///     std::mem::forget(vec![0u8; 100]); // recorded in the check
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// assert_eq!(check.finish().leaked_bytes, 100);
+    /// ```
+    #[track_caller]
+    pub fn handle(&self) -> CheckHandle {
+        assert!(
+            self.owns_slot,
+            "heapsampler: this LeakCheck cannot be shared with other threads: more than 256 \
+             leak checks were active at once when it started"
+        );
+        CheckHandle { tag: self.tag }
+    }
+
+    /// Spawns a thread that runs `f` inside this check's scope: a leak in `f` is this check's
+    /// leak. Shorthand for `std::thread::spawn` with [`CheckHandle::wrap`].
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let sum = check.spawn(|| (0..100u64).collect::<Vec<_>>().iter().sum::<u64>()).join().unwrap();
+    /// assert_eq!(sum, 4950);
+    /// check.assert_no_leaks();
+    /// ```
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle().spawn(f)
+    }
+
+    /// The scope's heap usage so far; `None` when the check has no counters (more than 256
+    /// checks were active at once when it started).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let a = vec![0u8; 300];
+    /// let b = vec![0u8; 200];
+    /// drop(a);
+    /// let stats = check.stats().unwrap();
+    /// assert_eq!((stats.allocations, stats.live_bytes, stats.peak_bytes), (2, 200, 500));
+    /// drop(b);
+    /// # check.assert_no_leaks();
+    /// ```
+    pub fn stats(&self) -> Option<HeapStats> {
+        if !self.owns_slot {
+            return None;
+        }
+        scopes::read(self.tag).map(to_stats)
+    }
+
+    #[track_caller]
+    fn counted(&self) -> HeapStats {
+        match self.stats() {
+            Some(s) => s,
+            None => panic!(
+                "heapsampler: this LeakCheck has no heap counters: more than 256 leak checks \
+                 were active at once when it started"
+            ),
+        }
+    }
+
+    /// The most bytes allocated in scope that were live at once, so far.
+    ///
+    /// # Panics
+    /// When the check has no counters (see [`stats`](Self::stats)).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// drop(vec![0u8; 4096]);
+    /// assert_eq!(check.peak_bytes(), 4096);
+    /// # check.assert_no_leaks();
+    /// ```
+    #[track_caller]
+    pub fn peak_bytes(&self) -> u64 {
+        self.counted().peak_bytes
+    }
+
+    /// Allocations made in scope so far (a `realloc` counts as one).
+    ///
+    /// # Panics
+    /// When the check has no counters (see [`stats`](Self::stats)).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// for _ in 0..3 {
+    ///     drop(Box::new(1u32));
+    /// }
+    /// assert_eq!(check.allocations(), 3);
+    /// # check.assert_no_leaks();
+    /// ```
+    #[track_caller]
+    pub fn allocations(&self) -> u64 {
+        self.counted().allocations
+    }
+
+    /// Bytes allocated in scope so far.
+    ///
+    /// # Panics
+    /// When the check has no counters (see [`stats`](Self::stats)).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// drop(vec![0u8; 10]);
+    /// drop(vec![0u8; 20]);
+    /// assert_eq!(check.allocated_bytes(), 30);
+    /// # check.assert_no_leaks();
+    /// ```
+    #[track_caller]
+    pub fn allocated_bytes(&self) -> u64 {
+        self.counted().allocated_bytes
+    }
+
+    /// Bytes allocated in scope and live now.
+    ///
+    /// # Panics
+    /// When the check has no counters (see [`stats`](Self::stats)).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let v = vec![0u8; 64];
+    /// assert_eq!(check.live_bytes(), 64);
+    /// drop(v);
+    /// # check.assert_no_leaks();
+    /// ```
+    #[track_caller]
+    pub fn live_bytes(&self) -> u64 {
+        self.counted().live_bytes
+    }
+
+    /// Ends the check and reports the blocks allocated in scope that are still live, grouped
+    /// by call site with symbolized stacks.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let keep = vec![0u8; 32];
+    /// let report = check.finish();
+    /// assert_eq!((report.leaked_bytes, report.leaked_blocks), (32, 1));
+    /// drop(keep); // freeing it later is fine: the record leaves the profile
+    /// ```
+    pub fn finish(mut self) -> LeakReport {
+        self.end_scope();
+        // Everything below is the check's own work: never recorded, never in any scope.
+        let _guard = sampler::enter_guard();
+        let mut records = collect_records(self.tag);
+        records.sort_unstable_by_key(|r| r.0);
+        let mut report = LeakReport::default();
+        let mut start = 0;
+        while start < records.len() {
+            let stack = records[start].0;
+            let end = start + records[start..].iter().take_while(|r| r.0 == stack).count();
+            let bytes = records[start..end].iter().map(|r| r.1 as u64).sum();
+            let site = site_of(stack, bytes, (end - start) as u64);
+            if self.allow.iter().any(|p| site.1.iter().any(|f| function_contains(f, p))) {
+                report.allowed.push(site.0);
+            } else {
+                report.leaked_bytes += bytes;
+                report.leaked_blocks += (end - start) as u64;
+                report.sites.push(site.0);
+            }
+            start = end;
+        }
+        report.sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));
+        report.stats = self.retire().map(to_stats);
+        report
+    }
+
+    /// Ends the check and panics if anything allocated in scope is still live (and not
+    /// allowed), with a message that gives the total leaked and, per site, the bytes, the
+    /// block count and the stack — the code under test first.
+    ///
+    /// # Panics
+    /// On a leak, or when allocations in scope could not be recorded (tables full).
+    ///
+    /// ```should_panic
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// std::mem::forget(vec![1u8; 10]);
+    /// check.assert_no_leaks(); // panics: "leak check: 10 bytes leaked in 1 block at 1 site ..."
+    /// ```
+    #[track_caller]
+    pub fn assert_no_leaks(self) {
+        let report = self.finish();
+        if !report.is_clean() {
+            panic!("{report}");
+        }
+    }
+
+    /// Ends the check and panics if more than `bytes` bytes allocated in scope are still live
+    /// (and not allowed), with the same message as [`assert_no_leaks`](Self::assert_no_leaks).
+    ///
+    /// # Panics
+    /// Above the budget, or when allocations in scope could not be recorded (tables full).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let kept = Box::leak(Box::new(0u64));
+    /// check.assert_leaked_at_most(8);
+    /// # let _ = kept;
+    /// ```
+    #[track_caller]
+    pub fn assert_leaked_at_most(self, bytes: u64) {
+        let report = self.finish();
+        let unrecorded = report.stats.map_or(0, |s| s.unrecorded);
+        if report.leaked_bytes > bytes || unrecorded > 0 {
+            panic!("leak budget of {bytes} bytes exceeded\n{report}");
+        }
+    }
+
+    /// Leaves the thread's scope, returning it to the nearest enclosing check still active.
+    fn end_scope(&mut self) {
+        if sampler::current_scope() == self.tag {
+            sampler::leave_scope(self.nearest_active_ancestor());
+        }
+    }
+
+    fn nearest_active_ancestor(&self) -> u32 {
+        self.ancestors.iter().copied().find(|&a| scopes::is_active(a)).unwrap_or(0)
+    }
+
+    /// Hands the scope's live blocks to the enclosing check and frees the slot.
+    fn retire(&mut self) -> Option<Counters> {
+        self.done = true;
+        let parent = self.nearest_active_ancestor();
+        if parent != 0 {
+            live::retag(self.tag, parent);
+        }
+        scopes::release(self.tag, self.owns_slot)
+    }
+}
+
+impl Drop for LeakCheck {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end_scope();
+            self.retire();
+        }
+    }
+}
+
+fn to_stats(c: Counters) -> HeapStats {
+    HeapStats {
+        allocations: c.allocations,
+        allocated_bytes: c.allocated_bytes,
+        frees: c.frees,
+        freed_bytes: c.freed_bytes,
+        live_blocks: c.live_blocks,
+        live_bytes: c.live_bytes,
+        peak_bytes: c.peak_bytes,
+        unrecorded: c.unrecorded,
+    }
+}
+
+/// `(stack, size)` of every live record carrying `tag`. Uses the table allocator: a global
+/// allocation while a live-table shard is locked could re-enter that lock through a free.
+fn collect_records(tag: u32) -> TableVec<(StackId, usize)> {
+    let mut out = TableVec::new_in(TableAlloc);
+    live::for_each(|_, rec| {
+        if rec.sample.tag == tag && out.try_reserve(1).is_ok() {
+            out.push((rec.stack, rec.size));
+        }
+    });
+    out
+}
+
+/// The reported site (library allocation frames trimmed) and its full symbolized stack.
+fn site_of(stack: StackId, bytes: u64, blocks: u64) -> (LeakSite, Vec<Frame>) {
+    let mut raw = TableVec::new_in(TableAlloc);
+    stacks::frames_of(stack, &mut raw);
+    let addresses: Vec<u64> = raw.iter().map(|&a| a as u64).collect();
+    drop(raw);
+    let full = symbolize::frames_of(&addresses);
+    let lead = full.iter().take_while(|f| is_library_frame(f)).count();
+    let frames = if lead < full.len() { full[lead..].to_vec() } else { full.clone() };
+    (LeakSite { stack_id: stack, bytes, blocks, addresses, frames }, full)
+}
+
+fn function_contains(frame: &Frame, pattern: &str) -> bool {
+    frame.function.as_deref().is_some_and(|n| n.contains(pattern))
+}
+
+/// A frame of the standard library's allocation machinery (`Vec::push`, `Box::new`,
+/// `RawVec::grow`, hash-table resizing, `<[T]>::to_vec`, `<u8 as SpecFromElem>::from_elem`).
+fn is_library_frame(frame: &Frame) -> bool {
+    frame.function.as_deref().is_some_and(is_library_function)
+}
+
+fn is_library_function(name: &str) -> bool {
+    let in_library = |path: &str| LIBRARY_PREFIXES.iter().any(|p| path.starts_with(p));
+    let Some(qualified) = name.strip_prefix('<') else { return in_library(name) };
+    // `<Type as Trait>::method` or `<Type>::method`: library code when the trait and the type
+    // are the library's, or the type is a primitive (no path) such as `u8`, `str`, `[T]`.
+    let (self_ty, trait_path) = match qualified.find(" as ") {
+        Some(i) => (&qualified[..i], Some(&qualified[i + 4..])),
+        None => (qualified.split('>').next().unwrap_or(""), None),
+    };
+    let self_ty = self_ty.trim_start_matches(['&', '[', '*']).trim_start_matches("mut ");
+    let primitive = !self_ty.contains("::");
+    let library_type = primitive || in_library(self_ty);
+    match trait_path {
+        Some(t) => library_type && in_library(t),
+        None => library_type,
+    }
+}
+
+/// A `Send + Clone` handle on a [`LeakCheck`]'s scope, for the threads the code under test
+/// hands work to.
+///
+/// A thread that [`enter`](Self::enter)s it is in the check's scope until the guard drops:
+/// its allocations are recorded and reported by the check. Entering a check that has already
+/// finished does nothing.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+/// let check = heapsampler::LeakCheck::start();
+/// let handle = check.handle();
+/// std::thread::scope(|s| {
+///     s.spawn(handle.wrap(|| drop(vec![0u8; 10])));
+/// });
+/// check.assert_no_leaks();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckHandle {
+    tag: u32,
+}
+
+impl CheckHandle {
+    /// The check whose scope the calling thread is in, if any (and if it can be shared).
+    /// Lets library code that spawns workers pass the caller's check along.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// assert!(heapsampler::CheckHandle::current().is_none());
+    /// let check = heapsampler::LeakCheck::start();
+    /// assert_eq!(heapsampler::CheckHandle::current(), Some(check.handle()));
+    /// # check.assert_no_leaks();
+    /// ```
+    pub fn current() -> Option<CheckHandle> {
+        let tag = sampler::current_scope();
+        scopes::is_active(tag).then_some(CheckHandle { tag })
+    }
+
+    /// Puts the calling thread in the check's scope until the returned guard drops.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let handle = check.handle();
+    /// let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    /// let worker = std::thread::spawn(move || {
+    ///     let _in_check = handle.enter();
+    ///     for v in rx { drop(v) }
+    /// });
+    /// tx.send(vec![1, 2, 3]).unwrap();
+    /// drop(tx);
+    /// worker.join().unwrap();
+    /// check.assert_no_leaks();
+    /// ```
+    pub fn enter(&self) -> EnteredCheck {
+        if !scopes::is_active(self.tag) {
+            return EnteredCheck { tag: 0, prev: 0, _not_send: PhantomData };
+        }
+        let prev = sampler::enter_scope(self.tag);
+        EnteredCheck { tag: self.tag, prev, _not_send: PhantomData }
+    }
+
+    /// Wraps `f` so that it runs in the check's scope on whichever thread calls it (for
+    /// `std::thread::spawn`, scoped threads, thread pools).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// let job = check.handle().wrap(|| Box::leak(Box::new(5u8)));
+    /// std::thread::spawn(job).join().unwrap();
+    /// assert_eq!(check.finish().leaked_bytes, 1);
+    /// ```
+    pub fn wrap<F, T>(self, f: F) -> impl FnOnce() -> T + Send + 'static
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        move || {
+            let _in_check = self.enter();
+            f()
+        }
+    }
+
+    /// Spawns a thread that runs `f` in the check's scope.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let check = heapsampler::LeakCheck::start();
+    /// check.handle().spawn(|| drop(vec![0u8; 10])).join().unwrap();
+    /// check.assert_no_leaks();
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        std::thread::spawn(self.wrap(f))
+    }
+}
+
+/// A thread's membership in a check's scope, from [`CheckHandle::enter`]; leaving on drop.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+/// let check = heapsampler::LeakCheck::start();
+/// let handle = check.handle();
+/// std::thread::spawn(move || assert!(handle.enter().is_recording())).join().unwrap();
+/// # check.assert_no_leaks();
+/// ```
+#[derive(Debug)]
+pub struct EnteredCheck {
+    tag: u32,
+    prev: u32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl EnteredCheck {
+    /// Whether the thread is being recorded (the check had not finished when entered).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+    /// let handle = heapsampler::LeakCheck::start().handle(); // the check ends at once
+    /// assert!(!handle.enter().is_recording());
+    /// ```
+    pub fn is_recording(&self) -> bool {
+        self.tag != 0 && scopes::is_active(self.tag)
+    }
+}
+
+impl Drop for EnteredCheck {
+    fn drop(&mut self) {
+        if self.tag != 0 && sampler::current_scope() == self.tag {
+            let back = if scopes::is_active(self.prev) { self.prev } else { 0 };
+            sampler::leave_scope(back);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_library_function as lib;
+
+    #[test]
+    fn library_frames_are_the_allocation_machinery() {
+        assert!(lib("alloc::raw_vec::finish_grow"));
+        assert!(lib("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"));
+        assert!(lib("<str>::repeat"));
+        assert!(lib("<[u8]>::to_vec"));
+        assert!(lib("<alloc::vec::Vec<u8>>::push"));
+        assert!(lib("<alloc::string::String as core::clone::Clone>::clone"));
+        assert!(lib("hashbrown::raw::RawTable<T>::reserve_rehash"));
+        assert!(!lib("my_crate::cache::fill"));
+        assert!(!lib("<my_crate::Parser as core::clone::Clone>::clone"));
+        assert!(!lib("<u8 as my_crate::Encode>::encode"));
+        assert!(!lib("std::thread::spawn"));
+    }
+}

@@ -1,11 +1,27 @@
 //! Growth-trend leak detection over a series of profiles (DESIGN.md section 9).
 //!
-//! STUB: owned by the leak-detection work (issue 3). The types below are the contract the
-//! reporter and the report renderers use; the detection itself is to be written.
+//! The method is described on [`LeakDetector`]; the thresholds below are its knobs, chosen
+//! with the scripted scenarios of `allocator-test/tests/leaks.rs` (leak, plateauing cache,
+//! oscillation, churn; 1000 seeded series each).
 
 use crate::profile::Profile;
 use crate::stacks::StackId;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// One-sided level of the Mann–Kendall trend test.
+const ALPHA: f64 = 0.01;
+/// Least growth over the window, in sample intervals T.
+const MIN_GROWTH_INTERVALS: f64 = 3.0;
+/// Least z-score of the growth over the whole window.
+const Z_WINDOW: f64 = 3.0;
+/// Least z-score of the growth over the recent half of the window.
+const Z_RECENT: f64 = 2.0;
+/// Least share of the window's trend the recent half must keep up.
+const RECENT_SHARE: f64 = 0.3;
+/// Largest window whose trend p-value is computed exactly; longer ones use the normal
+/// approximation.
+const MAX_EXACT: usize = 32;
 
 /// A call site whose live bytes keep growing.
 ///
@@ -17,7 +33,8 @@ use serde::{Deserialize, Serialize};
 pub struct LeakSuspect {
     /// The site's stack id.
     pub stack_id: StackId,
-    /// Estimated growth of the site's live bytes, bytes per second.
+    /// Estimated growth of the site's live bytes, bytes per second (Theil–Sen slope over the
+    /// profiles' timestamps; 0 when all of them carry the same millisecond).
     pub growth_bytes_per_sec: f64,
     /// How sure the detector is, 0 to 1.
     pub confidence: f64,
@@ -27,7 +44,55 @@ pub struct LeakSuspect {
     pub live_bytes: f64,
 }
 
+/// One site's history, in ring slots shared with the detector (slot = sequence % window).
+#[derive(Debug)]
+struct Series {
+    live: Box<[f64]>,
+    alloc: Box<[f64]>,
+    /// Sequence number of the last profile the site was present in.
+    last_seen: u64,
+}
+
 /// Keeps the last K profiles' per-site live bytes and names the sites that keep growing.
+///
+/// Feed it every profile in time order with [`observe`](Self::observe); each call returns the
+/// suspects as of that profile, fastest-growing first. A site missing from a profile has
+/// nothing live in it. Profiles of another process (a different `pid`) start the history
+/// over, since stack ids are per process.
+///
+/// A site is a suspect only when all of these hold over the window of `n` profiles
+/// (`n ≥` [`MIN_REPORTS`](Self::MIN_REPORTS)):
+///
+/// 1. **Trend**: a one-sided Mann–Kendall test on its live bytes rejects "no trend" at level
+///    0.01. The test uses ranks only, so one big jump counts no more than a small step; its
+///    p-value is exact for windows of up to 32 profiles (Kendall's inversion distribution)
+///    and conservative when values tie.
+/// 2. **Grew in most windows**: at least two thirds of the profile-to-profile changes are
+///    rises.
+/// 3. **Real, not sampling noise**: the growth over the window is at least 3 sample
+///    intervals T and 3 standard errors. The standard error of the change of a site's
+///    Horvitz–Thompson estimate between two profiles is at most `√(T·(B₀ + B₁))` (blocks
+///    freed in between and blocks allocated and still live each add at most `T·s` to the
+///    variance), and at most `√(T·(2A − G))` with `A` the site's estimated allocation in
+///    between and `G` the growth; the smaller bound is used. For a site that only leaks the
+///    second is `√(T·G)`, so a small leak in a big but stable site is still seen. At
+///    interval 1 estimates are exact and any growth is real.
+/// 4. **Sustained**: the growth goes on in the recent half of the window: 2 standard errors
+///    above zero there, and at least 30 % of what the window's Theil–Sen slope predicts. A
+///    cache that has filled and now only replaces entries stops growing, and stops being a
+///    suspect once its filling is older than half the window.
+///
+/// The growth rate is the Theil–Sen slope of live bytes over the profiles' timestamps (the
+/// median of all pairwise slopes: one noisy profile does not move it). The confidence is the
+/// weakest of the three statistical checks: 1 − p of the trend test and the normal
+/// probabilities of the two growth z-scores.
+///
+/// What cannot be told apart: growth that lasts as long as the window (a cache that fills
+/// over more than half the window, a slow oscillation whose rising half spans it) looks
+/// exactly like a leak while it lasts; once it stops, the site leaves the suspects.
+///
+/// Cost: one pass over each profile's sites, and a few hundred operations for each site that
+/// grew by more than the noise floor.
 ///
 /// ```
 /// let mut detector = heapsampler::LeakDetector::new(10);
@@ -37,17 +102,566 @@ pub struct LeakSuspect {
 #[derive(Debug)]
 pub struct LeakDetector {
     window: usize,
+    min_growth_bytes: f64,
+    pid: Option<u32>,
+    /// Profiles observed since the last reset.
+    seen: u64,
+    times: Box<[u64]>,
+    intervals: Box<[u64]>,
+    sites: HashMap<StackId, Series>,
+    /// `mk_cdf[n][k]`: probability that n values in random order show at most k inversions.
+    mk_cdf: Vec<Vec<f64>>,
+}
+
+impl Default for LeakDetector {
+    /// A detector over the last [`DEFAULT_WINDOW`](Self::DEFAULT_WINDOW) profiles.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::LeakDetector::default().window(), 10);
+    /// ```
+    fn default() -> Self {
+        LeakDetector::new(Self::DEFAULT_WINDOW)
+    }
 }
 
 impl LeakDetector {
-    /// A detector over the last `window` profiles (DESIGN: K = 10 by default).
+    /// The default number of profiles looked back over (K in DESIGN.md).
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::LeakDetector::DEFAULT_WINDOW, 10);
+    /// ```
+    pub const DEFAULT_WINDOW: usize = 10;
+
+    /// Fewest profiles a verdict rests on; with fewer nothing is flagged. Five is the
+    /// fewest whose perfectly rising series is significant at the trend test's level
+    /// (p = 1/120 < 0.01).
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::LeakDetector::MIN_REPORTS, 5);
+    /// ```
+    pub const MIN_REPORTS: usize = 5;
+
+    /// A detector over the last `window` profiles (DESIGN: K = 10 by default). Windows
+    /// shorter than [`MIN_REPORTS`](Self::MIN_REPORTS) are raised to it: fewer reports cannot show a trend.
+    ///
+    /// ```
+    /// let detector = heapsampler::LeakDetector::new(3);
+    /// assert_eq!(detector.window(), heapsampler::LeakDetector::MIN_REPORTS);
+    /// ```
     pub fn new(window: usize) -> Self {
-        LeakDetector { window }
+        let window = window.max(Self::MIN_REPORTS);
+        LeakDetector {
+            window,
+            min_growth_bytes: 0.0,
+            pid: None,
+            seen: 0,
+            times: vec![0; window].into(),
+            intervals: vec![0; window].into(),
+            sites: HashMap::new(),
+            mk_cdf: kendall_cdfs(window.min(MAX_EXACT)),
+        }
     }
 
-    /// Adds a profile to the window and returns the current suspects.
-    pub fn observe(&mut self, _profile: &Profile) -> Vec<LeakSuspect> {
-        let _ = self.window;
-        Vec::new()
+    /// Also requires a suspect to have grown by at least `bytes` over the window (on top of
+    /// the statistical checks), to ignore leaks too small to matter.
+    ///
+    /// ```
+    /// let detector = heapsampler::LeakDetector::new(10).with_min_growth(1 << 20);
+    /// assert_eq!(detector.min_growth(), (1 << 20) as f64);
+    /// ```
+    pub fn with_min_growth(mut self, bytes: u64) -> Self {
+        self.min_growth_bytes = bytes as f64;
+        self
+    }
+
+    /// The least growth over the window, in bytes, set by [`with_min_growth`](Self::with_min_growth).
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::LeakDetector::default().min_growth(), 0.0);
+    /// ```
+    pub fn min_growth(&self) -> f64 {
+        self.min_growth_bytes
+    }
+
+    /// How many profiles the detector looks back over.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::LeakDetector::new(20).window(), 20);
+    /// ```
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// How many profiles the current verdicts rest on (at most [`window`](Self::window)).
+    ///
+    /// ```
+    /// let mut detector = heapsampler::LeakDetector::default();
+    /// detector.observe(&heapsampler::snapshot());
+    /// assert_eq!(detector.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        (self.seen as usize).min(self.window)
+    }
+
+    /// Whether no profile has been observed since the start or the last reset.
+    ///
+    /// ```
+    /// assert!(heapsampler::LeakDetector::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.seen == 0
+    }
+
+    /// Forgets every profile observed so far.
+    ///
+    /// ```
+    /// let mut detector = heapsampler::LeakDetector::default();
+    /// detector.observe(&heapsampler::snapshot());
+    /// detector.reset();
+    /// assert!(detector.is_empty());
+    /// ```
+    pub fn reset(&mut self) {
+        self.pid = None;
+        self.seen = 0;
+        self.sites.clear();
+    }
+
+    /// Observes `profiles` in order and returns the suspects as of the last one: the way to
+    /// judge a series of saved reports.
+    ///
+    /// ```
+    /// let profiles = vec![heapsampler::snapshot(), heapsampler::snapshot()];
+    /// let suspects = heapsampler::LeakDetector::default().suspects_in(&profiles);
+    /// assert!(suspects.is_empty());
+    /// ```
+    pub fn suspects_in(&mut self, profiles: &[Profile]) -> Vec<LeakSuspect> {
+        let mut suspects = Vec::new();
+        for profile in profiles {
+            suspects = self.observe(profile);
+        }
+        suspects
+    }
+
+    /// Adds a profile to the window and returns the current suspects, fastest-growing first.
+    ///
+    /// ```
+    /// let mut detector = heapsampler::LeakDetector::new(10);
+    /// for _ in 0..3 {
+    ///     assert!(detector.observe(&heapsampler::snapshot()).is_empty());
+    /// }
+    /// ```
+    pub fn observe(&mut self, profile: &Profile) -> Vec<LeakSuspect> {
+        if self.pid.is_some_and(|pid| pid != profile.pid) {
+            self.reset();
+        }
+        self.pid = Some(profile.pid);
+        self.record(profile);
+        self.judge()
+    }
+
+    fn record(&mut self, profile: &Profile) {
+        let w = self.window;
+        let seq = self.seen;
+        let slot = (seq % w as u64) as usize;
+        let prev = ((seq + w as u64 - 1) % w as u64) as usize;
+        self.times[slot] = profile.timestamp_ms;
+        self.intervals[slot] = profile.sample_interval;
+        for series in self.sites.values_mut() {
+            series.live[slot] = 0.0;
+            // Absent means evicted: nothing live and nothing allocated since.
+            series.alloc[slot] = if seq == 0 { 0.0 } else { series.alloc[prev] };
+        }
+        for site in &profile.sites {
+            let series = self.sites.entry(site.stack_id).or_insert_with(|| Series {
+                live: vec![0.0; w].into(),
+                alloc: vec![0.0; w].into(),
+                last_seen: u64::MAX,
+            });
+            if series.last_seen == seq {
+                // The same stack twice in one profile: its parts add up.
+                series.live[slot] += site.live_bytes.max(0.0);
+                series.alloc[slot] += site.alloc_bytes.max(0.0);
+            } else {
+                series.live[slot] = site.live_bytes.max(0.0);
+                series.alloc[slot] = site.alloc_bytes.max(0.0);
+                series.last_seen = seq;
+            }
+        }
+        self.seen += 1;
+        // Forget sites gone from the table whose live bytes left the window: memory stays
+        // bounded by the sites of the last K profiles.
+        self.sites.retain(|_, s| s.last_seen == seq || s.live.iter().any(|&v| v > 0.0));
+    }
+
+    fn judge(&self) -> Vec<LeakSuspect> {
+        let n = self.len();
+        if n < Self::MIN_REPORTS {
+            return Vec::new();
+        }
+        let w = self.window as u64;
+        let slots: Vec<usize> =
+            (self.seen - n as u64..self.seen).map(|s| (s % w) as usize).collect();
+        let times: Vec<f64> = slots.iter().map(|&s| self.times[s] as f64).collect();
+        // The noise is set by the coarsest interval in the window; 0 (off) and 1 (exact)
+        // add none.
+        let max_t = slots.iter().map(|&s| self.intervals[s]).max().unwrap_or(0);
+        let t = if max_t <= 1 { 0.0 } else { max_t as f64 };
+        let floor = (MIN_GROWTH_INTERVALS * t).max(self.min_growth_bytes);
+        let mut live = vec![0.0; n];
+        let mut alloc = vec![0.0; n];
+        let mut scratch = Vec::with_capacity(n * (n - 1) / 2);
+        let mut suspects = Vec::new();
+        for (&id, series) in &self.sites {
+            let first = series.live[slots[0]];
+            let last = series.live[slots[n - 1]];
+            // Cheap rejection first: almost every site of a big profile stops here.
+            if last - first <= floor {
+                continue;
+            }
+            for (i, &s) in slots.iter().enumerate() {
+                live[i] = series.live[s];
+                alloc[i] = series.alloc[s];
+            }
+            let input = SeriesView { live: &live, alloc: &alloc, times: &times, t, floor };
+            if let Some(v) = self.verdict(&input, &mut scratch) {
+                suspects.push(LeakSuspect {
+                    stack_id: id,
+                    growth_bytes_per_sec: v.rate,
+                    confidence: v.confidence,
+                    reports_considered: n,
+                    live_bytes: last,
+                });
+            }
+        }
+        suspects.sort_by(|a, b| {
+            b.growth_bytes_per_sec
+                .total_cmp(&a.growth_bytes_per_sec)
+                .then(a.stack_id.cmp(&b.stack_id))
+        });
+        suspects
+    }
+
+    fn verdict(&self, s: &SeriesView<'_>, scratch: &mut Vec<f64>) -> Option<Verdict> {
+        let y = s.live;
+        let n = y.len();
+        let tol = 1e-9 * y.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        // 2. Grew in most windows.
+        let rises = y.windows(2).filter(|p| p[1] - p[0] > tol).count();
+        if 3 * rises < 2 * (n - 1) {
+            return None;
+        }
+        // 1. Trend.
+        let p = self.kendall_p(y, tol);
+        if p > ALPHA {
+            return None;
+        }
+        // 3. Real growth over the whole window.
+        let growth = y[n - 1] - y[0];
+        let z_window = z_score(s, 0, n - 1);
+        if growth <= s.floor || z_window < Z_WINDOW {
+            return None;
+        }
+        // 4. Still growing in the recent half.
+        let m = ((n - 1) / 2).max(2);
+        let start = n - 1 - m;
+        let recent = y[n - 1] - y[start];
+        let z_recent = z_score(s, start, n - 1);
+        let per_report = theil_sen(y, None, scratch);
+        if z_recent < Z_RECENT || recent < RECENT_SHARE * per_report * m as f64 {
+            return None;
+        }
+        let rate = theil_sen(y, Some(s.times), scratch) * 1000.0;
+        let confidence = (1.0 - p).min(normal_cdf(z_window)).min(normal_cdf(z_recent));
+        Some(Verdict { rate, confidence: confidence.clamp(0.0, 1.0) })
+    }
+
+    /// One-sided p-value of the Mann–Kendall statistic of `y` for an upward trend.
+    fn kendall_p(&self, y: &[f64], tol: f64) -> f64 {
+        let n = y.len();
+        let mut s: i64 = 0;
+        for i in 0..n {
+            for j in i + 1..n {
+                let d = y[j] - y[i];
+                if d > tol {
+                    s += 1;
+                } else if d < -tol {
+                    s -= 1;
+                }
+            }
+        }
+        if s <= 0 {
+            return 1.0;
+        }
+        let pairs = (n * (n - 1) / 2) as i64;
+        match self.mk_cdf.get(n) {
+            Some(cdf) if !cdf.is_empty() => {
+                // Without ties S = pairs − 2·inversions. Ties shrink S's spread, so reading
+                // a tied S off the untied distribution overstates p: conservative.
+                let k = ((pairs - s) / 2) as usize;
+                cdf[k.min(cdf.len() - 1)]
+            }
+            _ => {
+                let n = n as f64;
+                let var = n * (n - 1.0) * (2.0 * n + 5.0) / 18.0;
+                1.0 - normal_cdf((s as f64 - 1.0) / var.sqrt())
+            }
+        }
+    }
+}
+
+/// A site's window, oldest first, and what the window's noise depends on.
+struct SeriesView<'a> {
+    live: &'a [f64],
+    alloc: &'a [f64],
+    times: &'a [f64],
+    /// Sample interval (0 when exact).
+    t: f64,
+    floor: f64,
+}
+
+struct Verdict {
+    rate: f64,
+    confidence: f64,
+}
+
+/// How many standard errors of sampling noise the change of live bytes from `i` to `j` is.
+fn z_score(s: &SeriesView<'_>, i: usize, j: usize) -> f64 {
+    let g = s.live[j] - s.live[i];
+    if g <= 0.0 {
+        return 0.0;
+    }
+    if s.t == 0.0 {
+        return f64::INFINITY;
+    }
+    let by_live = s.live[i] + s.live[j];
+    let by_alloc = (2.0 * (s.alloc[j] - s.alloc[i]) - g).max(g);
+    let var = s.t * by_live.min(by_alloc);
+    if var <= 0.0 { f64::INFINITY } else { g / var.sqrt() }
+}
+
+/// Theil–Sen slope of `y`: over the report index, or over `x` when given (pairs with equal
+/// `x` are skipped; no usable pair gives 0).
+fn theil_sen(y: &[f64], x: Option<&[f64]>, scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    for i in 0..y.len() {
+        for j in i + 1..y.len() {
+            let dx = x.map_or((j - i) as f64, |x| x[j] - x[i]);
+            if dx > 0.0 {
+                scratch.push((y[j] - y[i]) / dx);
+            }
+        }
+    }
+    median(scratch)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mid = n / 2;
+    let (lower, &mut hi, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    }
+}
+
+/// For n = 0..=max, the distribution function of the number of inversions of a random
+/// permutation of n values (Mahonian numbers, built by adding one value at a time).
+fn kendall_cdfs(max: usize) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); max + 1];
+    let mut counts = vec![1.0f64];
+    for n in 2..=max {
+        // Inserting the n-th value adds 0..n−1 inversions.
+        let len = n * (n - 1) / 2 + 1;
+        let mut prefix = vec![0.0; counts.len() + 1];
+        for (i, c) in counts.iter().enumerate() {
+            prefix[i + 1] = prefix[i] + c;
+        }
+        let next: Vec<f64> = (0..len)
+            .map(|k| {
+                let hi = k.min(counts.len() - 1);
+                let lo = k.saturating_sub(n - 1);
+                if lo > hi { 0.0 } else { prefix[hi + 1] - prefix[lo] }
+            })
+            .collect();
+        counts = next;
+        let total: f64 = counts.iter().sum();
+        let mut acc = 0.0;
+        out[n] = counts
+            .iter()
+            .map(|c| {
+                acc += c;
+                (acc / total).min(1.0)
+            })
+            .collect();
+    }
+    out
+}
+
+/// Standard normal distribution function.
+fn normal_cdf(z: f64) -> f64 {
+    if z.is_infinite() {
+        return if z > 0.0 { 1.0 } else { 0.0 };
+    }
+    0.5 * erfc(-z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Site;
+
+    fn profile(ts: u64, t: u64, sites: &[(StackId, f64, f64)]) -> Profile {
+        Profile {
+            pid: 7,
+            timestamp_ms: ts,
+            sample_interval: t,
+            sites: sites
+                .iter()
+                .map(|&(id, live, alloc)| Site {
+                    stack_id: id,
+                    live_bytes: live,
+                    alloc_bytes: alloc,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kendall_distribution_matches_known_values() {
+        let cdfs = kendall_cdfs(6);
+        // n = 4: inversion counts 1, 3, 5, 6, 5, 3, 1 of 24.
+        let expect = [1.0, 4.0, 9.0, 15.0, 20.0, 23.0, 24.0].map(|c| c / 24.0);
+        for (a, b) in cdfs[4].iter().zip(expect) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        assert!((cdfs[5][0] - 1.0 / 120.0).abs() < 1e-12);
+        assert_eq!(cdfs[6].len(), 16);
+        assert!((cdfs[6][15] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn normal_cdf_is_accurate() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.959_963_985) - 0.975).abs() < 1e-6);
+        assert!((normal_cdf(-3.0) - 0.001_349_898).abs() < 1e-7);
+        assert_eq!(normal_cdf(f64::INFINITY), 1.0);
+    }
+
+    #[test]
+    fn theil_sen_ignores_one_outlier() {
+        let mut scratch = Vec::new();
+        let y = [0.0, 1.0, 2.0, 100.0, 4.0, 5.0];
+        assert_eq!(theil_sen(&y, None, &mut scratch), 1.0);
+        let x = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0];
+        assert_eq!(theil_sen(&y, Some(&x), &mut scratch), 0.5);
+    }
+
+    #[test]
+    fn exact_growth_is_flagged_and_flat_is_not() {
+        let mut d = LeakDetector::new(10);
+        let mut last = Vec::new();
+        for r in 0..6u64 {
+            let grow = 1000.0 * r as f64;
+            last = d.observe(&profile(
+                r * 2000,
+                1,
+                &[(1, grow, grow), (2, 5000.0, 5000.0 + 100.0 * r as f64)],
+            ));
+        }
+        assert_eq!(last.len(), 1, "{last:?}");
+        assert_eq!(last[0].stack_id, 1);
+        assert!((last[0].growth_bytes_per_sec - 500.0).abs() < 1e-9);
+        assert_eq!(last[0].reports_considered, 6);
+        assert_eq!(last[0].live_bytes, 5000.0);
+        assert!(last[0].confidence > 0.99);
+    }
+
+    #[test]
+    fn too_few_reports_flag_nothing() {
+        let mut d = LeakDetector::new(10);
+        for r in 0..LeakDetector::MIN_REPORTS as u64 - 1 {
+            let v = 1e6 * r as f64;
+            assert!(d.observe(&profile(r * 1000, 1, &[(1, v, v)])).is_empty());
+        }
+        let v = 1e6 * (LeakDetector::MIN_REPORTS - 1) as f64;
+        assert_eq!(d.observe(&profile(9000, 1, &[(1, v, v)])).len(), 1);
+    }
+
+    #[test]
+    fn small_growth_at_a_coarse_interval_is_noise() {
+        // Growth of 2 T over the window is below the MIN_GROWTH_INTERVALS floor.
+        let t = 1 << 16;
+        let mut d = LeakDetector::new(10);
+        for r in 0..10u64 {
+            let v = (t as f64) * 0.25 * r as f64;
+            assert!(d.observe(&profile(r * 1000, t, &[(1, v, v)])).is_empty());
+        }
+    }
+
+    #[test]
+    fn min_growth_is_honoured() {
+        let mut d = LeakDetector::new(10).with_min_growth(10_000);
+        for r in 0..10u64 {
+            let v = 1000.0 * r as f64;
+            assert!(d.observe(&profile(r * 1000, 1, &[(1, v, v)])).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_missing_site_counts_as_nothing_live_and_is_forgotten() {
+        let mut d = LeakDetector::new(5);
+        d.observe(&profile(0, 1, &[(1, 10.0, 10.0)]));
+        for r in 1..6 {
+            d.observe(&profile(r * 1000, 1, &[]));
+        }
+        assert!(d.sites.is_empty());
+    }
+
+    #[test]
+    fn another_process_starts_over() {
+        let mut d = LeakDetector::new(10);
+        for r in 0..4u64 {
+            let v = 1e6 * r as f64;
+            d.observe(&profile(r * 1000, 1, &[(1, v, v)]));
+        }
+        let mut other = profile(5000, 1, &[(1, 5e6, 5e6)]);
+        other.pid = 8;
+        assert!(d.observe(&other).is_empty());
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn equal_timestamps_give_zero_rate_but_still_flag() {
+        let mut d = LeakDetector::new(10);
+        let mut last = Vec::new();
+        for r in 0..6u64 {
+            let v = 1e6 * r as f64;
+            last = d.observe(&profile(42, 1, &[(1, v, v)]));
+        }
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].growth_bytes_per_sec, 0.0);
     }
 }

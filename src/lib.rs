@@ -67,10 +67,18 @@ mod stacks;
 pub mod symbolize;
 mod threads;
 mod totals;
+#[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod unwind_fp;
 
 pub use allocator::Sampler;
+pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
 pub use live::DEFAULT_MAX_LIVE_SAMPLES;
+pub use report::json::{Report, ReportError};
+pub use reporter::{
+    DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,
+    env_reporter,
+};
 pub use profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
 };

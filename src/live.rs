@@ -127,6 +127,19 @@ pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
     }
 }
 
+/// Moves every live record tagged `from` to tag `to` (a finished leak check hands its live
+/// blocks to the check enclosing it).
+pub(crate) fn retag(from: u32, to: u32) {
+    for shard in &TABLE {
+        let mut guard = shard.lock();
+        if let Some(map) = guard.as_mut() {
+            for rec in map.values_mut().filter(|r| r.sample.tag == from) {
+                rec.sample.tag = to;
+            }
+        }
+    }
+}
+
 /// Live records now.
 pub(crate) fn len() -> usize {
     RESERVED.load(Ordering::Relaxed)

@@ -1,3 +1,627 @@
 //! Background thread writing periodic JSON heap reports.
 //!
-//! STUB: owned by the reporting work (issue 3).
+//! Every period the reporter takes a [`snapshot`](crate::snapshot), symbolizes it (the
+//! symbol cache survives between reports, so only new addresses cost anything), feeds it to
+//! the [`LeakDetector`], renders the JSON report and writes `heap-<pid>-<seq>.json` into its
+//! directory atomically, keeping the newest `keep` files of this process. All of it runs under
+//! the profiler's reentrancy guard, so the reporter's own allocations are profiler overhead,
+//! never a user site.
+//!
+//! A failing directory (missing, not a directory, full disk) never stops the program: each
+//! distinct error is printed once on stderr and kept in [`ReporterHandle::status`], and the
+//! next period tries again (creating the directory if needed).
+
+use crate::leaks::LeakDetector;
+use crate::profile::snapshot;
+use crate::report::json::{Baseline, Report};
+use crate::report::mappings;
+use crate::sampler;
+use parking_lot::{Condvar, Mutex};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Default time between two reports.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+/// Default number of report files kept per process.
+pub const DEFAULT_KEEP: usize = 100;
+/// Default number of reports the leak detector looks back over.
+pub const DEFAULT_LEAK_WINDOW: usize = 10;
+/// The shortest period accepted; shorter ones are raised to it.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+/// How long the exit hook waits for a report in progress before giving up on the final one.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Configures and starts the background reporter.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let reports = heapsampler::Reporter::new("heap-reports")
+///     .every(Duration::from_secs(60))
+///     .keep(100)
+///     .start()?;
+/// // ... the program runs; a final report is written when `reports` is dropped.
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reporter {
+    dir: PathBuf,
+    period: Duration,
+    keep: usize,
+    leak_window: usize,
+}
+
+impl Reporter {
+    /// A reporter writing into `dir` (created when missing), every [`DEFAULT_PERIOD`],
+    /// keeping [`DEFAULT_KEEP`] files, detecting leaks over [`DEFAULT_LEAK_WINDOW`] reports.
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("heap-reports");
+    /// assert_eq!(r.period(), heapsampler::DEFAULT_PERIOD);
+    /// ```
+    pub fn new(dir: impl Into<PathBuf>) -> Reporter {
+        Reporter {
+            dir: dir.into(),
+            period: DEFAULT_PERIOD,
+            keep: DEFAULT_KEEP,
+            leak_window: DEFAULT_LEAK_WINDOW,
+        }
+    }
+
+    /// Writes a report every `period` (at least 1 ms).
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("r").every(std::time::Duration::from_secs(5));
+    /// assert_eq!(r.period().as_secs(), 5);
+    /// ```
+    pub fn every(mut self, period: Duration) -> Reporter {
+        self.period = period.max(MIN_PERIOD);
+        self
+    }
+
+    /// Keeps the newest `n` report files of this process (at least 1), deleting older ones.
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("r").keep(10);
+    /// assert_eq!(r.kept(), 10);
+    /// ```
+    pub fn keep(mut self, n: usize) -> Reporter {
+        self.keep = n.max(1);
+        self
+    }
+
+    /// Looks for leaks over the last `k` reports (at least 2).
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("r").leak_window(20);
+    /// assert_eq!(r.leak_window_len(), 20);
+    /// ```
+    pub fn leak_window(mut self, k: usize) -> Reporter {
+        self.leak_window = k.max(2);
+        self
+    }
+
+    /// The directory reports are written to.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Reporter::new("r").dir(), std::path::Path::new("r"));
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The time between two reports.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Reporter::new("r").period(), heapsampler::DEFAULT_PERIOD);
+    /// ```
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// How many report files are kept.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Reporter::new("r").kept(), heapsampler::DEFAULT_KEEP);
+    /// ```
+    pub fn kept(&self) -> usize {
+        self.keep
+    }
+
+    /// How many reports the leak detector looks back over.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Reporter::new("r").leak_window_len(), heapsampler::DEFAULT_LEAK_WINDOW);
+    /// ```
+    pub fn leak_window_len(&self) -> usize {
+        self.leak_window
+    }
+
+    /// A reporter configured by the `HEAPSAMPLER` environment variable as it was at process
+    /// start (`dir` defaults to `heap-reports`, `period` and `keep` to the defaults above), or
+    /// `None` when it says `enabled=0`.
+    ///
+    /// When the variable names a `dir`, a reporter for it was already started before `main`
+    /// (see [`env_reporter`]); starting a second one for the same directory fails. This is for
+    /// programs that start reporting themselves: after daemonizing (a `fork` keeps no
+    /// threads), or to take `period`/`keep` from the operator but hold the handle.
+    ///
+    /// ```
+    /// if let Some(reporter) = heapsampler::Reporter::from_env() {
+    ///     println!("would write to {}", reporter.dir().display());
+    /// }
+    /// ```
+    pub fn from_env() -> Option<Reporter> {
+        let cfg = crate::config::env_config();
+        if cfg.enabled == Some(false) {
+            return None;
+        }
+        let mut r = Reporter::new(cfg.dir.clone().unwrap_or_else(|| PathBuf::from("heap-reports")));
+        if let Some(p) = cfg.period {
+            r = r.every(p);
+        }
+        if let Some(k) = cfg.keep {
+            r = r.keep(k);
+        }
+        Some(r)
+    }
+
+    /// Starts the background thread (named `heapsampler-reporter`). The first report is
+    /// written one period from now. A missing or unwritable directory is not an error here:
+    /// it is reported on stderr and in [`ReporterHandle::status`], and retried every period.
+    ///
+    /// Fails only when the thread cannot be spawned, or when another reporter of this process
+    /// already writes to the same directory (their file names would collide).
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("hs-start-{}", std::process::id()));
+    /// let reports = heapsampler::Reporter::new(&dir).start()?;
+    /// let path = reports.dump_now()?;
+    /// assert!(path.exists());
+    /// drop(reports); // writes a final report
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn start(self) -> io::Result<ReporterHandle> {
+        let _guard = sampler::enter_guard();
+        let abs_dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let pid = std::process::id();
+        let shared = Arc::new(Shared {
+            abs_dir,
+            pid,
+            state: Mutex::new(State {
+                seq: 1,
+                baseline: None,
+                detector: LeakDetector::new(self.leak_window),
+                printed_error: None,
+            }),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            status: Mutex::new(ReporterStatus::default()),
+            finished: AtomicBool::new(false),
+            config: self,
+        });
+        {
+            let mut registry = REGISTRY.lock();
+            registry.retain(|w| w.strong_count() > 0);
+            let clash = registry.iter().filter_map(Weak::upgrade).find(|o| {
+                o.pid == pid && o.abs_dir == shared.abs_dir && !o.finished.load(Ordering::Acquire)
+            });
+            if let Some(other) = clash {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "a heapsampler reporter of this process already writes to {} \
+                         (one started by HEAPSAMPLER is reachable with heapsampler::env_reporter())",
+                        other.abs_dir.display()
+                    ),
+                ));
+            }
+            registry.push(Arc::downgrade(&shared));
+        }
+        install_exit_hook();
+        let for_thread = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("heapsampler-reporter".into())
+            .spawn(move || run(for_thread))?;
+        Ok(ReporterHandle { shared, thread: Some(thread) })
+    }
+}
+
+/// A running reporter. Dropping it stops the thread promptly and writes a final report.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("hs-handle-{}", std::process::id()));
+/// let handle = heapsampler::Reporter::new(&dir).start()?;
+/// handle.dump_now()?;
+/// assert_eq!(handle.status().reports_written, 1);
+/// let final_report = handle.stop()?;
+/// assert!(final_report.exists());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct ReporterHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What a reporter has done so far.
+///
+/// ```
+/// let s = heapsampler::ReporterStatus::default();
+/// assert_eq!(s.reports_written, 0);
+/// assert!(s.last_error.is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReporterStatus {
+    /// Reports written successfully.
+    pub reports_written: u64,
+    /// Attempts that failed.
+    pub errors: u64,
+    /// The error of the latest attempt; `None` once a write succeeds again.
+    pub last_error: Option<String>,
+    /// The file the latest successful report went to.
+    pub last_path: Option<PathBuf>,
+}
+
+struct Shared {
+    config: Reporter,
+    abs_dir: PathBuf,
+    /// The process that started the reporter: a forked child has no reporter thread.
+    pid: u32,
+    state: Mutex<State>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+    status: Mutex<ReporterStatus>,
+    /// The final report was written (or attempted): no more reports.
+    finished: AtomicBool,
+}
+
+struct State {
+    seq: u64,
+    baseline: Option<Baseline>,
+    detector: LeakDetector,
+    /// The error last printed on stderr, so a persisting error is printed once.
+    printed_error: Option<String>,
+}
+
+/// Every reporter of the process, for the exit hook and the same-directory check.
+static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+impl ReporterHandle {
+    /// Writes a report now (on the calling thread) and returns its path. Periodic reports go
+    /// on as scheduled.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("hs-dump-{}", std::process::id()));
+    /// let handle = heapsampler::Reporter::new(&dir).start()?;
+    /// let path = handle.dump_now()?;
+    /// let report = heapsampler::Report::read(&path).unwrap();
+    /// assert_eq!(report.pid, std::process::id());
+    /// # drop(handle); std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn dump_now(&self) -> io::Result<PathBuf> {
+        if std::process::id() != self.shared.pid {
+            return Err(io::Error::other(format!(
+                "this reporter belongs to process {} (this is a forked child); start a new one",
+                self.shared.pid
+            )));
+        }
+        self.shared.write_report(false)
+    }
+
+    /// Reports written, errors, the last error and the last file.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("hs-status-{}", std::process::id()));
+    /// let handle = heapsampler::Reporter::new(&dir).start()?;
+    /// assert_eq!(handle.status().reports_written, 0);
+    /// # drop(handle); std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn status(&self) -> ReporterStatus {
+        self.shared.status.lock().clone()
+    }
+
+    /// The reporter's settings.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("hs-cfg-{}", std::process::id()));
+    /// let handle = heapsampler::Reporter::new(&dir).keep(3).start()?;
+    /// assert_eq!(handle.config().kept(), 3);
+    /// # drop(handle); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn config(&self) -> &Reporter {
+        &self.shared.config
+    }
+
+    /// Stops the thread (without waiting out the period) and writes the final report; returns
+    /// its path. Dropping the handle does the same and ignores the result.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("hs-stop-{}", std::process::id()));
+    /// let handle = heapsampler::Reporter::new(&dir).start()?;
+    /// let last = handle.stop()?;
+    /// assert!(last.exists());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop(mut self) -> io::Result<PathBuf> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> io::Result<PathBuf> {
+        let _guard = sampler::enter_guard();
+        *self.shared.stop.lock() = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            if std::process::id() == self.shared.pid {
+                let _ = thread.join();
+            } else {
+                // A forked child has no such thread; joining it would wait for ever.
+                std::mem::forget(thread);
+                return Err(io::Error::other("reporter of the parent process; nothing written"));
+            }
+        }
+        self.shared.write_report(true)
+    }
+}
+
+impl std::fmt::Debug for ReporterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReporterHandle")
+            .field("config", &self.shared.config)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Drop for ReporterHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+/// The reporter the `HEAPSAMPLER` variable started before `main` (when it named a `dir`).
+///
+/// It is never dropped (it lives in a static); its final report is written by an `atexit`
+/// hook when the process exits normally.
+///
+/// ```
+/// if let Some(reports) = heapsampler::env_reporter() {
+///     let _ = reports.dump_now();
+/// }
+/// ```
+pub fn env_reporter() -> Option<&'static ReporterHandle> {
+    ENV_REPORTER.get()
+}
+
+static ENV_REPORTER: OnceLock<ReporterHandle> = OnceLock::new();
+
+/// Starts the reporter the variable asks for (called from the constructor).
+pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
+    let Some(dir) = cfg.dir.clone() else { return };
+    let mut r = Reporter::new(dir);
+    if let Some(p) = cfg.period {
+        r = r.every(p);
+    }
+    if let Some(k) = cfg.keep {
+        r = r.keep(k);
+    }
+    match r.start() {
+        Ok(handle) => {
+            let _ = ENV_REPORTER.set(handle);
+        }
+        Err(e) => crate::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}")),
+    }
+}
+
+/// The reporter thread: a report every period until told to stop. The whole thread runs
+/// under the reentrancy guard: everything it allocates is profiler overhead.
+fn run(shared: Arc<Shared>) {
+    let _guard = sampler::enter_guard();
+    let period = shared.config.period;
+    let mut next = Instant::now() + period;
+    loop {
+        {
+            let mut stop = shared.stop.lock();
+            while !*stop && Instant::now() < next {
+                shared.wake.wait_until(&mut stop, next);
+            }
+            if *stop {
+                return;
+            }
+        }
+        let _ = shared.write_report(false);
+        // After a slow write, skip the missed ticks instead of writing a burst.
+        next += period;
+        let now = Instant::now();
+        if next <= now {
+            next = now + period;
+        }
+    }
+}
+
+impl Shared {
+    /// Writes one report (the final one when `last`), records the outcome, and prints a
+    /// distinct error once.
+    fn write_report(&self, last: bool) -> io::Result<PathBuf> {
+        let _guard = sampler::enter_guard();
+        let mut state = self.state.lock();
+        self.write_locked(&mut state, last)
+    }
+
+    fn write_locked(&self, state: &mut State, last: bool) -> io::Result<PathBuf> {
+        if self.finished.load(Ordering::Acquire) {
+            return Err(io::Error::other("the reporter has stopped"));
+        }
+        if last {
+            self.finished.store(true, Ordering::Release);
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.render(state)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(io::Error::other(format!("internal error while reporting: {what}")))
+            });
+        let mut status = self.status.lock();
+        match &result {
+            Ok(path) => {
+                status.reports_written += 1;
+                status.last_path = Some(path.clone());
+                status.last_error = None;
+                if state.printed_error.take().is_some() {
+                    crate::config::warn(&format!("heap reports resumed: wrote {}", path.display()));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                status.errors += 1;
+                status.last_error = Some(message.clone());
+                if state.printed_error.as_ref() != Some(&message) {
+                    crate::config::warn(&format!("heap report not written: {message}"));
+                    state.printed_error = Some(message);
+                }
+            }
+        }
+        result
+    }
+
+    /// Snapshot, symbolize, detect, render, write, rotate.
+    fn render(&self, state: &mut State) -> io::Result<PathBuf> {
+        let mut profile = snapshot();
+        profile.symbolize();
+        let suspects = state.detector.observe(&profile);
+        let baseline = Baseline::of(&profile);
+        let report = Report::build(profile, state.baseline.as_ref(), suspects, mappings::current());
+        // Rates always cover the time since the previous attempt, written or not: each
+        // report states its own window.
+        state.baseline = Some(baseline);
+
+        let dir = &self.config.dir;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create directory {}: {e}", dir.display()))
+        })?;
+        let existing = own_files(dir, self.pid)?;
+        // Continue after the files already there: with pid reuse (pid 1 in containers) a new
+        // process must not overwrite an earlier one's newest reports.
+        let seq = state.seq.max(existing.last().map_or(0, |&(n, _)| n + 1));
+        let path = report.write_atomic(dir, &file_name(self.pid, seq))?;
+        state.seq = seq + 1;
+        let excess = (existing.len() + 1).saturating_sub(self.config.keep);
+        for (_, old) in existing.iter().take(excess) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(path)
+    }
+}
+
+/// `heap-<pid>-<seq>.json`, the sequence zero-padded to 6 digits so that names sort in
+/// order.
+fn file_name(pid: u32, seq: u64) -> String {
+    format!("heap-{pid}-{seq:06}.json")
+}
+
+/// This process's report files in `dir`, oldest first; also removes stale temporary files a
+/// crashed earlier process of the same pid left behind (this process's own writes hold the
+/// state lock, so none of its temporary files is in flight here).
+fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
+    let prefix = format!("heap-{pid}-");
+    let temp_prefix = format!(".heap-{pid}-");
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&temp_prefix) && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let seq = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn install_exit_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` with static lifetime, as `atexit` requires.
+        unsafe { libc::atexit(at_exit) };
+    });
+}
+
+/// Writes the final report of every reporter still running in this process. Statics (such
+/// as the `HEAPSAMPLER` reporter) are never dropped, so this is their only final report.
+/// Idempotent: a reporter whose final report was written is skipped. Does not need the
+/// reporter thread: the report is written on the exiting thread.
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let _guard = sampler::enter_guard();
+        let pid = std::process::id();
+        let reporters: Vec<Arc<Shared>> = match REGISTRY.try_lock_for(EXIT_WAIT) {
+            Some(registry) => registry.iter().filter_map(Weak::upgrade).collect(),
+            None => return,
+        };
+        for shared in reporters.iter().filter(|s| s.pid == pid) {
+            *shared.stop.lock() = true;
+            shared.wake.notify_all();
+            // A report in progress finishes first; a stuck one does not hold up the exit.
+            if let Some(mut state) = shared.state.try_lock_for(EXIT_WAIT) {
+                let _ = shared.write_locked(&mut state, true);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_sort_in_sequence_order() {
+        assert_eq!(file_name(42, 7), "heap-42-000007.json");
+        assert!(file_name(42, 99) < file_name(42, 100));
+    }
+
+    #[test]
+    fn own_files_ignores_other_pids_and_cleans_stale_temps() {
+        let dir = std::env::temp_dir().join(format!("hs-own-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "heap-7-000002.json",
+            "heap-7-000010.json",
+            "heap-77-000001.json",
+            "heap-7-x.json",
+            ".heap-7-000003.json.7.0.tmp",
+            ".heap-8-000001.json.8.0.tmp",
+        ] {
+            std::fs::write(dir.join(name), "{}").unwrap();
+        }
+        let files = own_files(&dir, 7).unwrap();
+        let seqs: Vec<u64> = files.iter().map(|f| f.0).collect();
+        assert_eq!(seqs, vec![2, 10]);
+        assert!(!dir.join(".heap-7-000003.json.7.0.tmp").exists());
+        assert!(dir.join(".heap-8-000001.json.8.0.tmp").exists(), "another process's write");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

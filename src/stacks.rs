@@ -130,34 +130,140 @@ fn shard_of_id(id: StackId) -> usize {
     (id as usize) & (SHARDS - 1)
 }
 
-/// Captures the caller's stack into `buf`: raw return addresses, innermost first.
+/// Entry addresses of the allocator's own cold functions (those on the stack when a stack is
+/// captured), supplied by the allocator since they are generic over the inner allocator.
+pub(crate) type OwnFunctions = [usize; 4];
+
+/// Frames that were classified: direct-mapped caches of return addresses known to lie inside
+/// (`OWN_IPS`) or outside (`FOREIGN_IPS`) the allocator's own functions. Racy by design: each
+/// slot holds a whole address or 0, and a stale or lost entry only costs one lookup again.
+static OWN_IPS: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+static FOREIGN_IPS: [AtomicUsize; 1024] = [const { AtomicUsize::new(0) }; 1024];
+
+unsafe extern "C" {
+    /// From the unwinder runtime Rust links on Linux: the entry address of the function that
+    /// contains `pc`, or null. Allocation-free (it searches `.eh_frame_hdr`).
+    fn _Unwind_FindEnclosingFunction(pc: *mut core::ffi::c_void) -> *mut core::ffi::c_void;
+}
+
+fn slot(ip: usize, n: usize) -> usize {
+    (ip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % n
+}
+
+/// Whether the return address `ip` lies in one of `own` (the allocator's cold functions).
 ///
-/// `marker` is the address of a local in the outermost cold function of the allocator: frames
-/// at or below it (the unwinder, the allocator's internals) and that function's own frame are
-/// skipped, so the first address is in the allocator's caller chain.
+/// Frame addresses are no guide here: with optimisation the allocator's entry points are
+/// tail calls and locals can sit anywhere, so frames are told apart by the function they are in.
+pub(crate) fn is_own_frame(ip: usize, own: &OwnFunctions) -> bool {
+    let o = &OWN_IPS[slot(ip, OWN_IPS.len())];
+    if o.load(Ordering::Relaxed) == ip {
+        return true;
+    }
+    let f = &FOREIGN_IPS[slot(ip, FOREIGN_IPS.len())];
+    if f.load(Ordering::Relaxed) == ip {
+        return false;
+    }
+    // `ip` is a return address: look up `ip - 1`, the call instruction, which is always inside
+    // the calling function even when the call is its last instruction.
+    // SAFETY: the function only reads the unwind tables; any address is acceptable input.
+    let entry = unsafe { _Unwind_FindEnclosingFunction(ip.wrapping_sub(1) as *mut _) } as usize;
+    let own_frame = entry != 0 && own.contains(&entry);
+    if own_frame { o.store(ip, Ordering::Relaxed) } else { f.store(ip, Ordering::Relaxed) }
+    own_frame
+}
+
+/// How many innermost frames may belong to the unwinder and the allocator before the
+/// program's own frames start; past this, nothing is skipped.
+const MAX_SKIPPED: usize = 12;
+
+/// Collects the program's frames from a stream of return addresses, innermost first: skips the
+/// unwinder's and allocator's frames (everything up to the last frame in `own` among the first
+/// [`MAX_SKIPPED`]), then keeps up to [`MAX_STACK_DEPTH`] addresses. Any stack walker feeds it.
+pub(crate) struct FrameSink<'a> {
+    buf: &'a mut [usize; MAX_STACK_DEPTH],
+    own: &'a OwnFunctions,
+    head: [usize; MAX_SKIPPED],
+    seen: usize,
+    depth: usize,
+    started: bool,
+    /// Index in `head` of the last own frame seen.
+    last_own: Option<usize>,
+}
+
+impl<'a> FrameSink<'a> {
+    pub(crate) fn new(buf: &'a mut [usize; MAX_STACK_DEPTH], own: &'a OwnFunctions) -> Self {
+        FrameSink { buf, own, head: [0; MAX_SKIPPED], seen: 0, depth: 0, started: false, last_own: None }
+    }
+
+    /// Offers the next (outer) frame's return address; `false` once the buffer is full.
+    pub(crate) fn push(&mut self, ip: usize) -> bool {
+        if self.started {
+            return self.keep(ip);
+        }
+        if self.seen < MAX_SKIPPED {
+            if is_own_frame(ip, self.own) {
+                self.last_own = Some(self.seen);
+            } else if self.last_own.is_some() {
+                // The first foreign frame after the allocator's: the program starts here.
+                self.started = true;
+                self.seen += 1;
+                return self.keep(ip);
+            }
+            self.head[self.seen] = ip;
+            self.seen += 1;
+            return true;
+        }
+        // No own frame among the first ones: keep everything rather than lose the stack.
+        self.started = true;
+        let head = self.head;
+        for &h in &head {
+            if !self.keep(h) {
+                return false;
+            }
+        }
+        self.keep(ip)
+    }
+
+    fn keep(&mut self, ip: usize) -> bool {
+        if self.depth < MAX_STACK_DEPTH {
+            self.buf[self.depth] = ip;
+            self.depth += 1;
+        }
+        self.depth < MAX_STACK_DEPTH
+    }
+
+    /// Number of addresses stored.
+    pub(crate) fn finish(self) -> usize {
+        if self.started {
+            return self.depth;
+        }
+        // A short stack that never left the allocator's frames, or had none of them.
+        let from = self.last_own.map_or(0, |i| i + 1);
+        let mut depth = 0;
+        for &h in &self.head[from.min(self.seen)..self.seen] {
+            if depth < MAX_STACK_DEPTH {
+                self.buf[depth] = h;
+                depth += 1;
+            }
+        }
+        depth
+    }
+}
+
+/// Captures the caller's stack into `buf`: raw return addresses, innermost first, without the
+/// unwinder's and the allocator's own frames (`own`).
 #[inline(never)]
-pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], marker: usize) -> usize {
-    let mut depth = 0;
-    let mut skipped_cold_fn = false;
-    let mut cb = |frame: &backtrace::Frame| {
-        let sp = frame.sp() as usize;
-        if sp != 0 && sp <= marker {
-            return true;
-        }
-        if !skipped_cold_fn {
-            skipped_cold_fn = true;
-            return true;
-        }
-        if depth < MAX_STACK_DEPTH {
-            buf[depth] = frame.ip() as usize;
-            depth += 1;
-        }
-        depth < MAX_STACK_DEPTH
-    };
+pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) -> usize {
+    let mut sink = FrameSink::new(buf, own);
+    #[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if crate::unwind_fp::walk(&mut sink) {
+        return sink.finish();
+    }
+    let mut cb = |frame: &backtrace::Frame| sink.push(frame.ip() as usize);
     // SAFETY: `trace_unsynchronized` is unsafe only because it takes no lock; the callback
-    // writes into a fixed array, allocates nothing, and never panics (indices are checked above).
+    // writes into fixed arrays, allocates nothing, and never panics (indices are checked).
     unsafe { backtrace::trace_unsynchronized(&mut cb) };
-    depth
+    sink.finish()
 }
 
 /// Interns `frames` and adds the sample's weights to its site. `None` when the stack table is
@@ -204,6 +310,17 @@ pub(crate) fn release(stack: StackId, sample: &SampleInfo) {
     let mut guard = TABLE[shard_of_id(stack)].lock();
     if let Some(site) = guard.as_mut().and_then(|s| s.sites.get_mut(&stack)) {
         site.sums.remove_live(sample);
+    }
+}
+
+/// Appends the raw return addresses of stack `id` to `out` (nothing if it was evicted or
+/// `out` cannot grow). `out` uses the table allocator: it may grow while the shard is locked.
+pub(crate) fn frames_of(id: StackId, out: &mut TableVec<usize>) {
+    let guard = TABLE[shard_of_id(id)].lock();
+    if let Some(site) = guard.as_ref().and_then(|s| s.sites.get(&id)) {
+        if out.try_reserve(site.frames.len()).is_ok() {
+            out.extend_from_slice(&site.frames);
+        }
     }
 }
 

@@ -29,19 +29,23 @@ struct Ledger {
 #[inline(never)]
 fn exact_site_small(size: usize) -> *mut u8 {
     // SAFETY: size is at least 1 and the alignment is a power of two.
-    unsafe { alloc(Layout::from_size_align(size, 8).unwrap()) }
+    let ptr = unsafe { alloc(Layout::from_size_align(size, 8).unwrap()) };
+    // Not a tail call: the site's own frame must be on the stack when the allocator runs.
+    std::hint::black_box(ptr)
 }
 
 #[inline(never)]
 fn exact_site_large(size: usize) -> *mut u8 {
     // SAFETY: as above.
-    unsafe { alloc(Layout::from_size_align(size, 16).unwrap()) }
+    let ptr = unsafe { alloc(Layout::from_size_align(size, 16).unwrap()) };
+    std::hint::black_box(ptr)
 }
 
 #[inline(never)]
 fn exact_site_grow(ptr: *mut u8, old: Layout, new_size: usize) -> *mut u8 {
     // SAFETY: `ptr` is a live block of layout `old`; new_size is non-zero.
-    unsafe { realloc(ptr, old, new_size) }
+    let ptr = unsafe { realloc(ptr, old, new_size) };
+    std::hint::black_box(ptr)
 }
 
 #[derive(Clone, Copy)]

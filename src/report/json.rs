@@ -1,3 +1,694 @@
-//! JSON heap report, schema v1 (see docs/report-format.md).
+//! JSON heap report, schema v1 (documented field by field in `docs/report-format.md`).
 //!
-//! STUB: owned by the reporting work (issue 3).
+//! A [`Report`] is what the [`Reporter`](crate::Reporter) writes to disk and what tools read
+//! back: a symbolized [`Profile`] plus what a reader needs without the process at hand —
+//! allocation rates over the window since the previous report, the leak suspects, and the
+//! process's mappings for offline symbolization. [`Report::to_profile`] turns a report back into
+//! a `Profile`, so the leak detector and [`Profile::diff`] run on files just as on live data.
+//!
+//! Versioning: `version` changes only when a field is removed, renamed or changes meaning;
+//! fields may be added within a version (readers ignore fields they do not know). Readers
+//! reject versions they do not know with [`ReportErrorKind::UnsupportedVersion`].
+
+use crate::leaks::LeakSuspect;
+use crate::profile::{Frame, Profile, ProfilerStats, Site, SiteThread};
+use crate::report::mappings::Mapping;
+use crate::stacks::StackId;
+use crate::totals::Totals;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The value of every report's `format` field.
+pub const FORMAT: &str = "heapsampler-heap-report";
+/// The schema version this build writes, and the only one it reads.
+pub const VERSION: u32 = 1;
+
+/// A heap report (schema v1): exact totals and rates, per-site estimates and rates, leak
+/// suspects, and mappings.
+///
+/// ```
+/// use heapsampler::Report;
+/// let now = heapsampler::snapshot();
+/// let report = Report::from_profile(&now, None, Vec::new(), Vec::new());
+/// let text = report.to_string_pretty();
+/// assert_eq!(Report::parse(&text).unwrap(), report);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`FORMAT`] (`"heapsampler-heap-report"`).
+    pub format: String,
+    /// Schema version, [`VERSION`].
+    pub version: u32,
+    /// Process id of the profiled process.
+    pub pid: u32,
+    /// Path of the profiled executable (empty when unknown).
+    pub program: String,
+    /// Wall-clock time of the snapshot, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Length of the window the rates are measured over, milliseconds: since the previous
+    /// report, or since the process started for the first one (0 when unknown: rates are 0).
+    pub window_ms: u64,
+    /// Mean sampling interval T in force, bytes (1 = exact, 0 = off).
+    pub sample_interval: u64,
+    /// Exact process-wide counters and rates.
+    pub totals: ReportTotals,
+    /// The profiler's own figures.
+    pub profiler: ProfilerStats,
+    /// Every call site with something sampled, most estimated live bytes first.
+    pub sites: Vec<ReportSite>,
+    /// Sites whose live bytes keep growing, as judged by the [`LeakDetector`](crate::LeakDetector).
+    pub leak_suspects: Vec<LeakSuspect>,
+    /// The process's executable mappings, for offline symbolization.
+    pub mappings: Vec<Mapping>,
+}
+
+/// Exact process-wide counters, and exact rates over the report's window.
+///
+/// ```
+/// let t = heapsampler::report::json::ReportTotals::default();
+/// assert_eq!(t.allocated_bytes_per_sec, 0.0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportTotals {
+    /// The exact counters of [`Totals`], as fields of this object.
+    #[serde(flatten)]
+    pub counts: Totals,
+    /// Bytes allocated per second over the window.
+    pub allocated_bytes_per_sec: f64,
+    /// Allocations per second over the window.
+    pub allocated_objects_per_sec: f64,
+    /// Bytes freed per second over the window.
+    pub freed_bytes_per_sec: f64,
+    /// Frees per second over the window.
+    pub freed_objects_per_sec: f64,
+}
+
+/// One call site of a report: estimates, rates, stack and top threads.
+///
+/// ```
+/// let site = heapsampler::report::json::ReportSite::default();
+/// assert_eq!(site.top_function(), None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportSite {
+    /// The site's stack id (stable within the process).
+    pub stack_id: StackId,
+    /// Estimated bytes live now.
+    pub live_bytes: f64,
+    /// Estimated blocks live now.
+    pub live_objects: f64,
+    /// Estimated bytes allocated here since the process started.
+    pub alloc_bytes: f64,
+    /// Estimated allocations made here since the process started.
+    pub alloc_objects: f64,
+    /// Estimated bytes allocated here per second over the window.
+    pub alloc_bytes_per_sec: f64,
+    /// Estimated allocations made here per second over the window.
+    pub alloc_objects_per_sec: f64,
+    /// Samples taken here since the process started.
+    pub samples: u64,
+    /// Of those, still live.
+    pub live_samples: u64,
+    /// Raw return addresses, innermost first (see `mappings` to symbolize offline).
+    pub addresses: Vec<u64>,
+    /// Symbolized frames, innermost first; inlined calls give several frames per address.
+    pub frames: Vec<Frame>,
+    /// The allocating threads, most estimated bytes first.
+    pub threads: Vec<SiteThread>,
+}
+
+impl ReportSite {
+    /// The innermost symbolized function outside the Rust standard library and hashbrown
+    /// (`Vec::push`, `String::from`… are skipped): usually the code that asked for memory.
+    /// Falls back to the innermost named frame.
+    ///
+    /// ```
+    /// use heapsampler::{Frame, report::json::ReportSite};
+    /// let named = |f: &str| Frame { function: Some(f.into()), ..Frame::default() };
+    /// let site = ReportSite {
+    ///     frames: vec![named("alloc::raw_vec::finish_grow"), named("my_app::load_cache")],
+    ///     ..ReportSite::default()
+    /// };
+    /// assert_eq!(site.top_function(), Some("my_app::load_cache"));
+    /// ```
+    pub fn top_function(&self) -> Option<&str> {
+        let mut names = self.frames.iter().filter_map(|f| f.function.as_deref());
+        let first = names.clone().next();
+        names.find(|n| !is_library_function(n)).or(first)
+    }
+}
+
+fn is_library_function(name: &str) -> bool {
+    let n = name.strip_prefix('<').unwrap_or(name);
+    let n = n.strip_prefix("T as ").or_else(|| n.strip_prefix("[T] as ")).unwrap_or(n);
+    ["alloc::", "core::", "std::", "hashbrown::", "__rust", "__rdl", "__rg"]
+        .iter()
+        .any(|p| n.starts_with(p))
+}
+
+/// Unbiased rates need a previous reading; this is what is kept of one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Baseline {
+    pid: u32,
+    timestamp_ms: u64,
+    totals: Totals,
+    /// stack id → (hash of the addresses, alloc bytes, alloc objects).
+    sites: HashMap<StackId, (u64, f64, f64)>,
+}
+
+impl Baseline {
+    pub(crate) fn of(profile: &Profile) -> Baseline {
+        Baseline {
+            pid: profile.pid,
+            timestamp_ms: profile.timestamp_ms,
+            totals: profile.totals,
+            sites: profile
+                .sites
+                .iter()
+                .map(|s| (s.stack_id, (hash_addresses(&s.addresses), s.alloc_bytes, s.alloc_objects)))
+                .collect(),
+        }
+    }
+}
+
+fn hash_addresses(a: &[u64]) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(a)
+}
+
+/// JSON cannot hold NaN or infinities (serde_json would write `null`, which then fails to
+/// read back): a report only ever carries finite numbers.
+fn finite(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
+fn program_path(pid: u32) -> String {
+    if pid != std::process::id() {
+        return String::new();
+    }
+    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+impl Report {
+    /// Builds a report from a profile (symbolize it first for function names), the previous
+    /// profile of the same process for the rates (`None`: rates since the process started),
+    /// the leak suspects and the mappings. Sites are sorted by estimated live bytes, largest
+    /// first. Site rates are `(alloc now − alloc before) / window`, matching sites by stack id.
+    ///
+    /// ```
+    /// use heapsampler::{Report, report::mappings};
+    /// let before = heapsampler::snapshot();
+    /// let mut now = heapsampler::snapshot();
+    /// now.symbolize();
+    /// let report = Report::from_profile(&now, Some(&before), Vec::new(), mappings::current());
+    /// assert_eq!(report.window_ms, now.timestamp_ms - before.timestamp_ms);
+    /// ```
+    pub fn from_profile(
+        profile: &Profile,
+        previous: Option<&Profile>,
+        leak_suspects: Vec<LeakSuspect>,
+        mappings: Vec<Mapping>,
+    ) -> Report {
+        let _guard = crate::sampler::enter_guard();
+        let baseline = previous.map(Baseline::of);
+        Report::build(profile.clone(), baseline.as_ref(), leak_suspects, mappings)
+    }
+
+    /// [`from_profile`](Self::from_profile) on an owned profile (no copy of the frames).
+    pub(crate) fn build(
+        profile: Profile,
+        previous: Option<&Baseline>,
+        leak_suspects: Vec<LeakSuspect>,
+        mappings: Vec<Mapping>,
+    ) -> Report {
+        let _guard = crate::sampler::enter_guard();
+        // Cumulative counters of another process cannot be subtracted from ours.
+        let previous = previous.filter(|b| b.pid == profile.pid);
+        let since = match previous {
+            Some(b) => Some(b.timestamp_ms),
+            None if profile.pid == std::process::id() => crate::config::process_start_ms(),
+            None => None,
+        };
+        let window_ms = since.map_or(0, |s| profile.timestamp_ms.saturating_sub(s));
+        let secs = window_ms as f64 / 1000.0;
+        let rate = |delta: f64| if secs > 0.0 { finite(delta.max(0.0) / secs) } else { 0.0 };
+        let t = profile.totals;
+        let t0 = previous.map(|b| b.totals).unwrap_or_default();
+        let totals = ReportTotals {
+            counts: t,
+            allocated_bytes_per_sec: rate(t.allocated_bytes.saturating_sub(t0.allocated_bytes) as f64),
+            allocated_objects_per_sec: rate(
+                t.allocated_objects.saturating_sub(t0.allocated_objects) as f64,
+            ),
+            freed_bytes_per_sec: rate(t.freed_bytes.saturating_sub(t0.freed_bytes) as f64),
+            freed_objects_per_sec: rate(t.freed_objects.saturating_sub(t0.freed_objects) as f64),
+        };
+        let mut sites: Vec<ReportSite> = profile
+            .sites
+            .into_iter()
+            .map(|s| {
+                let (bytes0, objects0) = previous
+                    .and_then(|b| b.sites.get(&s.stack_id))
+                    .filter(|(h, _, _)| *h == hash_addresses(&s.addresses))
+                    .map_or((0.0, 0.0), |&(_, b, o)| (b, o));
+                ReportSite {
+                    stack_id: s.stack_id,
+                    live_bytes: finite(s.live_bytes),
+                    live_objects: finite(s.live_objects),
+                    alloc_bytes: finite(s.alloc_bytes),
+                    alloc_objects: finite(s.alloc_objects),
+                    alloc_bytes_per_sec: rate(s.alloc_bytes - bytes0),
+                    alloc_objects_per_sec: rate(s.alloc_objects - objects0),
+                    samples: s.samples,
+                    live_samples: s.live_samples,
+                    addresses: s.addresses,
+                    frames: s.frames,
+                    threads: s
+                        .threads
+                        .into_iter()
+                        .map(|t| SiteThread {
+                            alloc_bytes: finite(t.alloc_bytes),
+                            live_bytes: finite(t.live_bytes),
+                            ..t
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        sites.sort_by(|a, b| {
+            b.live_bytes
+                .total_cmp(&a.live_bytes)
+                .then(b.alloc_bytes.total_cmp(&a.alloc_bytes))
+                .then(a.stack_id.cmp(&b.stack_id))
+        });
+        let leak_suspects = leak_suspects
+            .into_iter()
+            .map(|s| LeakSuspect {
+                growth_bytes_per_sec: finite(s.growth_bytes_per_sec),
+                confidence: finite(s.confidence),
+                live_bytes: finite(s.live_bytes),
+                ..s
+            })
+            .collect();
+        Report {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            pid: profile.pid,
+            program: program_path(profile.pid),
+            timestamp_ms: profile.timestamp_ms,
+            window_ms,
+            sample_interval: profile.sample_interval,
+            totals,
+            profiler: profile.profiler,
+            sites,
+            leak_suspects,
+            mappings,
+        }
+    }
+
+    /// The report as a [`Profile`] (rates, suspects and mappings left out), so the leak
+    /// detector and [`Profile::diff`] can run on reports read from files.
+    ///
+    /// ```
+    /// use heapsampler::Report;
+    /// let profile = heapsampler::snapshot();
+    /// let report = Report::from_profile(&profile, None, Vec::new(), Vec::new());
+    /// let back = report.to_profile();
+    /// assert_eq!(back.totals, profile.totals);
+    /// assert_eq!(back.sites.len(), profile.sites.len());
+    /// ```
+    pub fn to_profile(&self) -> Profile {
+        Profile {
+            pid: self.pid,
+            timestamp_ms: self.timestamp_ms,
+            sample_interval: self.sample_interval,
+            totals: self.totals.counts,
+            profiler: self.profiler.clone(),
+            sites: self
+                .sites
+                .iter()
+                .map(|s| Site {
+                    stack_id: s.stack_id,
+                    addresses: s.addresses.clone(),
+                    frames: s.frames.clone(),
+                    live_bytes: s.live_bytes,
+                    live_objects: s.live_objects,
+                    alloc_bytes: s.alloc_bytes,
+                    alloc_objects: s.alloc_objects,
+                    samples: s.samples,
+                    live_samples: s.live_samples,
+                    threads: s.threads.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads a report from JSON text, checking `format` and `version` first so that a wrong
+    /// file gets a clear error rather than a list of missing fields.
+    ///
+    /// ```
+    /// use heapsampler::Report;
+    /// let err = Report::parse(r#"{"format": "heapsampler-heap-report", "version": 7}"#).unwrap_err();
+    /// assert_eq!(err.to_string(), "unsupported report version 7 (this build reads version 1)");
+    /// assert!(Report::parse("not json").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Report, ReportError> {
+        let _guard = crate::sampler::enter_guard();
+        check_header(text)?;
+        serde_json::from_str(text).map_err(|e| ReportErrorKind::Invalid(e.to_string()).into())
+    }
+
+    /// Reads a report file; errors name the file.
+    ///
+    /// ```
+    /// let err = heapsampler::Report::read("/nonexistent/heap-1-000001.json").unwrap_err();
+    /// assert!(err.to_string().starts_with("/nonexistent/heap-1-000001.json: cannot read"));
+    /// ```
+    pub fn read(path: impl AsRef<Path>) -> Result<Report, ReportError> {
+        let path = path.as_ref();
+        let _guard = crate::sampler::enter_guard();
+        let at = |kind: ReportErrorKind| ReportError { path: Some(path.to_path_buf()), kind };
+        let text = std::fs::read_to_string(path).map_err(|e| at(ReportErrorKind::Io(e)))?;
+        Report::parse(&text).map_err(|e| at(e.kind))
+    }
+
+    /// The report as indented JSON (what the reporter writes).
+    ///
+    /// ```
+    /// let r = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// assert!(r.to_string_pretty().contains("\"format\": \"heapsampler-heap-report\""));
+    /// ```
+    pub fn to_string_pretty(&self) -> String {
+        let _guard = crate::sampler::enter_guard();
+        // Serializing plain data with string keys and finite numbers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes the report as indented JSON to `w`.
+    ///
+    /// ```
+    /// let r = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// let mut buf = Vec::new();
+    /// r.write_to(&mut buf).unwrap();
+    /// assert!(buf.ends_with(b"}\n"));
+    /// ```
+    pub fn write_to(&self, w: impl Write) -> io::Result<()> {
+        let _guard = crate::sampler::enter_guard();
+        let mut w = w;
+        serde_json::to_writer_pretty(&mut w, self).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    }
+
+    /// Writes the report to `dir/name` atomically and returns the path: the JSON goes to a
+    /// hidden temporary file in the same directory (`.name.<pid>.<n>.tmp`, which no
+    /// `heap-*.json` pattern matches), is flushed to disk, then renamed over `name`. A reader
+    /// sees the old file or the complete new one, never a partial one; on error the temporary
+    /// file is removed. Creates `dir` if it is missing.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("hs-doc-{}", std::process::id()));
+    /// let r = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// let path = r.write_atomic(&dir, "heap-example.json").unwrap();
+    /// assert_eq!(heapsampler::Report::read(&path).unwrap(), r);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn write_atomic(&self, dir: impl AsRef<Path>, name: &str) -> io::Result<PathBuf> {
+        static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+        let _guard = crate::sampler::enter_guard();
+        let dir = dir.as_ref();
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("report file name {name:?} must be a plain, non-hidden file name"),
+            ));
+        }
+        let context = |what: &str, path: &Path, e: io::Error| {
+            io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| context("cannot create directory", dir, e))?;
+        let path = dir.join(name);
+        let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let written = (|| -> io::Result<()> {
+            let file = std::fs::File::create_new(&temp)?;
+            let mut w = io::BufWriter::with_capacity(256 * 1024, file);
+            self.write_to(&mut w)?;
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(context("cannot write", &path, e));
+        }
+        // Make the rename itself durable; the report is already complete and visible, so a
+        // failure here is not worth failing the write for.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(path)
+    }
+}
+
+/// Checks `format` and `version` before the full parse; a single pass over the text that
+/// skips every other field.
+fn check_header(text: &str) -> Result<(), ReportError> {
+    #[derive(Deserialize)]
+    struct Header {
+        format: Option<serde_json::Value>,
+        version: Option<serde_json::Value>,
+    }
+    let header: Header = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Eof => ReportErrorKind::Truncated(e),
+        serde_json::error::Category::Data => {
+            ReportErrorKind::NotAReport("the top level is not a JSON object".into())
+        }
+        _ => ReportErrorKind::NotJson(e),
+    })?;
+    match &header.format {
+        Some(serde_json::Value::String(f)) if f == FORMAT => {}
+        Some(other) => {
+            return Err(ReportErrorKind::NotAReport(format!(
+                "`format` is {other} (expected \"{FORMAT}\")"
+            ))
+            .into());
+        }
+        None => return Err(ReportErrorKind::NotAReport("no `format` field".into()).into()),
+    }
+    match &header.version {
+        Some(v) => match v.as_u64() {
+            Some(n) if n == VERSION as u64 => Ok(()),
+            Some(n) => Err(ReportErrorKind::UnsupportedVersion(n).into()),
+            None => Err(ReportErrorKind::Invalid(format!("`version` is {v}, not a whole number")).into()),
+        },
+        None => Err(ReportErrorKind::Invalid("missing field `version`".into()).into()),
+    }
+}
+
+/// Why a report could not be read; `Display` names the file (when there is one) and the
+/// problem.
+///
+/// ```
+/// use heapsampler::{Report, report::json::ReportErrorKind};
+/// let err = Report::parse(r#"{"format": "something-else", "version": 1}"#).unwrap_err();
+/// assert!(matches!(err.kind(), ReportErrorKind::NotAReport(_)));
+/// assert!(err.to_string().contains("not a heapsampler heap report"));
+/// ```
+#[derive(Debug)]
+pub struct ReportError {
+    path: Option<PathBuf>,
+    kind: ReportErrorKind,
+}
+
+/// The kinds of [`ReportError`].
+///
+/// ```
+/// use heapsampler::{Report, report::json::ReportErrorKind};
+/// let err = Report::parse(r#"{"format": "heapsa"#).unwrap_err();
+/// assert!(matches!(err.kind(), ReportErrorKind::Truncated(_)));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReportErrorKind {
+    /// The file could not be read.
+    Io(io::Error),
+    /// The text is not JSON.
+    NotJson(serde_json::Error),
+    /// The JSON ends early (a partly written or cut file).
+    Truncated(serde_json::Error),
+    /// JSON, but not a heapsampler heap report (`format` missing or different).
+    NotAReport(String),
+    /// A heap report of a schema version this build does not read.
+    UnsupportedVersion(u64),
+    /// A v1 report with a missing or malformed field.
+    Invalid(String),
+}
+
+impl ReportError {
+    /// What went wrong.
+    ///
+    /// ```
+    /// use heapsampler::report::json::ReportErrorKind;
+    /// let err = heapsampler::Report::parse("[1, 2]").unwrap_err();
+    /// assert!(matches!(err.kind(), ReportErrorKind::NotAReport(_)));
+    /// ```
+    pub fn kind(&self) -> &ReportErrorKind {
+        &self.kind
+    }
+
+    /// The file being read, if the report came from one.
+    ///
+    /// ```
+    /// let err = heapsampler::Report::read("/nonexistent.json").unwrap_err();
+    /// assert_eq!(err.path(), Some(std::path::Path::new("/nonexistent.json")));
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl From<ReportErrorKind> for ReportError {
+    fn from(kind: ReportErrorKind) -> Self {
+        ReportError { path: None, kind }
+    }
+}
+
+impl fmt::Display for ReportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportErrorKind::Io(e) => write!(f, "cannot read the report: {e}"),
+            ReportErrorKind::NotJson(e) => write!(f, "not a JSON document: {e}"),
+            ReportErrorKind::Truncated(e) => write!(f, "truncated report, the JSON ends early ({e})"),
+            ReportErrorKind::NotAReport(why) => write!(f, "not a heapsampler heap report: {why}"),
+            ReportErrorKind::UnsupportedVersion(v) => {
+                write!(f, "unsupported report version {v} (this build reads version {VERSION})")
+            }
+            ReportErrorKind::Invalid(why) => write!(f, "invalid report: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for ReportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{}: {}", p.display(), self.kind),
+            None => self.kind.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ReportErrorKind::Io(e) => Some(e),
+            ReportErrorKind::NotJson(e) | ReportErrorKind::Truncated(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(id: StackId, live: f64, alloc: f64, addrs: &[u64]) -> Site {
+        Site {
+            stack_id: id,
+            addresses: addrs.to_vec(),
+            live_bytes: live,
+            live_objects: live / 16.0,
+            alloc_bytes: alloc,
+            alloc_objects: alloc / 16.0,
+            samples: 3,
+            live_samples: 1,
+            ..Site::default()
+        }
+    }
+
+    fn profile(ts: u64, sites: Vec<Site>, allocated: u64) -> Profile {
+        Profile {
+            pid: 4242,
+            timestamp_ms: ts,
+            sample_interval: 4096,
+            totals: Totals { allocated_bytes: allocated, allocated_objects: allocated / 8, ..Totals::default() },
+            sites,
+            ..Profile::default()
+        }
+    }
+
+    #[test]
+    fn rates_are_deltas_over_the_window_matched_by_stack_id() {
+        let before = profile(10_000, vec![site(1, 0.0, 1000.0, &[1]), site(2, 5.0, 500.0, &[2])], 10_000);
+        let now = profile(
+            12_000,
+            vec![site(1, 100.0, 5000.0, &[1]), site(2, 5.0, 500.0, &[2]), site(3, 50.0, 60.0, &[3])],
+            30_000,
+        );
+        let r = Report::from_profile(&now, Some(&before), vec![], vec![]);
+        assert_eq!(r.window_ms, 2000);
+        assert_eq!(r.totals.allocated_bytes_per_sec, 10_000.0);
+        let by_id = |id| r.sites.iter().find(|s| s.stack_id == id).unwrap();
+        assert_eq!(by_id(1).alloc_bytes_per_sec, 2000.0);
+        assert_eq!(by_id(1).alloc_objects_per_sec, 125.0);
+        assert_eq!(by_id(2).alloc_bytes_per_sec, 0.0);
+        // A site new in this window: everything it allocated is in the window.
+        assert_eq!(by_id(3).alloc_bytes_per_sec, 30.0);
+        let order: Vec<_> = r.sites.iter().map(|s| s.stack_id).collect();
+        assert_eq!(order, vec![1, 3, 2], "sites sorted by live bytes, largest first");
+    }
+
+    #[test]
+    fn a_reused_id_with_other_frames_is_a_new_site_and_no_nan_escapes() {
+        let before = profile(1000, vec![site(1, 0.0, 1000.0, &[1, 2])], 0);
+        let now = profile(1000, vec![site(1, f64::NAN, 400.0, &[9, 9])], 0);
+        let r = Report::from_profile(&now, Some(&before), vec![], vec![]);
+        assert_eq!(r.window_ms, 0);
+        assert_eq!(r.sites[0].alloc_bytes_per_sec, 0.0, "zero window gives zero rates");
+        assert_eq!(r.sites[0].live_bytes, 0.0);
+        let later = profile(3000, vec![site(1, 1.0, 400.0, &[9, 9])], 0);
+        let r = Report::from_profile(&later, Some(&before), vec![], vec![]);
+        assert_eq!(r.sites[0].alloc_bytes_per_sec, 200.0);
+        assert_eq!(Report::parse(&r.to_string_pretty()).unwrap(), r);
+    }
+
+    #[test]
+    fn header_errors_are_named() {
+        let msg = |t: &str| Report::parse(t).unwrap_err().to_string();
+        assert!(msg("").starts_with("truncated report"), "{}", msg(""));
+        assert!(msg("{nope").starts_with("not a JSON document"), "{}", msg("{nope"));
+        assert_eq!(msg(r#"{"version": 1}"#), "not a heapsampler heap report: no `format` field");
+        assert_eq!(
+            msg(r#"{"format": "pprof", "version": 1}"#),
+            "not a heapsampler heap report: `format` is \"pprof\" (expected \"heapsampler-heap-report\")"
+        );
+        assert_eq!(
+            msg(r#"{"format": "heapsampler-heap-report", "version": 2, "sites": 5}"#),
+            "unsupported report version 2 (this build reads version 1)"
+        );
+        assert_eq!(msg(r#"{"format": "heapsampler-heap-report"}"#), "invalid report: missing field `version`");
+        let m = msg(r#"{"format": "heapsampler-heap-report", "version": 1, "pid": 3}"#);
+        assert!(m.starts_with("invalid report: missing field"), "{m}");
+    }
+
+    #[test]
+    fn top_function_skips_library_frames() {
+        let named = |f: &str| Frame { function: Some(f.into()), ..Frame::default() };
+        let s = ReportSite {
+            frames: vec![
+                named("alloc::raw_vec::RawVecInner<A>::finish_grow"),
+                named("<T as alloc::slice::hack::ConvertVec>::to_vec"),
+                named("<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
+                named("std::collections::hash::map::HashMap<K,V>::insert"),
+                named("leaky::leak_session_state"),
+            ],
+            ..ReportSite::default()
+        };
+        assert_eq!(s.top_function(), Some("leaky::leak_session_state"));
+        let only_lib = ReportSite { frames: vec![named("alloc::x")], ..ReportSite::default() };
+        assert_eq!(only_lib.top_function(), Some("alloc::x"));
+    }
+}

@@ -1,3 +1,4 @@
 //! Renderers of a [`Profile`](crate::Profile): JSON (schema v1), pprof, flamegraph.
 
 pub mod json;
+pub mod mappings;

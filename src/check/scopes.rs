@@ -1,0 +1,274 @@
+//! The table of active leak-check scopes and the allocator's hooks into it.
+//!
+//! Every check owns one slot of a fixed array for its lifetime, and its tag says which: the low
+//! [`SLOT_BITS`] bits of a tag are the slot index, the rest a generation, so the allocator finds a
+//! scope's counters with one index and one compare — no search, no lock, no allocation. When
+//! every slot is taken a check gets a tag whose slot belongs to someone else: its leaks are still
+//! found (they are recognised by tag in the live table), but it has no counters and cannot be
+//! shared with other threads. [`claim`] says which it got.
+//!
+//! A slot is reused once its check finishes. Updaters (the allocator, on any thread) announce
+//! themselves in `busy` before they compare the tag, and the finishing check clears the tag and
+//! then waits for `busy` to drain, so no update meant for an old check can land in a new one.
+
+use crate::sampler::{self, SampleInfo, WEIGHT_ONE};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+/// Bits of a tag that index the slot table.
+pub(crate) const SLOT_BITS: u32 = 8;
+/// Scopes that can be active at once with their own counters.
+pub(crate) const SLOTS: usize = 1 << SLOT_BITS;
+/// Enclosing checks remembered per scope (nesting deeper than this is not counted further up).
+pub(crate) const MAX_NEST: usize = 8;
+
+const FREE: u32 = 0;
+const CLAIMED: u32 = 1;
+
+/// One scope's counters. Own cache line pair: two checks on two threads never share a line.
+#[repr(align(128))]
+pub(crate) struct Slot {
+    state: AtomicU32,
+    tag: AtomicU32,
+    busy: AtomicU32,
+    /// Tags of the enclosing checks when this one started, innermost first, 0-terminated.
+    ancestors: [AtomicU32; MAX_NEST],
+    allocations: AtomicU64,
+    allocated_bytes: AtomicU64,
+    frees: AtomicU64,
+    freed_bytes: AtomicU64,
+    live_bytes: AtomicI64,
+    peak_bytes: AtomicU64,
+    unrecorded: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            state: AtomicU32::new(FREE),
+            tag: AtomicU32::new(0),
+            busy: AtomicU32::new(0),
+            ancestors: [const { AtomicU32::new(0) }; MAX_NEST],
+            allocations: AtomicU64::new(0),
+            allocated_bytes: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            freed_bytes: AtomicU64::new(0),
+            live_bytes: AtomicI64::new(0),
+            peak_bytes: AtomicU64::new(0),
+            unrecorded: AtomicU64::new(0),
+        }
+    }
+
+    fn reset(&self) {
+        for c in [&self.allocations, &self.allocated_bytes, &self.frees, &self.freed_bytes] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.live_bytes.store(0, Ordering::Relaxed);
+        self.peak_bytes.store(0, Ordering::Relaxed);
+        self.unrecorded.store(0, Ordering::Relaxed);
+        for a in &self.ancestors {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> Counters {
+        let allocations = self.allocations.load(Ordering::Relaxed);
+        let frees = self.frees.load(Ordering::Relaxed);
+        Counters {
+            allocations,
+            allocated_bytes: self.allocated_bytes.load(Ordering::Relaxed),
+            frees,
+            freed_bytes: self.freed_bytes.load(Ordering::Relaxed),
+            live_blocks: allocations.saturating_sub(frees),
+            live_bytes: self.live_bytes.load(Ordering::Relaxed).max(0) as u64,
+            peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
+            unrecorded: self.unrecorded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A scope's counters as read at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub allocations: u64,
+    pub allocated_bytes: u64,
+    pub frees: u64,
+    pub freed_bytes: u64,
+    pub live_blocks: u64,
+    pub live_bytes: u64,
+    pub peak_bytes: u64,
+    pub unrecorded: u64,
+}
+
+static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+/// Generation of the next tag; tags are unique until it wraps (2^24 checks in one process).
+static NEXT_GEN: AtomicU32 = AtomicU32::new(1);
+
+fn slot_of(tag: u32) -> &'static Slot {
+    &TABLE[(tag as usize) & (SLOTS - 1)]
+}
+
+/// Whether `tag` names a check that holds its slot now.
+pub(crate) fn is_active(tag: u32) -> bool {
+    tag != 0 && slot_of(tag).tag.load(Ordering::Acquire) == tag
+}
+
+/// A fresh tag, and whether it owns its slot (counters, sharing) or had to go without.
+/// `ancestors` are the enclosing checks' tags, innermost first.
+pub(crate) fn claim(ancestors: &[u32]) -> (u32, bool) {
+    let generation = loop {
+        let g = NEXT_GEN.fetch_add(1, Ordering::Relaxed) & ((1 << (32 - SLOT_BITS)) - 1);
+        if g != 0 {
+            break g;
+        }
+    };
+    let start = (generation as usize).wrapping_mul(0x9e37_79b9) % SLOTS;
+    for i in 0..SLOTS {
+        let index = (start + i) % SLOTS;
+        let slot = &TABLE[index];
+        if slot.state.compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            slot.reset();
+            for (dst, &src) in slot.ancestors.iter().zip(ancestors) {
+                dst.store(src, Ordering::Relaxed);
+            }
+            let tag = (generation << SLOT_BITS) | index as u32;
+            slot.tag.store(tag, Ordering::SeqCst);
+            return (tag, true);
+        }
+    }
+    // No slot: a tag whose slot belongs to another check never matches it, so the allocator's
+    // updates for this tag are dropped and `is_active` is false.
+    ((generation << SLOT_BITS) | (start as u32), false)
+}
+
+/// Retires `tag`'s slot and returns its final counters (`None` if it had no slot).
+pub(crate) fn release(tag: u32, owns_slot: bool) -> Option<Counters> {
+    if !owns_slot {
+        return None;
+    }
+    let slot = slot_of(tag);
+    if slot.tag.load(Ordering::Relaxed) != tag {
+        return None;
+    }
+    slot.tag.store(0, Ordering::SeqCst);
+    // Updaters that saw the old tag are at most a few atomic operations from done.
+    while slot.busy.load(Ordering::SeqCst) != 0 {
+        core::hint::spin_loop();
+        std::thread::yield_now();
+    }
+    let counters = slot.read();
+    slot.state.store(FREE, Ordering::Release);
+    Some(counters)
+}
+
+/// The counters of an active check, read now.
+pub(crate) fn read(tag: u32) -> Option<Counters> {
+    with_slot(tag, |slot| slot.read())
+}
+
+/// Runs `f` on `tag`'s slot if it is active, holding off its release meanwhile.
+fn with_slot<R>(tag: u32, f: impl FnOnce(&Slot) -> R) -> Option<R> {
+    let slot = slot_of(tag);
+    slot.busy.fetch_add(1, Ordering::SeqCst);
+    let out = if slot.tag.load(Ordering::SeqCst) == tag { Some(f(slot)) } else { None };
+    slot.busy.fetch_sub(1, Ordering::Release);
+    out
+}
+
+/// Applies `f` to the scope `tag` and to each enclosing check still active.
+fn for_scope_and_ancestors(tag: u32, f: impl Fn(&Slot)) {
+    with_slot(tag, |slot| {
+        f(slot);
+        for ancestor in &slot.ancestors {
+            let a = ancestor.load(Ordering::Relaxed);
+            if a == 0 {
+                break;
+            }
+            with_slot(a, &f);
+        }
+    });
+}
+
+/// Allocator hook: a block of `size` bytes was recorded under `tag`. Atomics only.
+pub(crate) fn on_alloc(tag: u32, size: usize) {
+    let size = size as u64;
+    for_scope_and_ancestors(tag, |s| {
+        s.allocations.fetch_add(1, Ordering::Relaxed);
+        s.allocated_bytes.fetch_add(size, Ordering::Relaxed);
+        let live = s.live_bytes.fetch_add(size as i64, Ordering::Relaxed) + size as i64;
+        s.peak_bytes.fetch_max(live.max(0) as u64, Ordering::Relaxed);
+    });
+}
+
+/// Allocator hook: a block of `size` bytes recorded under `tag` was freed (by any thread).
+pub(crate) fn on_free(tag: u32, size: usize) {
+    let size = size as u64;
+    for_scope_and_ancestors(tag, |s| {
+        s.frees.fetch_add(1, Ordering::Relaxed);
+        s.freed_bytes.fetch_add(size, Ordering::Relaxed);
+        s.live_bytes.fetch_sub(size as i64, Ordering::Relaxed);
+    });
+}
+
+/// Allocator hook: an allocation in scope `tag` could not be recorded (a table was full).
+pub(crate) fn on_unrecorded(tag: u32) {
+    for_scope_and_ancestors(tag, |s| {
+        s.unrecorded.fetch_add(1, Ordering::Relaxed);
+    });
+}
+
+/// Allocator hook: the exact-record weights for the new block of a `realloc` of a block
+/// recorded under `tag`, if that check is still active (the block stays in its scope).
+pub(crate) fn inherit(tag: u32, size: usize) -> Option<SampleInfo> {
+    is_active(tag).then(|| SampleInfo {
+        w_count: WEIGHT_ONE,
+        w_bytes: (size.max(1) as u64).saturating_mul(WEIGHT_ONE),
+        exact: true,
+        tag,
+        thread: sampler::current_thread(),
+    })
+}
+
+/// The enclosing checks of the active check `tag`, innermost first (empty if inactive).
+pub(crate) fn ancestors_of(tag: u32, out: &mut [u32; MAX_NEST]) {
+    *out = [0; MAX_NEST];
+    with_slot(tag, |slot| {
+        for (dst, src) in out.iter_mut().zip(&slot.ancestors) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_follow_allocs_and_frees_and_stop_at_release() {
+        let (tag, owns) = claim(&[]);
+        assert!(owns && is_active(tag));
+        on_alloc(tag, 100);
+        on_alloc(tag, 50);
+        on_free(tag, 100);
+        let c = read(tag).unwrap();
+        assert_eq!((c.allocations, c.allocated_bytes, c.frees, c.live_bytes, c.peak_bytes), (2, 150, 1, 50, 150));
+        let last = release(tag, true).unwrap();
+        assert_eq!(last, c);
+        assert!(!is_active(tag));
+        on_alloc(tag, 10); // a late free or alloc of a finished check lands nowhere
+        assert!(read(tag).is_none());
+    }
+
+    #[test]
+    fn nested_scopes_count_in_their_ancestors() {
+        let (outer, _) = claim(&[]);
+        let (inner, _) = claim(&[outer]);
+        on_alloc(inner, 10);
+        on_alloc(outer, 5);
+        assert_eq!(read(inner).unwrap().allocated_bytes, 10);
+        assert_eq!(read(outer).unwrap().allocated_bytes, 15);
+        release(inner, true);
+        on_free(outer, 10);
+        assert_eq!(read(outer).unwrap().live_bytes, 5);
+        release(outer, true);
+    }
+}
