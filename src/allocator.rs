@@ -182,12 +182,10 @@ impl<A: GlobalAlloc> Sampler<A> {
         } else {
             None
         };
-        // A block of an active leak check stays in it when any thread reallocates it.
-        let decision = match (decision, old_record) {
-            (Decision::Skip, Some(old)) if !sampler::in_guard() => {
-                check::scopes::inherit(old.sample.tag, new_size).map_or(decision, Decision::Sample)
-            }
-            _ => decision,
+        let decision = if sampler::in_guard() {
+            decision
+        } else {
+            check::scopes::follow_realloc(decision, old_record.as_ref(), new_size)
         };
         if old_record.is_none() {
             if let Decision::Skip = decision {

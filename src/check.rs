@@ -31,6 +31,14 @@ use scopes::{Counters, MAX_NEST};
 
 /// Leading frames of these crates are the allocation machinery, not the code under test.
 const LIBRARY_PREFIXES: &[&str] = &["alloc::", "core::", "hashbrown::", "std::alloc::"];
+/// The same, with the rest of the standard library: the runtime's own code.
+const RUNTIME_PREFIXES: &[&str] = &["alloc::", "core::", "hashbrown::", "std::"];
+
+/// Buffers the runtime keeps on purpose, allowed in every check when the runtime allocated
+/// them itself (no frame of the program inside): libtest's per-test output capture, the
+/// lazily created stdout buffer. A leak in the program's `Display` impl while printing still
+/// counts, since the program's frame is then inside the print call.
+const RUNTIME_ALLOWED: &[&str] = &["std::io::stdio::"];
 
 /// An exact leak check over a scope of a test: fails with the stacks of whatever was allocated
 /// in it and not freed.
@@ -320,7 +328,9 @@ impl LeakCheck {
             let end = start + records[start..].iter().take_while(|r| r.0 == stack).count();
             let bytes = records[start..end].iter().map(|r| r.1 as u64).sum();
             let site = site_of(stack, bytes, (end - start) as u64);
-            if self.allow.iter().any(|p| site.1.iter().any(|f| function_contains(f, p))) {
+            let allowed = self.allow.iter().any(|p| site.1.iter().any(|f| function_contains(f, p)))
+                || allocated_by_runtime(&site.1);
+            if allowed {
                 report.allowed.push(site.0);
             } else {
                 report.leaked_bytes += bytes;
@@ -329,7 +339,8 @@ impl LeakCheck {
             }
             start = end;
         }
-        report.sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));
+        report.sites = merge_same_source(std::mem::take(&mut report.sites));
+        report.allowed = merge_same_source(std::mem::take(&mut report.allowed));
         report.stats = self.retire().map(to_stats);
         report
     }
@@ -447,6 +458,32 @@ fn site_of(stack: StackId, bytes: u64, blocks: u64) -> (LeakSite, Vec<Frame>) {
     (LeakSite { stack_id: stack, bytes, blocks, addresses, frames }, full)
 }
 
+/// Merges sites whose symbolized stacks read the same (function, file, line) all the way
+/// down — one source location reached through several return addresses, as an unrolled loop
+/// or inlined copies produce — and sorts them, most bytes first.
+fn merge_same_source(sites: Vec<LeakSite>) -> Vec<LeakSite> {
+    let key = |s: &LeakSite| -> Vec<(Option<String>, Option<String>, Option<u32>)> {
+        s.frames.iter().map(|f| (f.function.clone(), f.file.clone(), f.line)).collect()
+    };
+    let mut merged: Vec<LeakSite> = Vec::with_capacity(sites.len());
+    let mut keys = Vec::with_capacity(sites.len());
+    for site in sites {
+        let k = key(&site);
+        match keys.iter().position(|x| *x == k && !site.frames.is_empty()) {
+            Some(i) => {
+                merged[i].bytes += site.bytes;
+                merged[i].blocks += site.blocks;
+            }
+            None => {
+                keys.push(k);
+                merged.push(site);
+            }
+        }
+    }
+    merged.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));
+    merged
+}
+
 fn function_contains(frame: &Frame, pattern: &str) -> bool {
     frame.function.as_deref().is_some_and(|n| n.contains(pattern))
 }
@@ -454,11 +491,26 @@ fn function_contains(frame: &Frame, pattern: &str) -> bool {
 /// A frame of the standard library's allocation machinery (`Vec::push`, `Box::new`,
 /// `RawVec::grow`, hash-table resizing, `<[T]>::to_vec`, `<u8 as SpecFromElem>::from_elem`).
 fn is_library_frame(frame: &Frame) -> bool {
-    frame.function.as_deref().is_some_and(is_library_function)
+    frame.function.as_deref().is_some_and(|n| is_library_function(n, LIBRARY_PREFIXES))
 }
 
-fn is_library_function(name: &str) -> bool {
-    let in_library = |path: &str| LIBRARY_PREFIXES.iter().any(|p| path.starts_with(p));
+/// Whether the runtime allocated this block for itself: a frame matching [`RUNTIME_ALLOWED`]
+/// with only runtime frames inside it.
+fn allocated_by_runtime(frames: &[Frame]) -> bool {
+    for frame in frames {
+        let Some(name) = frame.function.as_deref() else { return false };
+        if RUNTIME_ALLOWED.iter().any(|p| name.contains(p)) {
+            return true;
+        }
+        if !is_library_function(name, RUNTIME_PREFIXES) {
+            return false;
+        }
+    }
+    false
+}
+
+fn is_library_function(name: &str, prefixes: &[&str]) -> bool {
+    let in_library = |path: &str| prefixes.iter().any(|p| path.starts_with(p));
     let Some(qualified) = name.strip_prefix('<') else { return in_library(name) };
     // `<Type as Trait>::method` or `<Type>::method`: library code when the trait and the type
     // are the library's, or the type is a primitive (no path) such as `u8`, `str`, `[T]`.
@@ -620,7 +672,35 @@ impl Drop for EnteredCheck {
 
 #[cfg(test)]
 mod tests {
-    use super::is_library_function as lib;
+    use super::*;
+
+    fn lib(name: &str) -> bool {
+        is_library_function(name, LIBRARY_PREFIXES)
+    }
+
+    fn frames(names: &[&str]) -> Vec<Frame> {
+        names.iter().map(|n| Frame { function: Some(n.to_string()), ..Default::default() }).collect()
+    }
+
+    #[test]
+    fn runtime_buffers_are_allowed_only_when_the_runtime_allocated_them() {
+        let capture = frames(&[
+            "alloc::raw_vec::finish_grow",
+            "<alloc::vec::Vec<u8> as std::io::Write>::write_all",
+            "std::io::stdio::print_to_buffer_if_capture_used",
+            "std::io::stdio::_print",
+            "my_test::it_prints",
+        ]);
+        assert!(allocated_by_runtime(&capture));
+        let leak_in_display = frames(&[
+            "alloc::raw_vec::finish_grow",
+            "<my_crate::Leaky as core::fmt::Display>::fmt",
+            "core::fmt::write",
+            "std::io::stdio::print_to_buffer_if_capture_used",
+            "my_test::it_prints",
+        ]);
+        assert!(!allocated_by_runtime(&leak_in_display));
+    }
 
     #[test]
     fn library_frames_are_the_allocation_machinery() {

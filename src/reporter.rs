@@ -155,6 +155,7 @@ impl Reporter {
     /// }
     /// ```
     pub fn from_env() -> Option<Reporter> {
+        let _guard = sampler::enter_guard();
         let cfg = crate::config::env_config();
         if cfg.enabled == Some(false) {
             return None;
@@ -324,6 +325,7 @@ impl ReporterHandle {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn status(&self) -> ReporterStatus {
+        let _guard = sampler::enter_guard();
         self.shared.status.lock().clone()
     }
 

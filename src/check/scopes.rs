@@ -11,7 +11,8 @@
 //! themselves in `busy` before they compare the tag, and the finishing check clears the tag and
 //! then waits for `busy` to drain, so no update meant for an old check can land in a new one.
 
-use crate::sampler::{self, SampleInfo, WEIGHT_ONE};
+use crate::live::LiveRecord;
+use crate::sampler::{self, Decision, SampleInfo, WEIGHT_ONE};
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Bits of a tag that index the slot table.
@@ -216,16 +217,24 @@ pub(crate) fn on_unrecorded(tag: u32) {
     });
 }
 
-/// Allocator hook: the exact-record weights for the new block of a `realloc` of a block
-/// recorded under `tag`, if that check is still active (the block stays in its scope).
-pub(crate) fn inherit(tag: u32, size: usize) -> Option<SampleInfo> {
-    is_active(tag).then(|| SampleInfo {
-        w_count: WEIGHT_ONE,
-        w_bytes: (size.max(1) as u64).saturating_mul(WEIGHT_ONE),
-        exact: true,
-        tag,
-        thread: sampler::current_thread(),
-    })
+/// Allocator hook for `realloc`: a block's membership of a leak check follows it, whichever
+/// thread reallocates it. A block of an active check stays in it (recorded exactly under its
+/// tag); a block from outside every check stays outside when a thread in a check grows it
+/// (libtest's output-capture buffer, a fixture's vector), so it is not the check's allocation.
+pub(crate) fn follow_realloc(decision: Decision, old: Option<&LiveRecord>, new_size: usize) -> Decision {
+    if let Some(tag) = old.map(|r| r.sample.tag).filter(|&t| is_active(t)) {
+        return Decision::Sample(SampleInfo {
+            w_count: WEIGHT_ONE,
+            w_bytes: (new_size.max(1) as u64).saturating_mul(WEIGHT_ONE),
+            exact: true,
+            tag,
+            thread: sampler::current_thread(),
+        });
+    }
+    match decision {
+        Decision::Sample(info) if info.tag != 0 => Decision::Skip,
+        d => d,
+    }
 }
 
 /// The enclosing checks of the active check `tag`, innermost first (empty if inactive).

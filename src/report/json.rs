@@ -322,6 +322,7 @@ impl Report {
     /// assert_eq!(back.sites.len(), profile.sites.len());
     /// ```
     pub fn to_profile(&self) -> Profile {
+        let _guard = crate::sampler::enter_guard();
         Profile {
             pid: self.pid,
             timestamp_ms: self.timestamp_ms,
