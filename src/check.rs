@@ -34,11 +34,13 @@ const LIBRARY_PREFIXES: &[&str] = &["alloc::", "core::", "hashbrown::", "std::al
 /// The same, with the rest of the standard library: the runtime's own code.
 const RUNTIME_PREFIXES: &[&str] = &["alloc::", "core::", "hashbrown::", "std::"];
 
-/// Buffers the runtime keeps on purpose, allowed in every check when the runtime allocated
-/// them itself (no frame of the program inside): libtest's per-test output capture, the
-/// lazily created stdout buffer. A leak in the program's `Display` impl while printing still
-/// counts, since the program's frame is then inside the print call.
-const RUNTIME_ALLOWED: &[&str] = &["std::io::stdio::"];
+/// Memory the runtime owns, allowed in every check when the runtime allocated it itself (no
+/// frame of the program inside the matching frame): libtest's per-test output capture and the
+/// lazily created stdout buffer (`std::io::stdio`), and a thread's handle and result packet
+/// (`std::thread`), which a scoped thread releases as it exits — after `thread::scope` has
+/// returned. A leak in the program's `Display` impl while printing, or in a spawned closure,
+/// still counts: the program's frame is then inside the runtime's.
+const RUNTIME_ALLOWED: &[&str] = &["std::io::stdio::", "std::thread::"];
 
 /// An exact leak check over a scope of a test: fails with the stacks of whatever was allocated
 /// in it and not freed.
@@ -62,6 +64,17 @@ const RUNTIME_ALLOWED: &[&str] = &["std::io::stdio::"];
 /// include the inner check's allocations as they happen. Finish checks in reverse order of
 /// starting; a check finished out of order stops counting at once, and its inner checks then
 /// hand their blocks to the nearest enclosing check still active.
+///
+/// # What counts
+/// A block belongs to the check when a thread in its scope allocated it. Its membership
+/// follows it through `realloc`, on any thread: a block of the check grown elsewhere is still
+/// the check's, and a block that existed before the check (a fixture's vector, libtest's output
+/// buffer) is not the check's when grown inside it. Frees count on whichever thread makes them.
+/// The runtime's own memory is allowed in every check when the runtime allocated it with no
+/// frame of the code under test inside: libtest's output capture and stdout's buffer
+/// (`std::io::stdio`), a thread's handle and result packet (`std::thread`, released as the
+/// thread exits, which for a scoped thread is after `thread::scope` returned). The check's own
+/// work (allow-list, counters, symbolization, the report) is never recorded.
 ///
 /// # Limits
 /// Up to 256 checks can be active at once with heap counters; a check started beyond that

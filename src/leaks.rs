@@ -16,9 +16,12 @@ const MIN_GROWTH_INTERVALS: f64 = 3.0;
 /// Least z-score of the growth over the whole window.
 const Z_WINDOW: f64 = 3.0;
 /// Least z-score of the growth over the recent half of the window.
-const Z_RECENT: f64 = 2.0;
+const Z_RECENT: f64 = 1.8;
 /// Least share of the window's trend the recent half must keep up.
-const RECENT_SHARE: f64 = 0.3;
+const RECENT_SHARE: f64 = 0.5;
+/// Largest drop, in standard errors, allowed between any two profiles of the window: a
+/// leaking site's estimate only goes down when some of its blocks are freed after all.
+const MAX_DROP_Z: f64 = 0.5;
 /// Largest window whose trend p-value is computed exactly; longer ones use the normal
 /// approximation.
 const MAX_EXACT: usize = 32;
@@ -45,7 +48,7 @@ pub struct LeakSuspect {
 }
 
 /// One site's history, in ring slots shared with the detector (slot = sequence % window).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Series {
     live: Box<[f64]>,
     alloc: Box<[f64]>,
@@ -68,7 +71,9 @@ struct Series {
 ///    p-value is exact for windows of up to 32 profiles (Kendall's inversion distribution)
 ///    and conservative when values tie.
 /// 2. **Grew in most windows**: at least two thirds of the profile-to-profile changes are
-///    rises.
+///    rises, and between no two profiles of the window did the live bytes drop by more
+///    than half a standard error (see 3). A pure leak's estimate never goes down; a cache
+///    whose estimate wanders with its sampling noise does.
 /// 3. **Real, not sampling noise**: the growth over the window is at least 3 sample
 ///    intervals T and 3 standard errors. The standard error of the change of a site's
 ///    Horvitz–Thompson estimate between two profiles is at most `√(T·(B₀ + B₁))` (blocks
@@ -77,8 +82,9 @@ struct Series {
 ///    between and `G` the growth; the smaller bound is used. For a site that only leaks the
 ///    second is `√(T·G)`, so a small leak in a big but stable site is still seen. At
 ///    interval 1 estimates are exact and any growth is real.
-/// 4. **Sustained**: the growth goes on in the recent half of the window: 2 standard errors
-///    above zero there, and at least 30 % of what the window's Theil–Sen slope predicts. A
+/// 4. **Sustained**: the growth goes on in the recent half of the window: 1.8 standard
+///    errors above zero there, and at least half of what the window's Theil–Sen slope
+///    predicts. A
 ///    cache that has filled and now only replaces entries stops growing, and stops being a
 ///    suspect once its filling is older than half the window.
 ///
@@ -99,7 +105,7 @@ struct Series {
 /// let suspects = detector.observe(&heapsampler::snapshot());
 /// assert!(suspects.is_empty());
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LeakDetector {
     window: usize,
     min_growth_bytes: f64,
@@ -361,6 +367,14 @@ impl LeakDetector {
         if growth <= s.floor || z_window < Z_WINDOW {
             return None;
         }
+        // 2, second half: no real drop anywhere in the window.
+        for i in 0..n {
+            for j in i + 1..n {
+                if y[j] < y[i] - tol && -z_score(s, i, j) > MAX_DROP_Z {
+                    return None;
+                }
+            }
+        }
         // 4. Still growing in the recent half.
         let m = ((n - 1) / 2).max(2);
         let start = n - 1 - m;
@@ -424,19 +438,25 @@ struct Verdict {
     confidence: f64,
 }
 
-/// How many standard errors of sampling noise the change of live bytes from `i` to `j` is.
+/// How many standard errors of sampling noise the change of live bytes from `i` to `j` is
+/// (negative for a drop; ±∞ for a change of exact figures).
+///
+/// The change is R − F: bytes allocated in between and still live, minus bytes live at `i`
+/// and freed since. Each sampled block of s bytes adds at most T·s to the variance, so
+/// Var ≤ T·(R + F), with R + F ≤ B_i + B_j and, as R ≤ A (allocated in between),
+/// R + F = 2R − g ≤ 2A − g.
 fn z_score(s: &SeriesView<'_>, i: usize, j: usize) -> f64 {
     let g = s.live[j] - s.live[i];
-    if g <= 0.0 {
+    if g == 0.0 {
         return 0.0;
     }
     if s.t == 0.0 {
-        return f64::INFINITY;
+        return g.signum() * f64::INFINITY;
     }
     let by_live = s.live[i] + s.live[j];
-    let by_alloc = (2.0 * (s.alloc[j] - s.alloc[i]) - g).max(g);
+    let by_alloc = (2.0 * (s.alloc[j] - s.alloc[i]) - g).max(g.abs());
     let var = s.t * by_live.min(by_alloc);
-    if var <= 0.0 { f64::INFINITY } else { g / var.sqrt() }
+    if var <= 0.0 { g.signum() * f64::INFINITY } else { g / var.sqrt() }
 }
 
 /// Theil–Sen slope of `y`: over the report index, or over `x` when given (pairs with equal

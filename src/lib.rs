@@ -66,9 +66,14 @@ mod sampler;
 mod stacks;
 pub mod symbolize;
 mod threads;
+mod thread_stack;
 mod totals;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod unwind_cache;
 #[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod unwind_fp;
+#[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
+mod unwind_cached;
 
 pub use allocator::Sampler;
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};

@@ -4,14 +4,20 @@
 //! the free of a block whose address is not page-aligned cannot be a sampled one: one AND and a
 //! branch, no memory touched. Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep
 //! their natural alignment — a page each would be ruinous — and are counted in
-//! [`UNALIGNED_LIVE`]: while that count is non-zero, every free looks the table up.
+//! [`UNALIGNED_LIVE`]: while that count is non-zero, every free passes the alignment test.
+//!
+//! Page-aligned frees are not rare in practice: a sampled block, once freed, is recycled by the
+//! inner allocator for ordinary blocks of its size class, which are then page-aligned too, and
+//! a loop that reuses one block would pay a locked lookup on every free. So a pointer that passes
+//! the alignment test meets a second, lock-free filter first: a table of counts of live records
+//! per hash bucket. A zero count proves the pointer untracked; only a non-zero one takes a lock.
 
 use crate::internal_alloc::{Map, new_map};
 use crate::lock::ForkMutex;
 use crate::sampler::SampleInfo;
 use crate::stacks::StackId;
 use core::alloc::Layout;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Page size assumed for the alignment trick. A larger real page only makes it stricter.
 pub(crate) const PAGE: usize = 4096;
@@ -29,6 +35,15 @@ static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
 /// Live records plus reservations.
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
 static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
+
+const FILTER_BITS: u32 = 16;
+/// Live records per bucket of pointer hashes (256 KiB of zero pages until used).
+static FILTER: [AtomicU32; 1 << FILTER_BITS] = [const { AtomicU32::new(0) }; 1 << FILTER_BITS];
+
+#[inline(always)]
+fn filter_slot(ptr: usize) -> &'static AtomicU32 {
+    &FILTER[((ptr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize]
+}
 
 /// What is remembered of a live sampled block.
 #[derive(Clone, Copy, Debug)]
@@ -56,10 +71,13 @@ fn shard(ptr: usize) -> &'static ForkMutex<Option<Map<usize, LiveRecord>>> {
     &TABLE[(h >> (64 - SHARD_BITS)) as usize]
 }
 
-/// The free-path test: can `ptr` be a recorded block? False for almost every free.
+/// The free-path test: can `ptr` be a recorded block? False for almost every free, and
+/// decided without a lock: the alignment test, then the bucket count.
 #[inline(always)]
 pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
-    (ptr as usize) & (PAGE - 1) == 0 || UNALIGNED_LIVE.0.load(Ordering::Relaxed) != 0
+    let p = ptr as usize;
+    (p & (PAGE - 1) == 0 || UNALIGNED_LIVE.0.load(Ordering::Relaxed) != 0)
+        && filter_slot(p).load(Ordering::Relaxed) != 0
 }
 
 /// Reserves room for one record; `false` when the table is full.
@@ -80,14 +98,17 @@ pub(crate) fn unreserve() {
 /// not grow. Must run before `ptr` is handed to the program.
 pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     let unaligned = (ptr as usize) & (PAGE - 1) != 0;
+    // Both counts are raised before the pointer escapes, so any later free of it (on any
+    // thread: the pointer's hand-over orders these writes before that free) sees them.
     if unaligned {
-        // Raised before the pointer escapes, so any later free of it sees a non-zero count.
         UNALIGNED_LIVE.0.fetch_add(1, Ordering::SeqCst);
     }
+    filter_slot(ptr as usize).fetch_add(1, Ordering::SeqCst);
     let mut guard = shard(ptr as usize).lock();
     let map = guard.get_or_insert_with(new_map);
     if map.try_reserve(1).is_err() {
         drop(guard);
+        filter_slot(ptr as usize).fetch_sub(1, Ordering::Relaxed);
         if unaligned {
             UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
         }
@@ -102,6 +123,7 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
 /// block goes back to the inner allocator, which may hand the address out again at once.
 pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
     let record = shard(ptr as usize).lock().as_mut()?.remove(&(ptr as usize))?;
+    filter_slot(ptr as usize).fetch_sub(1, Ordering::Relaxed);
     if (ptr as usize) & (PAGE - 1) != 0 {
         UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
     }

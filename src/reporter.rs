@@ -1,8 +1,8 @@
 //! Background thread writing periodic JSON heap reports.
 //!
-//! Every period the reporter takes a [`snapshot`](crate::snapshot), symbolizes it (the
-//! symbol cache survives between reports, so only new addresses cost anything), feeds it to
-//! the [`LeakDetector`], renders the JSON report and writes `heap-<pid>-<seq>.json` into its
+//! Every period the reporter takes a [`snapshot`](crate::snapshot), feeds it to the
+//! [`LeakDetector`], symbolizes its distinct addresses (the symbol cache survives between
+//! reports, so only new addresses cost anything), renders the JSON report and writes `heap-<pid>-<seq>.json` into its
 //! directory atomically, keeping the newest `keep` files of this process. All of it runs under
 //! the profiler's reentrancy guard, so the reporter's own allocations are profiler overhead,
 //! never a user site.
@@ -93,14 +93,15 @@ impl Reporter {
         self
     }
 
-    /// Looks for leaks over the last `k` reports (at least 2).
+    /// Looks for leaks over the last `k` reports (at least
+    /// [`LeakDetector::MIN_REPORTS`]: fewer cannot show a trend).
     ///
     /// ```
     /// let r = heapsampler::Reporter::new("r").leak_window(20);
     /// assert_eq!(r.leak_window_len(), 20);
     /// ```
     pub fn leak_window(mut self, k: usize) -> Reporter {
-        self.leak_window = k.max(2);
+        self.leak_window = k.max(LeakDetector::MIN_REPORTS);
         self
     }
 
@@ -501,14 +502,16 @@ impl Shared {
 
     /// Snapshot, symbolize, detect, render, write, rotate.
     fn render(&self, state: &mut State) -> io::Result<PathBuf> {
-        let mut profile = snapshot();
-        profile.symbolize();
+        // Not `Profile::symbolize`: the report symbolizes each distinct address once into its
+        // `locations`, which costs a cache lookup per address instead of a copy of every
+        // frame of every site.
+        let profile = snapshot();
         let suspects = state.detector.observe(&profile);
-        let baseline = Baseline::of(&profile);
-        let report = Report::build(profile, state.baseline.as_ref(), suspects, mappings::current());
+        let report = Report::build(&profile, state.baseline.as_ref(), suspects, mappings::current());
         // Rates always cover the time since the previous attempt, written or not: each
         // report states its own window.
-        state.baseline = Some(baseline);
+        state.baseline = Some(Baseline::of(&profile));
+        drop(profile);
 
         let dir = &self.config.dir;
         std::fs::create_dir_all(dir).map_err(|e| {

@@ -163,10 +163,7 @@ pub(crate) fn is_own_frame(ip: usize, own: &OwnFunctions) -> bool {
     if f.load(Ordering::Relaxed) == ip {
         return false;
     }
-    // `ip` is a return address: look up `ip - 1`, the call instruction, which is always inside
-    // the calling function even when the call is its last instruction.
-    // SAFETY: the function only reads the unwind tables; any address is acceptable input.
-    let entry = unsafe { _Unwind_FindEnclosingFunction(ip.wrapping_sub(1) as *mut _) } as usize;
+    let entry = function_entry(ip);
     let own_frame = entry != 0 && own.contains(&entry);
     if own_frame { o.store(ip, Ordering::Relaxed) } else { f.store(ip, Ordering::Relaxed) }
     own_frame
@@ -197,6 +194,10 @@ impl<'a> FrameSink<'a> {
 
     /// Offers the next (outer) frame's return address; `false` once the buffer is full.
     pub(crate) fn push(&mut self, ip: usize) -> bool {
+        if ip == 0 {
+            // The unwinder's end marker, not a frame.
+            return true;
+        }
         if self.started {
             return self.keep(ip);
         }
@@ -254,16 +255,48 @@ impl<'a> FrameSink<'a> {
 /// unwinder's and the allocator's own frames (`own`).
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let sp = crate::unwind_cache::stack_pointer();
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(depth) = crate::unwind_cache::walk(sp, buf, own) {
+        return depth;
+    }
     let mut sink = FrameSink::new(buf, own);
     #[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
     if crate::unwind_fp::walk(&mut sink) {
         return sink.finish();
     }
-    let mut cb = |frame: &backtrace::Frame| sink.push(frame.ip() as usize);
+    #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
+    if crate::unwind_cached::walk(&mut sink) {
+        return sink.finish();
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let mut learner = crate::unwind_cache::Learner::new(
+        sp,
+        capture as fn(&mut [usize; MAX_STACK_DEPTH], &OwnFunctions) -> usize as usize,
+    );
+    let mut cut_short = false;
+    let mut cb = |frame: &backtrace::Frame| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        learner.observe(frame.ip() as usize, frame.sp() as usize);
+        let more = sink.push(frame.ip() as usize);
+        cut_short |= !more;
+        more
+    };
     // SAFETY: `trace_unsynchronized` is unsafe only because it takes no lock; the callback
     // writes into fixed arrays, allocates nothing, and never panics (indices are checked).
     unsafe { backtrace::trace_unsynchronized(&mut cb) };
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    learner.finish(!cut_short);
     sink.finish()
+}
+
+/// Entry address of the function containing the return address `ip` (0 if unknown).
+pub(crate) fn function_entry(ip: usize) -> usize {
+    // `ip` is a return address: look up `ip - 1`, the call instruction, which is always inside
+    // the calling function even when the call is its last instruction.
+    // SAFETY: the function only reads the unwind tables; any address is acceptable input.
+    unsafe { _Unwind_FindEnclosingFunction(ip.wrapping_sub(1) as *mut _) as usize }
 }
 
 /// Interns `frames` and adds the sample's weights to its site. `None` when the stack table is

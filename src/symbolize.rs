@@ -19,6 +19,8 @@ static CACHE: ForkMutex<Option<Cache>> = ForkMutex::new(None);
 
 /// Function-name prefixes of the allocator's own frames, left out at the top of a stack.
 const ALLOCATOR_FRAMES: &[&str] = &[
+    // Recent rustc names the allocator shims `__rustc::__rust_alloc` etc.
+    "__rustc::",
     "__rust_alloc",
     "__rust_realloc",
     "__rust_dealloc",
@@ -28,6 +30,7 @@ const ALLOCATOR_FRAMES: &[&str] = &[
     "heapsampler::allocator",
     "heapsampler::stacks",
     "alloc::alloc::",
+    "<alloc::alloc::",
     "std::alloc::",
     "core::alloc::",
     "<std::alloc::",
@@ -61,7 +64,7 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
     frames
 }
 
-fn is_allocator_frame(f: &Frame) -> bool {
+pub(crate) fn is_allocator_frame(f: &Frame) -> bool {
     f.function.as_deref().is_some_and(|n| ALLOCATOR_FRAMES.iter().any(|p| n.starts_with(p)))
 }
 

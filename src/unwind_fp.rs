@@ -11,50 +11,9 @@
 //! read garbage, and the stack is shorter than the default unwinder's.
 
 use crate::stacks::FrameSink;
-use core::cell::Cell;
 
 /// Records followed at most: the deepest stack kept plus the allocator's own frames.
 const MAX_WALK: usize = crate::stacks::MAX_STACK_DEPTH + 16;
-
-thread_local! {
-    /// The calling thread's stack as `(lowest, highest)` address; `(0, 0)` until first asked,
-    /// `(1, 1)` if the system could not say (then the walk is never attempted).
-    static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-}
-
-/// The calling thread's stack bounds, queried once per thread. Called under the reentrancy
-/// guard: glibc may allocate (and reads /proc/self/maps for the main thread), which is fine
-/// there.
-fn stack_bounds() -> (usize, usize) {
-    BOUNDS.with(|b| {
-        let cached = b.get();
-        if cached.1 != 0 {
-            return cached;
-        }
-        let bounds = query_bounds().unwrap_or((1, 1));
-        b.set(bounds);
-        bounds
-    })
-}
-
-fn query_bounds() -> Option<(usize, usize)> {
-    // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is read and destroyed
-    // exactly once; `pthread_self` is always a valid handle; the out-pointers are live locals.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return None;
-        }
-        let mut addr: *mut libc::c_void = core::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        if rc != 0 || addr.is_null() || size == 0 {
-            return None;
-        }
-        Some((addr as usize, (addr as usize).checked_add(size)?))
-    }
-}
 
 /// The frame pointer register of the caller of this (always inlined) function.
 #[inline(always)]
@@ -78,14 +37,8 @@ fn frame_pointer() -> usize {
 /// stack such as a signal stack): the caller then uses the default unwinder.
 #[inline(never)]
 pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
-    let (lo, hi) = stack_bounds();
-    let anchor = 0u8;
-    let sp = core::hint::black_box(&anchor) as *const u8 as usize;
-    if sp < lo || sp >= hi {
-        return false;
-    }
     // Everything between our own frame and the top of the stack is mapped.
-    let lo = sp;
+    let Some((lo, hi)) = crate::thread_stack::live_region() else { return false };
     let mut fp = frame_pointer();
     for _ in 0..MAX_WALK {
         if fp < lo || fp % 8 != 0 || fp > hi.saturating_sub(16) {
@@ -100,19 +53,4 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
         fp = next;
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounds_contain_the_current_stack() {
-        let (lo, hi) = stack_bounds();
-        let here = 0u8;
-        let sp = &here as *const u8 as usize;
-        assert!(lo <= sp && sp < hi, "{lo:#x} <= {sp:#x} < {hi:#x}");
-        let (lo2, hi2) = std::thread::spawn(stack_bounds).join().unwrap();
-        assert!(hi2 <= lo || lo2 >= hi, "threads have distinct stacks");
-    }
 }

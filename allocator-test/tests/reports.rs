@@ -40,8 +40,8 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn calls(site: &ReportSite, needle: &str) -> bool {
-    site.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
+fn calls(report: &Report, site: &ReportSite, needle: &str) -> bool {
+    report.site_frames(site).iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
 }
 
 #[inline(never)]
@@ -68,10 +68,16 @@ fn report_round_trips_and_names_the_tests_functions() {
     assert_eq!(report.program, std::env::current_exe().unwrap().display().to_string());
     assert!(report.window_ms > 0, "first window runs from process start");
     assert!(report.totals.counts.live_bytes >= kept.len() as u64);
-    let site = report.sites.iter().find(|s| calls(s, "roundtrip_marker_alloc")).expect("marker site");
+    let site = report.sites.iter().find(|s| calls(&report, s, "roundtrip_marker_alloc")).expect("marker site");
     assert!(site.live_bytes > 4.0 * 1024.0 * 1024.0, "{}", site.live_bytes);
-    assert!(site.frames.iter().any(|f| f.file.as_deref().is_some_and(|p| p.ends_with("reports.rs"))));
-    assert!(site.frames.iter().any(|f| f.line.is_some()));
+    assert_eq!(report.top_function(site), Some("reports::roundtrip_marker_alloc"));
+    let frames = report.site_frames(site);
+    let marker = frames.iter().find(|f| f.function.as_deref() == Some("reports::roundtrip_marker_alloc")).unwrap();
+    assert!(marker.file.as_deref().is_some_and(|p| p.ends_with("reports.rs")), "{marker:?}");
+    assert!(marker.line.is_some_and(|l| l > 0), "{marker:?}");
+    // Every address of every site is symbolized, once, in the locations table.
+    assert!(report.sites.iter().flat_map(|s| &s.addresses).all(|&a| report.location(a).is_some()));
+    assert!(report.locations.windows(2).all(|w| w[0].address < w[1].address));
     assert!(site.threads.iter().any(|t| t.live_bytes > 0.0), "{:?}", site.threads);
     assert!(report.sites.windows(2).all(|w| w[0].live_bytes >= w[1].live_bytes), "sorted by live bytes");
     let exe = report.program.clone();
@@ -79,14 +85,24 @@ fn report_round_trips_and_names_the_tests_functions() {
     assert!(main_map.build_id.as_ref().is_some_and(|b| b.len() >= 32), "{main_map:?}");
     assert!(report.mappings.iter().any(|m| m.start <= site.addresses[0] && site.addresses[0] < m.end));
 
-    // A report written with write_atomic and read back is equal, field for field.
+    // A report written with write_atomic and read back is equal, field for field, and gives
+    // back the profile it was made from, frames included.
     let mut profile = heapsampler::snapshot();
     profile.symbolize();
     let built = Report::from_profile(&profile, None, vec![heapsampler::LeakSuspect::default()], vec![]);
     let again = Report::read(built.write_atomic(&dir, "heap-manual.json").unwrap()).unwrap();
     assert_eq!(again, built);
-    assert_eq!(again.to_profile(), Report::from_profile(&profile, None, vec![], vec![]).to_profile());
-    assert_eq!(again.to_profile().totals, profile.totals);
+    let mut back = again.to_profile();
+    back.sites.sort_by_key(|s| s.stack_id);
+    profile.sites.sort_by_key(|s| s.stack_id);
+    assert_eq!(back, profile);
+    // A report made from the unsymbolized profile (the reporter's path) is the same.
+    let mut raw = profile.clone();
+    raw.sites.iter_mut().for_each(|s| s.frames.clear());
+    let from_raw = Report::from_profile(&raw, None, vec![heapsampler::LeakSuspect::default()], vec![]);
+    for (a, b) in from_raw.sites.iter().zip(&built.sites) {
+        assert_eq!(from_raw.site_frames(a), built.site_frames(b));
+    }
     drop(kept);
     drop(reports);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -361,7 +377,7 @@ fn rate_workload(bytes: usize, block: usize) {
 /// Estimated bytes allocated in `rate_workload` over the report's window, from the rates.
 fn workload_bytes_from_rates(report: &Report) -> f64 {
     let secs = report.window_ms as f64 / 1000.0;
-    report.sites.iter().filter(|s| calls(s, "rate_workload")).map(|s| s.alloc_bytes_per_sec * secs).sum()
+    report.sites.iter().filter(|s| calls(report, s, "rate_workload")).map(|s| s.alloc_bytes_per_sec * secs).sum()
 }
 
 fn measure_rate(bytes: usize, block: usize) -> (Report, f64) {
@@ -440,7 +456,9 @@ fn reporter_work_is_overhead_not_a_user_site() {
             && !f.starts_with("heapsampler::Sampler")
             && !f.starts_with("heapsampler::allocator")
     };
-    for site in &profile.sites {
+    // std's own backtrace printing (of a panicking test) uses addr2line too: not ours.
+    let std_backtrace = |site: &heapsampler::Site| site.calls("std::backtrace_rs") || site.calls("std::sys::backtrace::_print");
+    for site in profile.sites.iter().filter(|s| !std_backtrace(s)) {
         for f in site.frames.iter().filter_map(|f| f.function.as_deref()) {
             assert!(!profiler_work(f), "profiler work shows as a user site ({f}): {:#?}", site.frames);
         }

@@ -61,6 +61,9 @@ pub struct Report {
     pub profiler: ProfilerStats,
     /// Every call site with something sampled, most estimated live bytes first.
     pub sites: Vec<ReportSite>,
+    /// The symbolized frames of every address the sites' stacks use, once per address, in
+    /// address order (a stack's addresses repeat across sites; their names are stored once).
+    pub locations: Vec<Location>,
     /// Sites whose live bytes keep growing, as judged by the [`LeakDetector`](crate::LeakDetector).
     pub leak_suspects: Vec<LeakSuspect>,
     /// The process's executable mappings, for offline symbolization.
@@ -88,11 +91,12 @@ pub struct ReportTotals {
     pub freed_objects_per_sec: f64,
 }
 
-/// One call site of a report: estimates, rates, stack and top threads.
+/// One call site of a report: estimates, rates, stack and top threads. Its frames are
+/// [`Report::site_frames`].
 ///
 /// ```
 /// let site = heapsampler::report::json::ReportSite::default();
-/// assert_eq!(site.top_function(), None);
+/// assert!(site.addresses.is_empty());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReportSite {
@@ -114,41 +118,95 @@ pub struct ReportSite {
     pub samples: u64,
     /// Of those, still live.
     pub live_samples: u64,
-    /// Raw return addresses, innermost first (see `mappings` to symbolize offline).
+    /// Raw return addresses, innermost first; each is symbolized in the report's
+    /// `locations` (and `mappings` allow symbolizing them offline).
     pub addresses: Vec<u64>,
-    /// Symbolized frames, innermost first; inlined calls give several frames per address.
-    pub frames: Vec<Frame>,
     /// The allocating threads, most estimated bytes first.
     pub threads: Vec<SiteThread>,
 }
 
-impl ReportSite {
-    /// The innermost symbolized function outside the Rust standard library and hashbrown
-    /// (`Vec::push`, `String::from`… are skipped): usually the code that asked for memory.
-    /// Falls back to the innermost named frame.
-    ///
-    /// ```
-    /// use heapsampler::{Frame, report::json::ReportSite};
-    /// let named = |f: &str| Frame { function: Some(f.into()), ..Frame::default() };
-    /// let site = ReportSite {
-    ///     frames: vec![named("alloc::raw_vec::finish_grow"), named("my_app::load_cache")],
-    ///     ..ReportSite::default()
-    /// };
-    /// assert_eq!(site.top_function(), Some("my_app::load_cache"));
-    /// ```
-    pub fn top_function(&self) -> Option<&str> {
-        let mut names = self.frames.iter().filter_map(|f| f.function.as_deref());
-        let first = names.clone().next();
-        names.find(|n| !is_library_function(n)).or(first)
-    }
+/// The symbolized frames of one address: several when calls were inlined at it, innermost
+/// first.
+///
+/// ```
+/// use heapsampler::report::json::{Location, LocationFrame};
+/// let loc = Location {
+///     address: 0x1234,
+///     frames: vec![LocationFrame { function: Some("my_app::load".into()), file: None, line: Some(3) }],
+/// };
+/// assert_eq!(loc.frames[0].line, Some(3));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// The return address.
+    pub address: u64,
+    /// Its frames, innermost first; one frame without a function when it could not be
+    /// symbolized.
+    pub frames: Vec<LocationFrame>,
 }
 
+/// One frame of a [`Location`]. Absent fields were not known.
+///
+/// ```
+/// let f = heapsampler::report::json::LocationFrame::default();
+/// assert!(f.function.is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationFrame {
+    /// Demangled function name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// Source file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Source line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+}
+
+const LIBRARY_PREFIXES: &[&str] = &["alloc::", "core::", "std::", "hashbrown::", "__rust", "__rdl", "__rg"];
+
+/// Whether a demangled function belongs to the standard library (or hashbrown) rather than
+/// to the program. `<Self as Trait>::f` and `<Self>::f` belong to the program when `Self` or
+/// `Trait` is a path of the program (`<my_app::Cache>::insert`,
+/// `<u8 as my_app::Parse>::parse`), and to the library otherwise
+/// (`<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem`, `<[T]>::to_vec_in`).
 fn is_library_function(name: &str) -> bool {
-    let n = name.strip_prefix('<').unwrap_or(name);
-    let n = n.strip_prefix("T as ").or_else(|| n.strip_prefix("[T] as ")).unwrap_or(n);
-    ["alloc::", "core::", "std::", "hashbrown::", "__rust", "__rdl", "__rg"]
-        .iter()
-        .any(|p| n.starts_with(p))
+    let is_library_path = |p: &str| LIBRARY_PREFIXES.iter().any(|l| p.starts_with(l));
+    let Some(rest) = name.strip_prefix('<') else { return is_library_path(name) };
+    // The qualified self part ends at the `>` matching the leading `<`.
+    let mut depth = 1usize;
+    let close = rest.char_indices().find_map(|(i, c)| {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            _ => {}
+        }
+        (depth == 0).then_some(i)
+    });
+    let inner = &rest[..close.unwrap_or(rest.len())];
+    let mut depth = 0usize;
+    let mut split = None;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' | '[' | '(' => depth += 1,
+            '>' | ']' | ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 && inner[i..].starts_with(" as ") => {
+                split = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (self_ty, trait_path) = match split {
+        Some(i) => (&inner[..i], Some(&inner[i + 4..])),
+        None => (inner, None),
+    };
+    let is_program_path = |p: &str| {
+        let p = p.trim_start_matches(['&', '*', ' ']).trim_start_matches("mut ").trim_start_matches("dyn ");
+        p.contains("::") && !is_library_path(p)
+    };
+    !(is_program_path(self_ty) || trait_path.is_some_and(is_program_path))
 }
 
 /// Unbiased rates need a previous reading; this is what is kept of one.
@@ -186,6 +244,58 @@ fn finite(x: f64) -> f64 {
     if x.is_finite() { x } else { 0.0 }
 }
 
+/// One entry per distinct address of the profile's stacks, in address order.
+///
+/// A symbolized profile's frames are grouped by the address they came from (per address,
+/// the longest run seen: the innermost address of a stack may have lost its allocator frames).
+/// A profile of this process that was not symbolized is symbolized here, per address, through
+/// the process-wide cache — the reporter's path, which never builds per-site frame lists.
+fn locations_of(profile: &Profile) -> Vec<Location> {
+    let mut addresses: Vec<u64> = profile.sites.iter().flat_map(|s| s.addresses.iter().copied()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let symbolized = profile.sites.iter().any(|s| !s.frames.is_empty());
+    let to_location_frame = |f: &Frame| LocationFrame {
+        function: f.function.clone(),
+        file: f.file.clone(),
+        line: f.line,
+    };
+    if !symbolized {
+        if profile.pid != std::process::id() {
+            return Vec::new();
+        }
+        return addresses
+            .into_iter()
+            .map(|address| Location {
+                address,
+                frames: crate::symbolize::resolve(address).iter().map(to_location_frame).collect(),
+            })
+            .collect();
+    }
+    let mut runs: HashMap<u64, &[Frame]> = HashMap::new();
+    for site in &profile.sites {
+        // A frame run of one address stands for `k` consecutive copies of it in the stack
+        // (recursion through one call site): one copy is a run's first `len / k` frames.
+        let mut groups = site.addresses.chunk_by(|a, b| a == b);
+        for run in site.frames.chunk_by(|a, b| a.address == b.address) {
+            let address = run[0].address;
+            let Some(k) = groups.by_ref().find(|g| g[0] == address).map(<[u64]>::len) else { break };
+            let one = &run[..run.len() / k.max(1)];
+            let longest = runs.entry(address).or_insert(one);
+            if one.len() > longest.len() {
+                *longest = one;
+            }
+        }
+    }
+    addresses
+        .into_iter()
+        .filter_map(|address| {
+            let run = runs.get(&address)?;
+            Some(Location { address, frames: run.iter().map(to_location_frame).collect() })
+        })
+        .collect()
+}
+
 fn program_path(pid: u32) -> String {
     if pid != std::process::id() {
         return String::new();
@@ -194,16 +304,19 @@ fn program_path(pid: u32) -> String {
 }
 
 impl Report {
-    /// Builds a report from a profile (symbolize it first for function names), the previous
-    /// profile of the same process for the rates (`None`: rates since the process started),
-    /// the leak suspects and the mappings. Sites are sorted by estimated live bytes, largest
-    /// first. Site rates are `(alloc now − alloc before) / window`, matching sites by stack id.
+    /// Builds a report from a profile, the previous profile of the same process for the rates
+    /// (`None`: rates since the process started), the leak suspects and the mappings. Sites
+    /// are sorted by estimated live bytes, largest first. Site rates are
+    /// `(alloc now − alloc before) / window`, matching sites by stack id.
+    ///
+    /// Locations come from the profile's frames when it was symbolized; a profile of this
+    /// process that was not is symbolized here, per distinct address, with the process-wide
+    /// cache (the first time in a process loads the debug info: tens of milliseconds).
     ///
     /// ```
     /// use heapsampler::{Report, report::mappings};
     /// let before = heapsampler::snapshot();
-    /// let mut now = heapsampler::snapshot();
-    /// now.symbolize();
+    /// let now = heapsampler::snapshot();
     /// let report = Report::from_profile(&now, Some(&before), Vec::new(), mappings::current());
     /// assert_eq!(report.window_ms, now.timestamp_ms - before.timestamp_ms);
     /// ```
@@ -215,12 +328,12 @@ impl Report {
     ) -> Report {
         let _guard = crate::sampler::enter_guard();
         let baseline = previous.map(Baseline::of);
-        Report::build(profile.clone(), baseline.as_ref(), leak_suspects, mappings)
+        Report::build(profile, baseline.as_ref(), leak_suspects, mappings)
     }
 
-    /// [`from_profile`](Self::from_profile) on an owned profile (no copy of the frames).
+    /// [`from_profile`](Self::from_profile) against a kept [`Baseline`].
     pub(crate) fn build(
-        profile: Profile,
+        profile: &Profile,
         previous: Option<&Baseline>,
         leak_suspects: Vec<LeakSuspect>,
         mappings: Vec<Mapping>,
@@ -249,7 +362,7 @@ impl Report {
         };
         let mut sites: Vec<ReportSite> = profile
             .sites
-            .into_iter()
+            .iter()
             .map(|s| {
                 let (bytes0, objects0) = previous
                     .and_then(|b| b.sites.get(&s.stack_id))
@@ -265,15 +378,14 @@ impl Report {
                     alloc_objects_per_sec: rate(s.alloc_objects - objects0),
                     samples: s.samples,
                     live_samples: s.live_samples,
-                    addresses: s.addresses,
-                    frames: s.frames,
+                    addresses: s.addresses.clone(),
                     threads: s
                         .threads
-                        .into_iter()
+                        .iter()
                         .map(|t| SiteThread {
                             alloc_bytes: finite(t.alloc_bytes),
                             live_bytes: finite(t.live_bytes),
-                            ..t
+                            ..t.clone()
                         })
                         .collect(),
                 }
@@ -303,15 +415,85 @@ impl Report {
             window_ms,
             sample_interval: profile.sample_interval,
             totals,
-            profiler: profile.profiler,
+            profiler: profile.profiler.clone(),
+            locations: locations_of(profile),
             sites,
             leak_suspects,
             mappings,
         }
     }
 
-    /// The report as a [`Profile`] (rates, suspects and mappings left out), so the leak
-    /// detector and [`Profile::diff`] can run on reports read from files.
+    /// The location of `address`, if the report has it.
+    ///
+    /// ```
+    /// let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// for site in &report.sites {
+    ///     assert!(site.addresses.iter().all(|&a| report.location(a).is_some()));
+    /// }
+    /// ```
+    pub fn location(&self, address: u64) -> Option<&Location> {
+        self.locations
+            .binary_search_by_key(&address, |l| l.address)
+            .ok()
+            .map(|i| &self.locations[i])
+    }
+
+    /// The symbolized frames of a site, innermost first, without the allocator's own leading
+    /// frames: what [`Site::frames`] holds in a symbolized [`Profile`].
+    ///
+    /// ```
+    /// let v = vec![0u8; 16 << 20];
+    /// let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// let biggest = &report.sites[0];
+    /// assert!(!report.site_frames(biggest).is_empty());
+    /// # drop(v);
+    /// ```
+    pub fn site_frames(&self, site: &ReportSite) -> Vec<Frame> {
+        let _guard = crate::sampler::enter_guard();
+        let mut frames: Vec<Frame> = Vec::new();
+        for &address in &site.addresses {
+            let Some(location) = self.location(address) else { continue };
+            frames.extend(location.frames.iter().map(|f| Frame {
+                address,
+                function: f.function.clone(),
+                file: f.file.clone(),
+                line: f.line,
+            }));
+        }
+        let skip = frames.iter().take_while(|f| crate::symbolize::is_allocator_frame(f)).count();
+        if skip < frames.len() {
+            frames.drain(..skip);
+        }
+        frames
+    }
+
+    /// The innermost function of a site outside the Rust standard library and hashbrown
+    /// (`Vec::push`, `String::from`… are skipped): usually the code that asked for memory.
+    /// Falls back to the innermost named frame.
+    ///
+    /// ```
+    /// #[inline(never)]
+    /// fn load_table() -> Vec<u64> { vec![1; 4 << 20] }
+    /// let table = load_table();
+    /// let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// let top = report.top_function(&report.sites[0]).unwrap();
+    /// assert!(top.contains("load_table"), "{top}");
+    /// # drop(table);
+    /// ```
+    pub fn top_function(&self, site: &ReportSite) -> Option<&str> {
+        let mut names = site
+            .addresses
+            .iter()
+            .filter_map(|&a| self.location(a))
+            .flat_map(|l| l.frames.iter())
+            .filter_map(|f| f.function.as_deref());
+        let first = names.clone().next();
+        names.find(|n| !is_library_function(n)).or(first)
+    }
+
+    /// The report as a [`Profile`] (rates, suspects and mappings left out, frames rebuilt
+    /// from the locations), so the leak detector and [`Profile::diff`] can run on reports
+    /// read from files.
     ///
     /// ```
     /// use heapsampler::Report;
@@ -335,7 +517,7 @@ impl Report {
                 .map(|s| Site {
                     stack_id: s.stack_id,
                     addresses: s.addresses.clone(),
-                    frames: s.frames.clone(),
+                    frames: self.site_frames(s),
                     live_bytes: s.live_bytes,
                     live_objects: s.live_objects,
                     alloc_bytes: s.alloc_bytes,
@@ -675,21 +857,66 @@ mod tests {
         assert!(m.starts_with("invalid report: missing field"), "{m}");
     }
 
+    fn frame(address: u64, f: &str) -> Frame {
+        Frame { address, function: Some(f.into()), file: Some("x.rs".into()), line: Some(address as u32) }
+    }
+
     #[test]
     fn top_function_skips_library_frames() {
-        let named = |f: &str| Frame { function: Some(f.into()), ..Frame::default() };
-        let s = ReportSite {
-            frames: vec![
-                named("alloc::raw_vec::RawVecInner<A>::finish_grow"),
-                named("<T as alloc::slice::hack::ConvertVec>::to_vec"),
-                named("<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
-                named("std::collections::hash::map::HashMap<K,V>::insert"),
-                named("leaky::leak_session_state"),
-            ],
-            ..ReportSite::default()
-        };
-        assert_eq!(s.top_function(), Some("leaky::leak_session_state"));
-        let only_lib = ReportSite { frames: vec![named("alloc::x")], ..ReportSite::default() };
-        assert_eq!(only_lib.top_function(), Some("alloc::x"));
+        let mut p = profile(1, vec![site(1, 1.0, 1.0, &[10, 20, 30])], 0);
+        p.sites[0].frames = vec![
+            frame(10, "alloc::raw_vec::RawVecInner<A>::finish_grow"),
+            frame(10, "<T as alloc::slice::hack::ConvertVec>::to_vec"),
+            frame(20, "<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
+            frame(20, "std::collections::hash::map::HashMap<K,V>::insert"),
+            frame(30, "leaky::leak_session_state"),
+        ];
+        let r = Report::from_profile(&p, None, vec![], vec![]);
+        assert_eq!(r.top_function(&r.sites[0]), Some("leaky::leak_session_state"));
+        for (name, library) in [
+            ("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem", true),
+            ("<[T]>::to_vec_in", true),
+            ("<F as core::ops::function::FnOnce<()>>::call_once", true),
+            ("<alloc::vec::Vec<my_app::Item> as my_app::Load>::load", false),
+            ("<my_app::Cache<K, V>>::insert", false),
+            ("<u8 as my_app::Parse>::parse", false),
+            ("<&mut my_app::Writer as core::fmt::Write>::write_str", false),
+            ("my_app::main::{closure#0}", false),
+            ("std::thread::lifecycle::spawn_unchecked::{closure#1}", true),
+            ("__rust_alloc", true),
+        ] {
+            assert_eq!(is_library_function(name), library, "{name}");
+        }
+        p.sites[0].frames.truncate(2);
+        p.sites[0].addresses.truncate(1);
+        let r = Report::from_profile(&p, None, vec![], vec![]);
+        assert_eq!(r.top_function(&r.sites[0]), Some("alloc::raw_vec::RawVecInner<A>::finish_grow"));
+    }
+
+    #[test]
+    fn locations_store_each_address_once_and_rebuild_every_sites_frames() {
+        // Site 1 recurses through address 20 (three copies); site 2 starts at 20 with its
+        // allocator frame already dropped by symbolization.
+        let mut p = profile(1, vec![site(1, 1.0, 1.0, &[10, 20, 20, 20, 30]), site(2, 2.0, 2.0, &[20, 30])], 0);
+        let rec = [frame(20, "app::walk"), frame(20, "app::walk_inner")];
+        p.sites[0].frames = [vec![frame(10, "app::leaf")], rec.to_vec(), rec.to_vec(), rec.to_vec(), vec![frame(30, "main")]]
+            .concat();
+        p.sites[1].frames = vec![frame(20, "app::walk_inner"), frame(30, "main")];
+        let r = Report::from_profile(&p, None, vec![], vec![]);
+        let addresses: Vec<u64> = r.locations.iter().map(|l| l.address).collect();
+        assert_eq!(addresses, vec![10, 20, 30]);
+        assert_eq!(r.location(20).unwrap().frames.len(), 2, "one copy of the recursive frames");
+        let back = r.to_profile();
+        for (original, rebuilt) in p.sites.iter().zip(back.sites.iter().rev()) {
+            assert_eq!(original.stack_id, rebuilt.stack_id);
+            if original.stack_id == 1 {
+                assert_eq!(rebuilt.frames, original.frames);
+            } else {
+                // Both frames of address 20 are known now: the rebuilt stack is the complete one.
+                assert_eq!(rebuilt.frames.len(), 3);
+                assert_eq!(rebuilt.frames[1..], original.frames[..]);
+            }
+        }
+        assert_eq!(Report::parse(&r.to_string_pretty()).unwrap(), r);
     }
 }

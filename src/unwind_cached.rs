@@ -1,0 +1,282 @@
+//! The default unwinder for exact recording (leak checks, interval 1): DWARF CFI unwinding
+//! with a per-thread cache of unwind rules keyed by address (the `framehop` crate), about
+//! 10-20x faster per frame than `_Unwind_Backtrace`, which re-parses the unwind tables for
+//! every frame of every stack (feature `fast-unwind`, on by default).
+//!
+//! The loaded objects and their `.eh_frame_hdr`/`.eh_frame` (already mapped in memory) are
+//! enumerated once with `dl_iterate_phdr`; when a walk reaches an address outside every known
+//! object (a library loaded later) the list is rebuilt for the next walk. Stack memory is read
+//! only inside the calling thread's live stack, so a wrong rule ends the walk, never faults.
+//! Sampled (non-exact) captures keep the system unwinder: they are rare, and that path does
+//! not depend on the object list staying valid if a library is unloaded with `dlclose`.
+
+use crate::stacks::FrameSink;
+use core::cell::RefCell;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder};
+
+type Section = &'static [u8];
+type Native = UnwinderX86_64<Section, MustNotAllocateDuringUnwind>;
+type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// Frames followed at most: the deepest stack kept plus the allocator's own frames.
+const MAX_WALK: usize = crate::stacks::MAX_STACK_DEPTH + 16;
+/// Rebuilds of the object list at most (each leaks the previous list, which other threads may
+/// still be reading); past this, walks through unknown objects just stop early.
+const MAX_REBUILDS: usize = 16;
+
+/// The current object list. Never freed while the process runs: readers hold no lock.
+static CURRENT: AtomicPtr<Native> = AtomicPtr::new(core::ptr::null_mut());
+static REBUILDS: AtomicUsize = AtomicUsize::new(0);
+static STALE: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This thread's rule cache (about 12 KiB), created on its first exact capture.
+    static CACHE: RefCell<Option<Box<Cache>>> = const { RefCell::new(None) };
+}
+
+/// Feeds the calling thread's return addresses, innermost first, to `sink`. `false` (nothing
+/// fed) when this path does not apply: not recording exactly, unknown stack bounds, running
+/// on another stack, or the thread's cache is unavailable (thread teardown).
+#[inline(never)]
+pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
+    if crate::sampler::current_scope() == 0 && crate::sampler::sample_interval() != 1 {
+        return false;
+    }
+    let (pc, sp, bp): (u64, u64, u64);
+    // SAFETY: copies three registers into locals; reads and writes no memory.
+    unsafe {
+        core::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    let Some((lo, hi)) = crate::thread_stack::live_region() else { return false };
+    if (sp as usize) < lo.saturating_sub(4096) || sp as usize >= hi {
+        return false;
+    }
+    let lo = (sp as usize).min(lo);
+    let Some(unwinder) = current() else { return false };
+    let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        let a = addr as usize;
+        if a >= lo && a <= hi - 8 && a % 8 == 0 {
+            // SAFETY: `a` is 8-byte aligned and inside the calling thread's stack between its
+            // current stack pointer and its top, which is mapped and readable.
+            Ok(unsafe { (a as *const u64).read() })
+        } else {
+            Err(())
+        }
+    };
+    let walked = CACHE.try_with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else { return false };
+        let cache = slot.get_or_insert_with(|| Box::new(Cache::new_in()));
+        let mut frames = unwinder.iter_frames(pc, UnwindRegsX86_64::new(pc, sp, bp), cache, &mut read_stack);
+        let mut last = 0;
+        let mut complete = false;
+        for _ in 0..MAX_WALK {
+            match frames.next() {
+                Ok(Some(FrameAddress::InstructionPointer(_))) => {}
+                Ok(Some(FrameAddress::ReturnAddress(ra))) => {
+                    last = ra.get();
+                    if !sink.push(last as usize) {
+                        complete = true;
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    complete = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if !complete && last != 0 && !knows(unwinder, last) {
+            STALE.store(true, Ordering::Relaxed);
+        }
+        true
+    });
+    walked.unwrap_or(false)
+}
+
+/// Whether `address` lies in an object the unwinder knows.
+fn knows(unwinder: &Native, address: u64) -> bool {
+    address < unwinder.max_known_code_address()
+}
+
+/// The object list, built on first use and rebuilt when a walk met an unknown address.
+/// Called under the reentrancy guard: building allocates.
+fn current() -> Option<&'static Native> {
+    let mut ptr = CURRENT.load(Ordering::Acquire);
+    let stale = STALE.load(Ordering::Relaxed) && REBUILDS.load(Ordering::Relaxed) < MAX_REBUILDS;
+    if ptr.is_null() || stale {
+        STALE.store(false, Ordering::Relaxed);
+        let fresh = Box::into_raw(Box::new(build()));
+        match CURRENT.compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                REBUILDS.fetch_add(1, Ordering::Relaxed);
+                ptr = fresh;
+            }
+            Err(other) => {
+                // Another thread installed a list first; ours was never shared.
+                // SAFETY: `fresh` came from `Box::into_raw` just above and was not published.
+                drop(unsafe { Box::from_raw(fresh) });
+                ptr = other;
+            }
+        }
+    }
+    // SAFETY: a published list is never freed (see `CURRENT`), so it lives for 'static.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+fn build() -> Native {
+    let mut unwinder = Native::new();
+    // SAFETY: `add_object` matches the callback type and only uses `data` as the
+    // `&mut Native` passed here, for the duration of this call.
+    unsafe { libc::dl_iterate_phdr(Some(add_object), (&mut unwinder as *mut Native).cast()) };
+    unwinder
+}
+
+unsafe extern "C" fn add_object(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    // SAFETY: the loader passes a valid `dl_phdr_info` for the duration of the callback, and
+    // `data` is the unwinder `build` passed (see there).
+    let (info, unwinder) = unsafe { (&*info, &mut *data.cast::<Native>()) };
+    if let Some(module) = module_of(info) {
+        unwinder.add_module(module);
+    }
+    0
+}
+
+fn module_of(info: &libc::dl_phdr_info) -> Option<Module<Section>> {
+    if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
+        return None;
+    }
+    // SAFETY: the loader guarantees `dlpi_phnum` program headers at `dlpi_phdr`.
+    let headers = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let bias = info.dlpi_addr as u64;
+    let loads = || headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
+    let start = loads().map(|h| bias + h.p_vaddr).min()?;
+    let end = loads().map(|h| bias + h.p_vaddr + h.p_memsz).max()?;
+    let text = loads()
+        .find(|h| h.p_flags & libc::PF_X != 0)
+        .map(|h| h.p_vaddr..h.p_vaddr + h.p_memsz);
+    let hdr = headers.iter().find(|h| h.p_type == libc::PT_GNU_EH_FRAME)?;
+    let hdr_avma = bias + hdr.p_vaddr;
+    // SAFETY: the PT_GNU_EH_FRAME segment is mapped, readable, and stays mapped while the
+    // object is loaded (see the module docs on unloading).
+    let hdr_data: Section = unsafe { core::slice::from_raw_parts(hdr_avma as *const u8, hdr.p_memsz as usize) };
+    let eh_frame_avma = eh_frame_address(hdr_data, hdr_avma)?;
+    // `.eh_frame` runs to at most the end of the loaded segment that holds it.
+    let segment_end = loads()
+        .map(|h| (bias + h.p_vaddr, bias + h.p_vaddr + h.p_filesz))
+        .find(|&(s, e)| s <= eh_frame_avma && eh_frame_avma < e)?
+        .1;
+    // SAFETY: as above: inside a mapped, readable, loaded segment of the object.
+    let eh_frame: Section = unsafe {
+        core::slice::from_raw_parts(eh_frame_avma as *const u8, (segment_end - eh_frame_avma) as usize)
+    };
+    let svma = |avma: u64| avma - bias;
+    let sections = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma: text,
+        eh_frame_svma: Some(svma(eh_frame_avma)..svma(segment_end)),
+        eh_frame: Some(eh_frame),
+        eh_frame_hdr_svma: Some(hdr.p_vaddr..hdr.p_vaddr + hdr.p_memsz),
+        eh_frame_hdr: Some(hdr_data),
+        ..Default::default()
+    };
+    Some(Module::new(String::new(), start..end, bias, sections))
+}
+
+/// Decodes `eh_frame_ptr` from an `.eh_frame_hdr` (version 1) mapped at `hdr_avma`.
+fn eh_frame_address(hdr: &[u8], hdr_avma: u64) -> Option<u64> {
+    if hdr.len() < 8 || hdr[0] != 1 {
+        return None;
+    }
+    let encoding = hdr[1];
+    let field = &hdr[4..];
+    let value: i64 = match encoding & 0x0f {
+        0x03 => u32::from_le_bytes(field.get(..4)?.try_into().ok()?) as i64,
+        0x0b => i32::from_le_bytes(field.get(..4)?.try_into().ok()?) as i64,
+        0x04 | 0x0c => i64::from_le_bytes(field.get(..8)?.try_into().ok()?),
+        _ => return None,
+    };
+    let base = match encoding & 0x70 {
+        0x00 => 0,
+        0x10 => hdr_avma + 4,
+        0x30 => hdr_avma,
+        _ => return None,
+    };
+    Some(base.wrapping_add(value as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_object_list_covers_this_code() {
+        let unwinder = build();
+        let here = the_object_list_covers_this_code as usize as u64;
+        assert!(knows(&unwinder, here));
+    }
+
+    /// Return addresses from this unwinder and from libgcc, taken in the same function.
+    #[inline(never)]
+    fn both_walks() -> (Vec<usize>, Vec<usize>) {
+        let mut buf = [0usize; crate::stacks::MAX_STACK_DEPTH];
+        let own = [0usize; 4];
+        let mut sink = FrameSink::new(&mut buf, &own);
+        let prev = crate::sampler::enter_scope(7);
+        let walked = walk(&mut sink);
+        crate::sampler::leave_scope(prev);
+        assert!(walked);
+        let n = sink.finish();
+        let cached = buf[..n].to_vec();
+        let mut system = Vec::new();
+        backtrace::trace(|f| {
+            system.push(f.ip() as usize);
+            true
+        });
+        (cached, system)
+    }
+
+    #[inline(never)]
+    fn nested(depth: usize) -> (Vec<usize>, Vec<usize>) {
+        let r = if depth == 0 { both_walks() } else { nested(depth - 1) };
+        core::hint::black_box(depth);
+        r
+    }
+
+    #[test]
+    fn same_stack_as_the_system_unwinder() {
+        for _ in 0..3 {
+            // Run twice: the second walk is served from the rule cache.
+            let (cached, system) = nested(12);
+            let start = cached.iter().position(|a| system.contains(a)).expect("a common frame");
+            let common = &cached[start..];
+            let at = system.iter().position(|a| *a == common[0]).unwrap();
+            let n = common.len().min(system.len() - at);
+            assert!(n >= 14, "{cached:x?}\n{system:x?}");
+            assert_eq!(common[..n], system[at..at + n], "{cached:x?}\n{system:x?}");
+        }
+    }
+
+    #[test]
+    fn eh_frame_pointer_encodings() {
+        let mut hdr = [1u8, 0x1b, 0x03, 0x3b, 0, 0, 0, 0];
+        hdr[4..].copy_from_slice(&(-100i32).to_le_bytes());
+        assert_eq!(eh_frame_address(&hdr, 0x1000), Some(0x1000 + 4 - 100));
+        hdr[1] = 0x03;
+        hdr[4..].copy_from_slice(&0x5000u32.to_le_bytes());
+        assert_eq!(eh_frame_address(&hdr, 0x1000), Some(0x5000));
+        hdr[0] = 2;
+        assert_eq!(eh_frame_address(&hdr, 0x1000), None);
+    }
+}
