@@ -25,12 +25,26 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once, briefly.
     let quick = !std::env::args().any(|a| a == "--bench");
     let (runs, iters) = if quick { (2, 200) } else { (15, 20_000) };
-    let unwinder = if cfg!(feature = "frame-pointers") { "frame pointers" } else { "default unwinder" };
+    let unwinder = if cfg!(feature = "frame-pointers") {
+        "frame pointers"
+    } else {
+        "default unwinder"
+    };
     let outside = workload::measure(1, runs, iters * 10, || ());
-    workload::report("heapsampler", "outside any check (interval 512k)", 1, outside);
+    workload::report(
+        "heapsampler",
+        "outside any check (interval 512k)",
+        1,
+        outside,
+    );
     for threads in [1, 2] {
         let ns = workload::measure(threads, runs, iters, in_check);
-        workload::report("heapsampler", &format!("in LeakCheck, {unwinder}"), threads, ns);
+        workload::report(
+            "heapsampler",
+            &format!("in LeakCheck, {unwinder}"),
+            threads,
+            ns,
+        );
     }
     let check = LeakCheck::start();
     workload::at_depth(workload::DEPTH, 100);

@@ -23,10 +23,18 @@ fn main() {
             .build();
         for threads in [1, 2] {
             let ns = workload::measure(threads, runs, iters, || ());
-            workload::report("dhat 0.3", &format!("testing mode, {frames} frames"), threads, ns);
+            workload::report(
+                "dhat 0.3",
+                &format!("testing mode, {frames} frames"),
+                threads,
+                ns,
+            );
         }
         let stats = dhat::HeapStats::get();
-        assert!(stats.total_blocks >= (iters * runs as u64) as u64, "dhat recorded the workload");
+        assert!(
+            stats.total_blocks >= iters * runs as u64,
+            "dhat recorded the workload"
+        );
         drop(profiler);
     }
 }

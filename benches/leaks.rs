@@ -41,7 +41,13 @@ fn profiles() -> Vec<Profile> {
                     }
                 })
                 .collect();
-            Profile { pid: 1, timestamp_ms: r * 60_000, sample_interval: T as u64, sites, ..Default::default() }
+            Profile {
+                pid: 1,
+                timestamp_ms: r * 60_000,
+                sample_interval: T as u64,
+                sites,
+                ..Default::default()
+            }
         })
         .collect()
 }

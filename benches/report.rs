@@ -23,9 +23,14 @@ const DISTINCT_ADDRESSES: usize = 4_000;
 /// Distinct addresses spread over this executable's code.
 fn code_addresses() -> Vec<u64> {
     let exe = std::env::current_exe().unwrap().display().to_string();
-    let text = mappings::current().into_iter().find(|m| m.path == exe).expect("executable mapping");
+    let text = mappings::current()
+        .into_iter()
+        .find(|m| m.path == exe)
+        .expect("executable mapping");
     let stride = ((text.end - text.start) / DISTINCT_ADDRESSES as u64).max(1);
-    (0..DISTINCT_ADDRESSES as u64).map(|i| text.start + i * stride + 1).collect()
+    (0..DISTINCT_ADDRESSES as u64)
+        .map(|i| text.start + i * stride + 1)
+        .collect()
 }
 
 fn profile(pool: &[u64], timestamp_ms: u64, scale: f64) -> Profile {
@@ -41,7 +46,9 @@ fn profile(pool: &[u64], timestamp_ms: u64, scale: f64) -> Profile {
             let live = (next() % 1_000_000) as f64;
             Site {
                 stack_id: i,
-                addresses: (0..DEPTH).map(|_| pool[next() as usize % pool.len()]).collect(),
+                addresses: (0..DEPTH)
+                    .map(|_| pool[next() as usize % pool.len()])
+                    .collect(),
                 frames: Vec::new(),
                 live_bytes: live,
                 live_objects: live / 64.0,
@@ -50,13 +57,29 @@ fn profile(pool: &[u64], timestamp_ms: u64, scale: f64) -> Profile {
                 samples: 10,
                 live_samples: 1,
                 threads: vec![
-                    SiteThread { thread: 1, name: "worker-1".into(), alloc_bytes: live * 6.0, live_bytes: live },
-                    SiteThread { thread: 2, name: "worker-2".into(), alloc_bytes: live * 4.0, live_bytes: 0.0 },
+                    SiteThread {
+                        thread: 1,
+                        name: "worker-1".into(),
+                        alloc_bytes: live * 6.0,
+                        live_bytes: live,
+                    },
+                    SiteThread {
+                        thread: 2,
+                        name: "worker-2".into(),
+                        alloc_bytes: live * 4.0,
+                        live_bytes: 0.0,
+                    },
                 ],
             }
         })
         .collect();
-    Profile { pid: std::process::id(), timestamp_ms, sample_interval: 512 * 1024, sites, ..Profile::default() }
+    Profile {
+        pid: std::process::id(),
+        timestamp_ms,
+        sample_interval: 512 * 1024,
+        sites,
+        ..Profile::default()
+    }
 }
 
 fn report(c: &mut Criterion) {
@@ -87,13 +110,17 @@ fn report(c: &mut Criterion) {
     symbolized.symbolize();
 
     let mut g = c.benchmark_group("report_10k_sites");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
     // The reporter's work per period after the snapshot: build (symbols from the warm
     // cache) and render the JSON.
     g.bench_function("render_symbols_cached", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(json.len());
-            Report::from_profile(&raw, Some(&previous), vec![], maps.clone()).write_to(&mut out).unwrap();
+            Report::from_profile(&raw, Some(&previous), vec![], maps.clone())
+                .write_to(&mut out)
+                .unwrap();
             black_box(out)
         })
     });
@@ -101,7 +128,9 @@ fn report(c: &mut Criterion) {
     g.bench_function("render_from_symbolized_profile", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(json.len());
-            Report::from_profile(&symbolized, Some(&previous), vec![], maps.clone()).write_to(&mut out).unwrap();
+            Report::from_profile(&symbolized, Some(&previous), vec![], maps.clone())
+                .write_to(&mut out)
+                .unwrap();
             black_box(out)
         })
     });
@@ -109,7 +138,12 @@ fn report(c: &mut Criterion) {
     g.bench_function("build_cleared_symbol_cache", |b| {
         b.iter(|| {
             heapsampler::symbolize::clear_cache();
-            black_box(Report::from_profile(&raw, Some(&previous), vec![], maps.clone()))
+            black_box(Report::from_profile(
+                &raw,
+                Some(&previous),
+                vec![],
+                maps.clone(),
+            ))
         })
     });
     // `Profile::symbolize`: a frame list per site (what the reporter avoids).

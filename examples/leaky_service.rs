@@ -71,7 +71,10 @@ fn cache_response(key: u64, response: &[u8]) {
 #[inline(never)]
 fn render_response(request: u64) -> Vec<u8> {
     let body: Vec<u8> = (0..32 * 1024).map(|i| (i as u64 ^ request) as u8).collect();
-    let fields: Vec<String> = body.chunks(512).map(|c| format!("{:02x}{:02x}", c[0], c[1])).collect();
+    let fields: Vec<String> = body
+        .chunks(512)
+        .map(|c| format!("{:02x}{:02x}", c[0], c[1]))
+        .collect();
     let mut response = Vec::with_capacity(64 * 1024);
     for f in &fields {
         response.extend_from_slice(f.as_bytes());
@@ -85,7 +88,7 @@ fn render_response(request: u64) -> Vec<u8> {
 fn handle_request(request: u64) {
     let response = render_response(request);
     // About one request in two misses the cache; the cache fills in about 4 s.
-    if request % 2 == 0 {
+    if request.is_multiple_of(2) {
         cache_response(request, &response);
     }
     leak_session_state(request);
@@ -109,14 +112,23 @@ fn worker(index: u64, until: Instant) {
     }
 }
 
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seconds: u64 = std::env::var("LEAKY_SERVICE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
-    let reports = Reporter::new("heap-reports").every(Duration::from_secs(1)).keep(60).start()?;
+    let seconds: u64 = std::env::var("LEAKY_SERVICE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let reports = Reporter::new("heap-reports")
+        .every(Duration::from_secs(1))
+        .keep(60)
+        .start()?;
     println!("serving for {seconds} s; a heap report every second into ./heap-reports ...");
     let until = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..WORKERS)
-        .map(|i| std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || worker(i, until)))
+        .map(|i| {
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker(i, until))
+        })
         .collect::<Result<_, _>>()?;
     for w in workers {
         w.join().expect("worker panicked");
@@ -125,11 +137,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // when the reporter stops covers only the moment since then.
     let last = reports.status().last_path.ok_or("no report was written")?;
     let final_report = reports.stop()?;
-    println!("last periodic report: {}; final report: {}", last.display(), final_report.display());
+    println!(
+        "last periodic report: {}; final report: {}",
+        last.display(),
+        final_report.display()
+    );
 
     let report = Report::read(&last)?;
     let t = &report.totals.counts;
-    let own = t.overhead_allocated_bytes.saturating_sub(t.overhead_freed_bytes);
+    let own = t
+        .overhead_allocated_bytes
+        .saturating_sub(t.overhead_freed_bytes);
     println!(
         "\nlive heap {:.1} MiB (exact; {:.1} MiB of it the profiler's own symbol tables and \
          buffers), allocating {:.1} MiB/s over the last {:.1} s; sample interval {} KiB",
@@ -153,10 +171,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     };
-    table("top sites by live bytes (estimated)", report.sites.iter().take(5).collect());
+    table(
+        "top sites by live bytes (estimated)",
+        report.sites.iter().take(5).collect(),
+    );
     let mut by_rate: Vec<&ReportSite> = report.sites.iter().collect();
     by_rate.sort_by(|a, b| b.alloc_bytes_per_sec.total_cmp(&a.alloc_bytes_per_sec));
-    table("top sites by allocation rate (estimated)", by_rate.into_iter().take(5).collect());
+    table(
+        "top sites by allocation rate (estimated)",
+        by_rate.into_iter().take(5).collect(),
+    );
     println!("\nleak suspects:");
     if report.leak_suspects.is_empty() {
         println!("  (none)");
@@ -175,12 +199,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         named.push(function);
     }
     let found_leak = named.iter().any(|n| n.contains("leak_session_state"));
-    let false_alarm = named.iter().any(|n| n.contains("cache_response") || n.contains("render_response"));
+    let false_alarm = named
+        .iter()
+        .any(|n| n.contains("cache_response") || n.contains("render_response"));
     if found_leak && !false_alarm {
-        println!("\nfound the leak in leak_session_state; the cache and the request churn were not flagged");
+        println!(
+            "\nfound the leak in leak_session_state; the cache and the request churn were not flagged"
+        );
         Ok(())
     } else {
-        println!("\nunexpected verdict: leak found = {found_leak}, cache or churn flagged = {false_alarm}");
+        println!(
+            "\nunexpected verdict: leak found = {found_leak}, cache or churn flagged = {false_alarm}"
+        );
         std::process::exit(1)
     }
 }

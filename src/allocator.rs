@@ -187,12 +187,10 @@ impl<A: GlobalAlloc> Sampler<A> {
         } else {
             check::scopes::follow_realloc(decision, old_record.as_ref(), new_size)
         };
-        if old_record.is_none() {
-            if let Decision::Skip = decision {
-                sampler::free_fast(layout.size());
-                // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
-                return unsafe { self.inner.realloc(ptr, layout, new_size) };
-            }
+        if old_record.is_none() && matches!(decision, Decision::Skip) {
+            sampler::free_fast(layout.size());
+            // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
+            return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }
         // SAFETY: `GlobalAlloc::realloc` requires `new_size`, rounded up to `layout.align()`,
         // not to overflow `isize`, which makes this a valid layout.

@@ -129,7 +129,15 @@ impl LeakCheck {
         let (tag, owns_slot) = scopes::claim(&ancestors);
         // Last: nothing above is allocated in the scope.
         sampler::enter_scope(tag);
-        LeakCheck { tag, owns_slot, ancestors, allow: Vec::new(), done: false, _not_send: PhantomData }
+        scopes::set_owner(tag);
+        LeakCheck {
+            tag,
+            owns_slot,
+            ancestors,
+            allow: Vec::new(),
+            done: false,
+            _not_send: PhantomData,
+        }
     }
 
     /// Allows memory retained on purpose: a live site whose symbolized stack has a function
@@ -341,7 +349,10 @@ impl LeakCheck {
             let end = start + records[start..].iter().take_while(|r| r.0 == stack).count();
             let bytes = records[start..end].iter().map(|r| r.1 as u64).sum();
             let site = site_of(stack, bytes, (end - start) as u64);
-            let allowed = self.allow.iter().any(|p| site.1.iter().any(|f| function_contains(f, p)))
+            let allowed = self
+                .allow
+                .iter()
+                .any(|p| site.1.iter().any(|f| function_contains(f, p)))
                 || allocated_by_runtime(&site.1);
             if allowed {
                 report.allowed.push(site.0);
@@ -411,7 +422,11 @@ impl LeakCheck {
     }
 
     fn nearest_active_ancestor(&self) -> u32 {
-        self.ancestors.iter().copied().find(|&a| scopes::is_active(a)).unwrap_or(0)
+        self.ancestors
+            .iter()
+            .copied()
+            .find(|&a| scopes::is_active(a))
+            .unwrap_or(0)
     }
 
     /// Hands the scope's live blocks to the enclosing check and frees the slot.
@@ -467,28 +482,47 @@ fn site_of(stack: StackId, bytes: u64, blocks: u64) -> (LeakSite, Vec<Frame>) {
     drop(raw);
     let full = symbolize::frames_of(&addresses);
     let lead = full.iter().take_while(|f| is_library_frame(f)).count();
-    let frames = if lead < full.len() { full[lead..].to_vec() } else { full.clone() };
-    (LeakSite { stack_id: stack, bytes, blocks, addresses, frames }, full)
+    let frames = if lead < full.len() {
+        full[lead..].to_vec()
+    } else {
+        full.clone()
+    };
+    (
+        LeakSite {
+            stack_id: stack,
+            bytes,
+            blocks,
+            addresses,
+            frames,
+        },
+        full,
+    )
 }
 
 /// Merges sites whose symbolized stacks read the same (function, file, line) all the way
 /// down — one source location reached through several return addresses, as an unrolled loop
 /// or inlined copies produce — and sorts them, most bytes first.
 fn merge_same_source(sites: Vec<LeakSite>) -> Vec<LeakSite> {
-    let key = |s: &LeakSite| -> Vec<(Option<String>, Option<String>, Option<u32>)> {
-        s.frames.iter().map(|f| (f.function.clone(), f.file.clone(), f.line)).collect()
-    };
+    type Key = Vec<(Option<String>, Option<String>, Option<u32>)>;
     let mut merged: Vec<LeakSite> = Vec::with_capacity(sites.len());
-    let mut keys = Vec::with_capacity(sites.len());
+    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
     for site in sites {
-        let k = key(&site);
-        match keys.iter().position(|x| *x == k && !site.frames.is_empty()) {
-            Some(i) => {
+        if site.frames.is_empty() {
+            merged.push(site);
+            continue;
+        }
+        let key: Key = site
+            .frames
+            .iter()
+            .map(|f| (f.function.clone(), f.file.clone(), f.line))
+            .collect();
+        match index.get(&key) {
+            Some(&i) => {
                 merged[i].bytes += site.bytes;
                 merged[i].blocks += site.blocks;
             }
             None => {
-                keys.push(k);
+                index.insert(key, merged.len());
                 merged.push(site);
             }
         }
@@ -498,20 +532,28 @@ fn merge_same_source(sites: Vec<LeakSite>) -> Vec<LeakSite> {
 }
 
 fn function_contains(frame: &Frame, pattern: &str) -> bool {
-    frame.function.as_deref().is_some_and(|n| n.contains(pattern))
+    frame
+        .function
+        .as_deref()
+        .is_some_and(|n| n.contains(pattern))
 }
 
 /// A frame of the standard library's allocation machinery (`Vec::push`, `Box::new`,
 /// `RawVec::grow`, hash-table resizing, `<[T]>::to_vec`, `<u8 as SpecFromElem>::from_elem`).
 fn is_library_frame(frame: &Frame) -> bool {
-    frame.function.as_deref().is_some_and(|n| is_library_function(n, LIBRARY_PREFIXES))
+    frame
+        .function
+        .as_deref()
+        .is_some_and(|n| is_library_function(n, LIBRARY_PREFIXES))
 }
 
 /// Whether the runtime allocated this block for itself: a frame matching [`RUNTIME_ALLOWED`]
 /// with only runtime frames inside it.
 fn allocated_by_runtime(frames: &[Frame]) -> bool {
     for frame in frames {
-        let Some(name) = frame.function.as_deref() else { return false };
+        let Some(name) = frame.function.as_deref() else {
+            return false;
+        };
         if RUNTIME_ALLOWED.iter().any(|p| name.contains(p)) {
             return true;
         }
@@ -524,14 +566,18 @@ fn allocated_by_runtime(frames: &[Frame]) -> bool {
 
 fn is_library_function(name: &str, prefixes: &[&str]) -> bool {
     let in_library = |path: &str| prefixes.iter().any(|p| path.starts_with(p));
-    let Some(qualified) = name.strip_prefix('<') else { return in_library(name) };
+    let Some(qualified) = name.strip_prefix('<') else {
+        return in_library(name);
+    };
     // `<Type as Trait>::method` or `<Type>::method`: library code when the trait and the type
     // are the library's, or the type is a primitive (no path) such as `u8`, `str`, `[T]`.
     let (self_ty, trait_path) = match qualified.find(" as ") {
         Some(i) => (&qualified[..i], Some(&qualified[i + 4..])),
         None => (qualified.split('>').next().unwrap_or(""), None),
     };
-    let self_ty = self_ty.trim_start_matches(['&', '[', '*']).trim_start_matches("mut ");
+    let self_ty = self_ty
+        .trim_start_matches(['&', '[', '*'])
+        .trim_start_matches("mut ");
     let primitive = !self_ty.contains("::");
     let library_type = primitive || in_library(self_ty);
     match trait_path {
@@ -598,10 +644,18 @@ impl CheckHandle {
     /// ```
     pub fn enter(&self) -> EnteredCheck {
         if !scopes::is_active(self.tag) {
-            return EnteredCheck { tag: 0, prev: 0, _not_send: PhantomData };
+            return EnteredCheck {
+                tag: 0,
+                prev: 0,
+                _not_send: PhantomData,
+            };
         }
         let prev = sampler::enter_scope(self.tag);
-        EnteredCheck { tag: self.tag, prev, _not_send: PhantomData }
+        EnteredCheck {
+            tag: self.tag,
+            prev,
+            _not_send: PhantomData,
+        }
     }
 
     /// Wraps `f` so that it runs in the check's scope on whichever thread calls it (for
@@ -677,7 +731,11 @@ impl EnteredCheck {
 impl Drop for EnteredCheck {
     fn drop(&mut self) {
         if self.tag != 0 && sampler::current_scope() == self.tag {
-            let back = if scopes::is_active(self.prev) { self.prev } else { 0 };
+            let back = if scopes::is_active(self.prev) {
+                self.prev
+            } else {
+                0
+            };
             sampler::leave_scope(back);
         }
     }
@@ -692,7 +750,13 @@ mod tests {
     }
 
     fn frames(names: &[&str]) -> Vec<Frame> {
-        names.iter().map(|n| Frame { function: Some(n.to_string()), ..Default::default() }).collect()
+        names
+            .iter()
+            .map(|n| Frame {
+                function: Some(n.to_string()),
+                ..Default::default()
+            })
+            .collect()
     }
 
     #[test]
@@ -718,7 +782,9 @@ mod tests {
     #[test]
     fn library_frames_are_the_allocation_machinery() {
         assert!(lib("alloc::raw_vec::finish_grow"));
-        assert!(lib("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"));
+        assert!(lib(
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"
+        ));
         assert!(lib("<str>::repeat"));
         assert!(lib("<[u8]>::to_vec"));
         assert!(lib("<alloc::vec::Vec<u8>>::push"));

@@ -81,11 +81,16 @@ pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
                     "512k",
                 )),
             },
-            "dir" if value.is_empty() => problems.push(bad("expected a directory path", "no reports")),
+            "dir" if value.is_empty() => {
+                problems.push(bad("expected a directory path", "no reports"))
+            }
             "dir" => cfg.dir = Some(PathBuf::from(value)),
             "period" => match parse_duration(value) {
                 Some(d) if !d.is_zero() => cfg.period = Some(d),
-                _ => problems.push(bad("expected a duration above zero like 500ms, 60s or 5m", "60s")),
+                _ => problems.push(bad(
+                    "expected a duration above zero like 500ms, 60s or 5m",
+                    "60s",
+                )),
             },
             "keep" => match value.parse::<usize>() {
                 Ok(n) if n > 0 => cfg.keep = Some(n),
@@ -138,7 +143,9 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 pub(crate) fn env_config() -> &'static EnvConfig {
     ENV.get_or_init(|| {
         let _guard = crate::sampler::enter_guard();
-        let Some(text) = read_env() else { return EnvConfig::default() };
+        let Some(text) = read_env() else {
+            return EnvConfig::default();
+        };
         let (cfg, problems) = parse(&text);
         for p in problems {
             warn(&p);
@@ -180,10 +187,10 @@ fn apply_env() {
         }
         return;
     }
-    if let Some(interval) = cfg.interval {
-        if !interval_is_explicit() {
-            crate::sampler::store_interval(interval);
-        }
+    if let Some(interval) = cfg.interval
+        && !interval_is_explicit()
+    {
+        crate::sampler::store_interval(interval);
     }
     if cfg.dir.is_some() {
         crate::reporter::start_env_reporter(cfg);
@@ -209,7 +216,8 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
-        let (cfg, problems) = parse("interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on");
+        let (cfg, problems) =
+            parse("interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             cfg,
@@ -234,7 +242,11 @@ mod tests {
         assert_eq!(parse_size("12x"), None);
         assert_eq!(parse_size("k"), None);
         assert_eq!(parse_size("-1"), None);
-        assert_eq!(parse_size("99999999999999999g"), None, "overflow is an error, not a wrap");
+        assert_eq!(
+            parse_size("99999999999999999g"),
+            None,
+            "overflow is an error, not a wrap"
+        );
         assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("60"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
@@ -246,7 +258,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_value_and_default() {
-        let (cfg, problems) = parse("interval=12x,period=0s,keep=0,enabled=maybe,dir=,color=red,junk");
+        let (cfg, problems) =
+            parse("interval=12x,period=0s,keep=0,enabled=maybe,dir=,color=red,junk");
         assert_eq!(cfg, EnvConfig::default(), "nothing malformed is applied");
         assert_eq!(problems.len(), 7, "{problems:#?}");
         assert_eq!(
@@ -254,7 +267,9 @@ mod tests {
             "HEAPSAMPLER: bad value for interval: \"12x\" (expected bytes like 4096, 512k, 1m or 1g; \
              1 = exact, 0 = off); using the default, 512k"
         );
-        assert!(problems[1].contains("period: \"0s\"") && problems[1].ends_with("the default, 60s"));
+        assert!(
+            problems[1].contains("period: \"0s\"") && problems[1].ends_with("the default, 60s")
+        );
         assert!(problems[2].contains("keep: \"0\"") && problems[2].ends_with("the default, 100"));
         assert!(problems[3].contains("enabled: \"maybe\""));
         assert!(problems[4].contains("dir: \"\""));

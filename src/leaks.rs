@@ -97,8 +97,17 @@ struct Series {
 /// over more than half the window, a slow oscillation whose rising half spans it) looks
 /// exactly like a leak while it lasts; once it stops, the site leaves the suspects.
 ///
+/// Measured on scripted series (1000 seeds each, `allocator-test/tests/leaks.rs`): a leak of
+/// 4 T per report with sizes mixing tiny and ~T objects is flagged by the 5th report in
+/// 99.7 % of series (only tiny objects: 93 % by the 5th, 99.8 % by the 7th); over 30 reports
+/// a cache that filled over 3 reports and then replaced 30 % of its bytes per report was ever
+/// flagged in 0.7 % of series; a cache that filled and stayed, oscillating sites and heavy
+/// churn in none. A cache that fills over 4 or more reports is flagged while it fills (it is
+/// growing): that is the limit named above.
+///
 /// Cost: one pass over each profile's sites, and a few hundred operations for each site that
-/// grew by more than the noise floor.
+/// grew by more than the noise floor: about 1–2 ms per profile of 10,000 sites
+/// (`cargo bench --bench leaks`). Memory: about 250 bytes per tracked site at K = 10.
 ///
 /// ```
 /// let mut detector = heapsampler::LeakDetector::new(10);
@@ -296,7 +305,8 @@ impl LeakDetector {
         self.seen += 1;
         // Forget sites gone from the table whose live bytes left the window: memory stays
         // bounded by the sites of the last K profiles.
-        self.sites.retain(|_, s| s.last_seen == seq || s.live.iter().any(|&v| v > 0.0));
+        self.sites
+            .retain(|_, s| s.last_seen == seq || s.live.iter().any(|&v| v > 0.0));
     }
 
     fn judge(&self) -> Vec<LeakSuspect> {
@@ -305,8 +315,9 @@ impl LeakDetector {
             return Vec::new();
         }
         let w = self.window as u64;
-        let slots: Vec<usize> =
-            (self.seen - n as u64..self.seen).map(|s| (s % w) as usize).collect();
+        let slots: Vec<usize> = (self.seen - n as u64..self.seen)
+            .map(|s| (s % w) as usize)
+            .collect();
         let times: Vec<f64> = slots.iter().map(|&s| self.times[s] as f64).collect();
         // The noise is set by the coarsest interval in the window; 0 (off) and 1 (exact)
         // add none.
@@ -328,7 +339,13 @@ impl LeakDetector {
                 live[i] = series.live[s];
                 alloc[i] = series.alloc[s];
             }
-            let input = SeriesView { live: &live, alloc: &alloc, times: &times, t, floor };
+            let input = SeriesView {
+                live: &live,
+                alloc: &alloc,
+                times: &times,
+                t,
+                floor,
+            };
             if let Some(v) = self.verdict(&input, &mut scratch) {
                 suspects.push(LeakSuspect {
                     stack_id: id,
@@ -385,8 +402,13 @@ impl LeakDetector {
             return None;
         }
         let rate = theil_sen(y, Some(s.times), scratch) * 1000.0;
-        let confidence = (1.0 - p).min(normal_cdf(z_window)).min(normal_cdf(z_recent));
-        Some(Verdict { rate, confidence: confidence.clamp(0.0, 1.0) })
+        let confidence = (1.0 - p)
+            .min(normal_cdf(z_window))
+            .min(normal_cdf(z_recent));
+        Some(Verdict {
+            rate,
+            confidence: confidence.clamp(0.0, 1.0),
+        })
     }
 
     /// One-sided p-value of the Mann–Kendall statistic of `y` for an upward trend.
@@ -456,7 +478,11 @@ fn z_score(s: &SeriesView<'_>, i: usize, j: usize) -> f64 {
     let by_live = s.live[i] + s.live[j];
     let by_alloc = (2.0 * (s.alloc[j] - s.alloc[i]) - g).max(g.abs());
     let var = s.t * by_live.min(by_alloc);
-    if var <= 0.0 { g.signum() * f64::INFINITY } else { g / var.sqrt() }
+    if var <= 0.0 {
+        g.signum() * f64::INFINITY
+    } else {
+        g / var.sqrt()
+    }
 }
 
 /// Theil–Sen slope of `y`: over the report index, or over `x` when given (pairs with equal
@@ -492,7 +518,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// For n = 0..=max, the distribution function of the number of inversions of a random
 /// permutation of n values (Mahonian numbers, built by adding one value at a time).
 fn kendall_cdfs(max: usize) -> Vec<Vec<f64>> {
-    let mut out = vec![Vec::new(); max + 1];
+    let mut out = vec![Vec::new(); 2.min(max + 1)];
     let mut counts = vec![1.0f64];
     for n in 2..=max {
         // Inserting the n-th value adds 0..n−1 inversions.
@@ -501,23 +527,28 @@ fn kendall_cdfs(max: usize) -> Vec<Vec<f64>> {
         for (i, c) in counts.iter().enumerate() {
             prefix[i + 1] = prefix[i] + c;
         }
-        let next: Vec<f64> = (0..len)
+        counts = (0..len)
             .map(|k| {
                 let hi = k.min(counts.len() - 1);
                 let lo = k.saturating_sub(n - 1);
-                if lo > hi { 0.0 } else { prefix[hi + 1] - prefix[lo] }
+                if lo > hi {
+                    0.0
+                } else {
+                    prefix[hi + 1] - prefix[lo]
+                }
             })
             .collect();
-        counts = next;
         let total: f64 = counts.iter().sum();
         let mut acc = 0.0;
-        out[n] = counts
-            .iter()
-            .map(|c| {
-                acc += c;
-                (acc / total).min(1.0)
-            })
-            .collect();
+        out.push(
+            counts
+                .iter()
+                .map(|c| {
+                    acc += c;
+                    (acc / total).min(1.0)
+                })
+                .collect(),
+        );
     }
     out
 }

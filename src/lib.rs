@@ -68,8 +68,6 @@ pub mod symbolize;
 mod threads;
 mod thread_stack;
 mod totals;
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod unwind_cache;
 #[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod unwind_fp;
 #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]

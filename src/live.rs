@@ -162,11 +162,6 @@ pub(crate) fn retag(from: u32, to: u32) {
     }
 }
 
-/// Live records now.
-pub(crate) fn len() -> usize {
-    RESERVED.load(Ordering::Relaxed)
-}
-
 pub(crate) fn max_len() -> usize {
     MAX_LIVE.load(Ordering::Relaxed)
 }

@@ -161,7 +161,11 @@ impl Reporter {
         if cfg.enabled == Some(false) {
             return None;
         }
-        let mut r = Reporter::new(cfg.dir.clone().unwrap_or_else(|| PathBuf::from("heap-reports")));
+        let mut r = Reporter::new(
+            cfg.dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("heap-reports")),
+        );
         if let Some(p) = cfg.period {
             r = r.every(p);
         }
@@ -229,7 +233,10 @@ impl Reporter {
         let thread = std::thread::Builder::new()
             .name("heapsampler-reporter".into())
             .spawn(move || run(for_thread))?;
-        Ok(ReporterHandle { shared, thread: Some(thread) })
+        Ok(ReporterHandle {
+            shared,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -368,7 +375,9 @@ impl ReporterHandle {
             } else {
                 // A forked child has no such thread; joining it would wait for ever.
                 std::mem::forget(thread);
-                return Err(io::Error::other("reporter of the parent process; nothing written"));
+                return Err(io::Error::other(
+                    "reporter of the parent process; nothing written",
+                ));
             }
         }
         self.shared.write_report(true)
@@ -475,7 +484,9 @@ impl Shared {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                Err(io::Error::other(format!("internal error while reporting: {what}")))
+                Err(io::Error::other(format!(
+                    "internal error while reporting: {what}"
+                )))
             });
         let mut status = self.status.lock();
         match &result {
@@ -507,7 +518,12 @@ impl Shared {
         // frame of every site.
         let profile = snapshot();
         let suspects = state.detector.observe(&profile);
-        let report = Report::build(&profile, state.baseline.as_ref(), suspects, mappings::current());
+        let report = Report::build(
+            &profile,
+            state.baseline.as_ref(),
+            suspects,
+            mappings::current(),
+        );
         // Rates always cover the time since the previous attempt, written or not: each
         // report states its own window.
         state.baseline = Some(Baseline::of(&profile));
@@ -515,7 +531,10 @@ impl Shared {
 
         let dir = &self.config.dir;
         std::fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create directory {}: {e}", dir.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot create directory {}: {e}", dir.display()),
+            )
         })?;
         let existing = own_files(dir, self.pid)?;
         // Continue after the files already there: with pid reuse (pid 1 in containers) a new
@@ -626,7 +645,10 @@ mod tests {
         let seqs: Vec<u64> = files.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![2, 10]);
         assert!(!dir.join(".heap-7-000003.json.7.0.tmp").exists());
-        assert!(dir.join(".heap-8-000001.json.8.0.tmp").exists(), "another process's write");
+        assert!(
+            dir.join(".heap-8-000001.json.8.0.tmp").exists(),
+            "another process's write"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -255,12 +255,6 @@ impl<'a> FrameSink<'a> {
 /// unwinder's and the allocator's own frames (`own`).
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) -> usize {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    let sp = crate::unwind_cache::stack_pointer();
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if let Some(depth) = crate::unwind_cache::walk(sp, buf, own) {
-        return depth;
-    }
     let mut sink = FrameSink::new(buf, own);
     #[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
     if crate::unwind_fp::walk(&mut sink) {
@@ -270,24 +264,10 @@ pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) ->
     if crate::unwind_cached::walk(&mut sink) {
         return sink.finish();
     }
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    let mut learner = crate::unwind_cache::Learner::new(
-        sp,
-        capture as fn(&mut [usize; MAX_STACK_DEPTH], &OwnFunctions) -> usize as usize,
-    );
-    let mut cut_short = false;
-    let mut cb = |frame: &backtrace::Frame| {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        learner.observe(frame.ip() as usize, frame.sp() as usize);
-        let more = sink.push(frame.ip() as usize);
-        cut_short |= !more;
-        more
-    };
+    let mut cb = |frame: &backtrace::Frame| sink.push(frame.ip() as usize);
     // SAFETY: `trace_unsynchronized` is unsafe only because it takes no lock; the callback
     // writes into fixed arrays, allocates nothing, and never panics (indices are checked).
     unsafe { backtrace::trace_unsynchronized(&mut cb) };
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    learner.finish(!cut_short);
     sink.finish()
 }
 
@@ -350,10 +330,10 @@ pub(crate) fn release(stack: StackId, sample: &SampleInfo) {
 /// `out` cannot grow). `out` uses the table allocator: it may grow while the shard is locked.
 pub(crate) fn frames_of(id: StackId, out: &mut TableVec<usize>) {
     let guard = TABLE[shard_of_id(id)].lock();
-    if let Some(site) = guard.as_ref().and_then(|s| s.sites.get(&id)) {
-        if out.try_reserve(site.frames.len()).is_ok() {
-            out.extend_from_slice(&site.frames);
-        }
+    if let Some(site) = guard.as_ref().and_then(|s| s.sites.get(&id))
+        && out.try_reserve(site.frames.len()).is_ok()
+    {
+        out.extend_from_slice(&site.frames);
     }
 }
 

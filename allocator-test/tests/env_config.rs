@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 const CHILD: &str = "HS_ENV_CHILD";
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!("hs-env-{tag}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -21,7 +24,14 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// Runs the ignored test `name` of this binary in a child process with `HEAPSAMPLER=value`.
 fn run_child(name: &str, value: Option<&str>, extra: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"]).env(CHILD, name);
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, name);
     match value {
         Some(v) => cmd.env("HEAPSAMPLER", v),
         None => cmd.env_remove("HEAPSAMPLER"),
@@ -71,7 +81,11 @@ fn env_sets_interval_and_starts_reporter_with_final_report_at_exit() {
     let dir = temp_dir("atexit");
     let value = format!("interval=64k,dir={},period=1h,keep=50", dir.display());
     let out = run_child("child_env_reporter_dump_once", Some(&value), &[]);
-    assert!(heapsampler_lines(&out).is_empty(), "no warnings expected: {:?}", heapsampler_lines(&out));
+    assert!(
+        heapsampler_lines(&out).is_empty(),
+        "no warnings expected: {:?}",
+        heapsampler_lines(&out)
+    );
     let files = report_files(&dir);
     // One dump_now from the child, then the final report from the atexit hook (the period is
     // an hour, so no periodic report can have been written).
@@ -91,7 +105,11 @@ fn child_env_reporter_dump_once() {
     if !is_child("child_env_reporter_dump_once") {
         return;
     }
-    assert_eq!(heapsampler::sample_interval(), 64 * 1024, "interval applied before main");
+    assert_eq!(
+        heapsampler::sample_interval(),
+        64 * 1024,
+        "interval applied before main"
+    );
     let reports = heapsampler::env_reporter().expect("HEAPSAMPLER with dir starts a reporter");
     assert_eq!(reports.config().period(), Duration::from_secs(3600));
     assert_eq!(reports.config().kept(), 50);
@@ -110,7 +128,10 @@ fn env_reporter_writes_periodically() {
     let dir = temp_dir("periodic");
     let value = format!("dir={},period=50ms", dir.display());
     run_child("child_env_reporter_periodic", Some(&value), &[]);
-    assert!(report_files(&dir).len() >= 3, "two periodic reports and a final one");
+    assert!(
+        report_files(&dir).len() >= 3,
+        "two periodic reports and a final one"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -120,23 +141,46 @@ fn child_env_reporter_periodic() {
     if !is_child("child_env_reporter_periodic") {
         return;
     }
-    assert_eq!(heapsampler::sample_interval(), heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    assert_eq!(
+        heapsampler::sample_interval(),
+        heapsampler::DEFAULT_SAMPLE_INTERVAL
+    );
     let reports = heapsampler::env_reporter().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while reports.status().reports_written < 2 {
-        assert!(Instant::now() < deadline, "no periodic reports: {:?}", reports.status());
+        assert!(
+            Instant::now() < deadline,
+            "no periodic reports: {:?}",
+            reports.status()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 #[test]
 fn bad_values_warn_once_each_and_keep_defaults() {
-    let out = run_child("child_bad_values", Some("interval=12x,keep=zero,period=10s,colour=red"), &[]);
+    let out = run_child(
+        "child_bad_values",
+        Some("interval=12x,keep=zero,period=10s,colour=red"),
+        &[],
+    );
     let lines = heapsampler_lines(&out);
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines[0].starts_with("heapsampler: HEAPSAMPLER: bad value for interval: \"12x\""), "{}", lines[0]);
-    assert!(lines[0].ends_with("using the default, 512k"), "{}", lines[0]);
-    assert!(lines[1].contains("bad value for keep: \"zero\""), "{}", lines[1]);
+    assert!(
+        lines[0].starts_with("heapsampler: HEAPSAMPLER: bad value for interval: \"12x\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with("using the default, 512k"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("bad value for keep: \"zero\""),
+        "{}",
+        lines[1]
+    );
     assert!(lines[2].contains("unknown key \"colour\""), "{}", lines[2]);
 }
 
@@ -146,7 +190,10 @@ fn child_bad_values() {
     if !is_child("child_bad_values") {
         return;
     }
-    assert_eq!(heapsampler::sample_interval(), heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    assert_eq!(
+        heapsampler::sample_interval(),
+        heapsampler::DEFAULT_SAMPLE_INTERVAL
+    );
     assert!(heapsampler::env_reporter().is_none(), "no dir, no reporter");
     // The good item still applies; the variable is parsed (and warned about) only once.
     let r = heapsampler::Reporter::from_env().unwrap();
@@ -188,7 +235,13 @@ fn child_unset() {
     if !is_child("child_unset") {
         return;
     }
-    assert_eq!(heapsampler::sample_interval(), heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    assert_eq!(
+        heapsampler::sample_interval(),
+        heapsampler::DEFAULT_SAMPLE_INTERVAL
+    );
     assert!(heapsampler::env_reporter().is_none());
-    assert_eq!(heapsampler::Reporter::from_env().unwrap(), heapsampler::Reporter::new("heap-reports"));
+    assert_eq!(
+        heapsampler::Reporter::from_env().unwrap(),
+        heapsampler::Reporter::new("heap-reports")
+    );
 }

@@ -46,17 +46,30 @@ fn leak_in_a_thread_spawned_with_the_opt_in_is_caught() {
     let report = check.finish();
     assert_eq!(report.leaked_bytes, 2 * 4321, "{report}");
     assert_eq!(report.leaked_blocks, 2, "{report}");
-    assert!(report.sites.iter().all(|s| s.frames[0].function.as_deref().unwrap().contains("leak_in_spawned_thread_k4")), "{report}");
+    assert!(
+        report.sites.iter().all(|s| s.frames[0]
+            .function
+            .as_deref()
+            .unwrap()
+            .contains("leak_in_spawned_thread_k4")),
+        "{report}"
+    );
 }
 
 #[test]
 fn leak_in_a_thread_spawned_without_the_opt_in_is_not_caught() {
     let check = LeakCheck::start();
-    std::thread::spawn(leak_in_thread_without_opt_in_r9).join().unwrap();
+    std::thread::spawn(leak_in_thread_without_opt_in_r9)
+        .join()
+        .unwrap();
     // Spawning and joining a thread leaves nothing of the check's own thread behind either.
     let report = check.finish();
     assert!(report.is_clean(), "{report}");
-    assert!(report.sites_in("leak_in_thread_without_opt_in_r9").is_empty());
+    assert!(
+        report
+            .sites_in("leak_in_thread_without_opt_in_r9")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -105,12 +118,21 @@ fn a_block_reallocated_in_scope_is_tracked_through_the_realloc() {
     grow_by_pushing(&mut v, 1000);
     let capacity = v.capacity();
     let allocations = check.allocations();
-    assert!(allocations >= 8, "each growth is a realloc, counted as an allocation: {allocations}");
+    assert!(
+        allocations >= 8,
+        "each growth is a realloc, counted as an allocation: {allocations}"
+    );
     std::mem::forget(v);
     let report = check.finish();
-    assert_eq!(report.leaked_blocks, 1, "only the final block is live:\n{report}");
+    assert_eq!(
+        report.leaked_blocks, 1,
+        "only the final block is live:\n{report}"
+    );
     assert_eq!(report.leaked_bytes, capacity as u64 * 4, "{report}");
-    assert!(report.sites[0].calls("grow_by_pushing"), "the stack is the last realloc's:\n{report}");
+    assert!(
+        report.sites[0].calls("grow_by_pushing"),
+        "the stack is the last realloc's:\n{report}"
+    );
 
     let check = LeakCheck::start();
     let mut v: Vec<u32> = Vec::with_capacity(1);
@@ -132,7 +154,11 @@ fn a_block_of_the_check_reallocated_by_another_thread_stays_in_the_check() {
     .join()
     .unwrap();
     let report = check.finish();
-    let site = report.sites.iter().find(|s| s.calls("grow_by_pushing")).expect("the grown block");
+    let site = report
+        .sites
+        .iter()
+        .find(|s| s.calls("grow_by_pushing"))
+        .expect("the grown block");
     assert_eq!(site.bytes, kept as u64 * 4, "{report}");
 }
 
@@ -155,7 +181,9 @@ fn no_false_leak_from_the_checks_own_bookkeeping_or_symbolization() {
     // check, by an inner check that has something to symbolize; also reading counters,
     // rendering the report, and an allow-list built in scope.
     heapsampler::symbolize::clear_cache();
-    let inner = LeakCheck::start().allow("another_pattern").allow("and_another");
+    let inner = LeakCheck::start()
+        .allow("another_pattern")
+        .allow("and_another");
     leak_bytes(24);
     let peak = inner.peak_bytes();
     let report = inner.finish();
@@ -170,7 +198,11 @@ fn no_false_leak_from_the_checks_own_bookkeeping_or_symbolization() {
     drop(profile);
     // The outer check sees exactly the inner check's leak, nothing of the machinery.
     let report = outer.finish();
-    assert_eq!((report.leaked_bytes, report.leaked_blocks), (24, 1), "{report}");
+    assert_eq!(
+        (report.leaked_bytes, report.leaked_blocks),
+        (24, 1),
+        "{report}"
+    );
     assert!(report.sites[0].calls("leak_bytes"));
 }
 
@@ -179,7 +211,13 @@ fn a_check_that_finds_nothing_leaves_nothing() {
     for _ in 0..3 {
         let check = LeakCheck::start();
         let report = check.finish();
-        assert_eq!(report, LeakReport { stats: report.stats, ..Default::default() });
+        assert_eq!(
+            report,
+            LeakReport {
+                stats: report.stats,
+                ..Default::default()
+            }
+        );
         assert_eq!(report.stats.unwrap().allocations, 0);
     }
 }
@@ -201,7 +239,11 @@ fn nested_checks_inner_sees_its_own_outer_sees_everything() {
     // Back in the outer scope only.
     leak_bytes(1);
     let report = outer.finish();
-    assert_eq!((report.leaked_bytes, report.leaked_blocks), (111, 3), "{report}");
+    assert_eq!(
+        (report.leaked_bytes, report.leaked_blocks),
+        (111, 3),
+        "{report}"
+    );
     let stats = report.stats.unwrap();
     assert_eq!((stats.allocations, stats.live_bytes), (4, 111));
 }
@@ -303,24 +345,42 @@ fn failure_message_gives_total_then_each_site_with_the_test_frames_first() {
     let check = LeakCheck::start();
     leak_bytes(700);
     leak_in_spawned_thread_k4();
-    let message = panic_message(catch_unwind(AssertUnwindSafe(|| check.assert_no_leaks())).unwrap_err());
+    let message =
+        panic_message(catch_unwind(AssertUnwindSafe(|| check.assert_no_leaks())).unwrap_err());
     let lines: Vec<&str> = message.lines().collect();
-    assert_eq!(lines[0], "leak check: 5021 bytes leaked in 2 blocks at 2 sites (allocated in scope, still live at finish)");
+    assert_eq!(
+        lines[0],
+        "leak check: 5021 bytes leaked in 2 blocks at 2 sites (allocated in scope, still live at finish)"
+    );
     // Largest site first; each names its bytes and blocks, then the stack, program first.
     assert_eq!(lines[2], "  4321 bytes in 1 block allocated at:");
     assert!(lines[3].contains("leak_in_spawned_thread_k4"), "{message}");
-    let second = lines.iter().position(|l| *l == "  700 bytes in 1 block allocated at:").expect("second site");
+    let second = lines
+        .iter()
+        .position(|l| *l == "  700 bytes in 1 block allocated at:")
+        .expect("second site");
     assert!(lines[second + 1].contains("leak_bytes"), "{message}");
-    assert!(message.contains("failure_message_gives_total_then_each_site"), "{message}");
-    assert!(!message.contains("__rust_begin_short_backtrace"), "runner frames are cut:\n{message}");
+    assert!(
+        message.contains("failure_message_gives_total_then_each_site"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("__rust_begin_short_backtrace"),
+        "runner frames are cut:\n{message}"
+    );
 
     let check = LeakCheck::start();
     leak_bytes(10);
     check.assert_leaked_at_most(10);
     let check = LeakCheck::start();
     leak_bytes(11);
-    let message = panic_message(catch_unwind(AssertUnwindSafe(|| check.assert_leaked_at_most(10))).unwrap_err());
-    assert!(message.starts_with("leak budget of 10 bytes exceeded\nleak check: 11 bytes leaked"), "{message}");
+    let message = panic_message(
+        catch_unwind(AssertUnwindSafe(|| check.assert_leaked_at_most(10))).unwrap_err(),
+    );
+    assert!(
+        message.starts_with("leak budget of 10 bytes exceeded\nleak check: 11 bytes leaked"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -334,7 +394,11 @@ fn a_check_is_exact_whatever_the_global_interval() {
         }
         drop(black_box(vec![0u8; 10]));
         let report = check.finish();
-        assert_eq!((report.leaked_bytes, report.leaked_blocks), (30, 10), "interval {interval}:\n{report}");
+        assert_eq!(
+            (report.leaked_bytes, report.leaked_blocks),
+            (30, 10),
+            "interval {interval}:\n{report}"
+        );
         assert_eq!(report.stats.unwrap().allocations, 11);
     }
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
@@ -349,7 +413,10 @@ fn a_check_dropped_without_finishing_ends_its_scope() {
     assert!(result.is_err());
     assert_eq!(CheckHandle::current(), None);
     let handle = LeakCheck::start().handle();
-    assert!(!handle.enter().is_recording(), "a finished check cannot be joined");
+    assert!(
+        !handle.enter().is_recording(),
+        "a finished check cannot be joined"
+    );
 }
 
 #[inline(never)]
@@ -384,8 +451,18 @@ fn eight_checks_on_eight_threads_at_the_same_time() {
     let reports: Vec<LeakReport> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     for (i, report) in reports.iter().enumerate() {
         if i == 5 {
-            assert_eq!((report.leaked_bytes, report.leaked_blocks), (2048, 1), "{report}");
-            assert!(report.sites[0].frames[0].function.as_deref().unwrap().contains("leaky_worker_b3"));
+            assert_eq!(
+                (report.leaked_bytes, report.leaked_blocks),
+                (2048, 1),
+                "{report}"
+            );
+            assert!(
+                report.sites[0].frames[0]
+                    .function
+                    .as_deref()
+                    .unwrap()
+                    .contains("leaky_worker_b3")
+            );
         } else {
             assert!(report.is_clean(), "thread {i}:\n{report}");
         }

@@ -25,7 +25,7 @@ fn start_noise() {
             let mut round = 0u64;
             while FINISHED.load(Ordering::Relaxed) < TESTS && std::time::Instant::now() < until {
                 black_box(churn(round));
-                if round % 16 == 0 {
+                if round.is_multiple_of(16) {
                     std::mem::forget(black_box(vec![round as u8; 333]));
                 }
                 round += 1;
@@ -70,8 +70,14 @@ fn clean_test(seed: u64) {
     let allocations = check.allocations();
     let report = check.finish();
     FINISHED.fetch_add(1, Ordering::Relaxed);
-    assert!(report.is_clean(), "test {seed} reported a leak that is not its own:\n{report}");
-    assert!(allocations > 4 * 40 * 57, "test {seed} recorded only {allocations} allocations");
+    assert!(
+        report.is_clean(),
+        "test {seed} reported a leak that is not its own:\n{report}"
+    );
+    assert!(
+        allocations > 4 * 40 * 57,
+        "test {seed} recorded only {allocations} allocations"
+    );
     let stats = report.stats.expect("counters");
     assert_eq!(stats.allocations, stats.frees);
     assert_eq!(stats.allocated_bytes, stats.freed_bytes);

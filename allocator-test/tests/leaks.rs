@@ -96,10 +96,17 @@ impl SimSite {
     fn alloc(&mut self) -> Block {
         let size = self.sizes.draw(&mut self.rng);
         let p = sample_probability(size, T);
-        let weight = if self.rng.unit() < p { size as f64 / p } else { 0.0 };
+        let weight = if self.rng.unit() < p {
+            size as f64 / p
+        } else {
+            0.0
+        };
         let fixed = (weight * ONE) as i128;
         self.est_alloc += fixed;
-        Block { size, weight: fixed as f64 }
+        Block {
+            size,
+            weight: fixed as f64,
+        }
     }
 
     fn keep(&mut self, b: Block) {
@@ -151,7 +158,13 @@ impl SimSite {
 }
 
 fn profile(report: u64, t: u64, sites: Vec<Site>) -> Profile {
-    Profile { pid: 1, timestamp_ms: report * 1000, sample_interval: t, sites, ..Default::default() }
+    Profile {
+        pid: 1,
+        timestamp_ms: report * 1000,
+        sample_interval: t,
+        sites,
+        ..Default::default()
+    }
 }
 
 /// A scripted scenario: what the site does during window `r` (before report `r`).
@@ -236,7 +249,7 @@ fn oscillating(site: &mut SimSite, r: u64) {
 
 /// Live bytes alternate between 5 T and 30 T every window.
 fn alternating(site: &mut SimSite, r: u64) {
-    let target = if r % 2 == 0 { 5 * T } else { 30 * T };
+    let target = if r.is_multiple_of(2) { 5 * T } else { 30 * T };
     while site.true_live > target {
         site.free_random();
     }
@@ -262,14 +275,28 @@ fn churn(site: &mut SimSite, _r: u64) {
 
 fn assert_detected(name: &str, sizes: Sizes, by: u64, least: f64, script: Script) {
     let rate = flagged_rate(sizes, by, by, script);
-    eprintln!("{name}: flagged within {by} reports in {:.1} % of series", 100.0 * rate);
-    assert!(rate >= least, "{name}: flagged within {by} reports in only {:.1} %", 100.0 * rate);
+    eprintln!(
+        "{name}: flagged within {by} reports in {:.1} % of series",
+        100.0 * rate
+    );
+    assert!(
+        rate >= least,
+        "{name}: flagged within {by} reports in only {:.1} %",
+        100.0 * rate
+    );
 }
 
 fn assert_never_flagged(name: &str, script: Script) {
     let rate = flagged_rate(Sizes::Mixed, REPORTS, REPORTS, script);
-    eprintln!("{name}: flagged at some report in {:.2} % of series", 100.0 * rate);
-    assert!(rate < 0.01, "{name}: flagged in {:.2} % of series", 100.0 * rate);
+    eprintln!(
+        "{name}: flagged at some report in {:.2} % of series",
+        100.0 * rate
+    );
+    assert!(
+        rate < 0.01,
+        "{name}: flagged in {:.2} % of series",
+        100.0 * rate
+    );
 }
 
 #[test]
@@ -325,13 +352,23 @@ fn growth_rate_is_the_leak_rate() {
             }
             last = detector.observe(&profile(r, T, vec![site.site()]));
         }
-        let s = last.iter().find(|s| s.stack_id == STACK).expect("a 10-report leak is flagged");
+        let s = last
+            .iter()
+            .find(|s| s.stack_id == STACK)
+            .expect("a 10-report leak is flagged");
         assert_eq!(s.reports_considered, 10);
-        assert!(s.confidence > 0.9 && s.confidence <= 1.0, "{}", s.confidence);
+        assert!(
+            s.confidence > 0.9 && s.confidence <= 1.0,
+            "{}",
+            s.confidence
+        );
         reported += s.growth_bytes_per_sec;
         truth += (site.true_live - first_true) as f64 / 9.0;
     }
-    assert!((reported / truth - 1.0).abs() < 0.05, "reported {reported} vs true {truth}");
+    assert!(
+        (reported / truth - 1.0).abs() < 0.05,
+        "reported {reported} vs true {truth}"
+    );
 }
 
 // ---- live ----
@@ -341,7 +378,11 @@ const LIVE_T: usize = 16 * 1024;
 
 /// Sizes for the live test: mostly tiny, some about T.
 fn live_size(rng: &mut Rng) -> usize {
-    if rng.unit() < 0.8 { rng.range(16, 1024) as usize } else { rng.range(8, 32) as usize * 1024 }
+    if rng.unit() < 0.8 {
+        rng.range(16, 1024) as usize
+    } else {
+        rng.range(8, 32) as usize * 1024
+    }
 }
 
 /// Leaks at least 5 T per call, from one allocation site.
@@ -403,25 +444,44 @@ fn live_leak_is_flagged_and_cache_is_not() {
         .into_iter()
         .max_by(|a, b| a.live_bytes.total_cmp(&b.live_bytes))
         .expect("the leaking function was sampled");
-    let cache_sites: Vec<u32> = profile.sites_in("cache_insert").iter().map(|s| s.stack_id).collect();
+    let cache_sites: Vec<u32> = profile
+        .sites_in("cache_insert")
+        .iter()
+        .map(|s| s.stack_id)
+        .collect();
     assert!(!cache_sites.is_empty(), "the cache was sampled");
     let last = verdicts.last().expect("12 verdicts");
     let suspect = last.iter().find(|s| s.stack_id == leak_site.stack_id);
-    eprintln!("leak site live {:.0} B (true {} B), suspect: {suspect:?}", leak_site.live_bytes,
-        store.iter().map(Vec::len).sum::<usize>());
-    let first = verdicts.iter().position(|v| v.iter().any(|s| s.stack_id == leak_site.stack_id));
+    eprintln!(
+        "leak site live {:.0} B (true {} B), suspect: {suspect:?}",
+        leak_site.live_bytes,
+        store.iter().map(Vec::len).sum::<usize>()
+    );
+    let first = verdicts
+        .iter()
+        .position(|v| v.iter().any(|s| s.stack_id == leak_site.stack_id));
     let cache_flags = verdicts
         .iter()
         .filter(|v| v.iter().any(|s| cache_sites.contains(&s.stack_id)))
         .count();
-    eprintln!("leak first flagged at report {:?}; cache flagged at {cache_flags} reports", first.map(|i| i + 1));
+    eprintln!(
+        "leak first flagged at report {:?}; cache flagged at {cache_flags} reports",
+        first.map(|i| i + 1)
+    );
     let suspect = suspect.expect("the leaking function is a suspect");
     assert!(suspect.growth_bytes_per_sec > 0.0);
     assert_eq!(suspect.reports_considered, 10);
     // Once the cache's filling is in the older half of the window it is never a suspect.
     for (i, v) in verdicts.iter().enumerate().skip(7) {
-        let flagged: Vec<_> = v.iter().filter(|s| cache_sites.contains(&s.stack_id)).collect();
-        assert!(flagged.is_empty(), "cache flagged at report {}: {flagged:?}", i + 1);
+        let flagged: Vec<_> = v
+            .iter()
+            .filter(|s| cache_sites.contains(&s.stack_id))
+            .collect();
+        assert!(
+            flagged.is_empty(),
+            "cache flagged at report {}: {flagged:?}",
+            i + 1
+        );
     }
     drop((store, cache));
 }

@@ -41,7 +41,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn calls(report: &Report, site: &ReportSite, needle: &str) -> bool {
-    report.site_frames(site).iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
+    report
+        .site_frames(site)
+        .iter()
+        .any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
 }
 
 #[inline(never)]
@@ -55,9 +58,15 @@ fn report_round_trips_and_names_the_tests_functions() {
     let _l = config_lock();
     let dir = temp_dir("roundtrip");
     let kept = roundtrip_marker_alloc();
-    let reports = Reporter::new(&dir).every(Duration::from_secs(3600)).start().unwrap();
+    let reports = Reporter::new(&dir)
+        .every(Duration::from_secs(3600))
+        .start()
+        .unwrap();
     let path = reports.dump_now().unwrap();
-    assert_eq!(path.file_name().unwrap().to_string_lossy(), format!("heap-{}-000001.json", std::process::id()));
+    assert_eq!(
+        path.file_name().unwrap().to_string_lossy(),
+        format!("heap-{}-000001.json", std::process::id())
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     let report = Report::parse(&text).unwrap();
     // Same content: parsing and writing again gives the same bytes.
@@ -65,31 +74,92 @@ fn report_round_trips_and_names_the_tests_functions() {
     assert_eq!(report.format, "heapsampler-heap-report");
     assert_eq!(report.version, 1);
     assert_eq!(report.pid, std::process::id());
-    assert_eq!(report.program, std::env::current_exe().unwrap().display().to_string());
+    assert_eq!(
+        report.program,
+        std::env::current_exe().unwrap().display().to_string()
+    );
     assert!(report.window_ms > 0, "first window runs from process start");
     assert!(report.totals.counts.live_bytes >= kept.len() as u64);
-    let site = report.sites.iter().find(|s| calls(&report, s, "roundtrip_marker_alloc")).expect("marker site");
-    assert!(site.live_bytes > 4.0 * 1024.0 * 1024.0, "{}", site.live_bytes);
-    assert_eq!(report.top_function(site), Some("reports::roundtrip_marker_alloc"));
+    let site = report
+        .sites
+        .iter()
+        .find(|s| calls(&report, s, "roundtrip_marker_alloc"))
+        .expect("marker site");
+    assert!(
+        site.live_bytes > 4.0 * 1024.0 * 1024.0,
+        "{}",
+        site.live_bytes
+    );
+    assert_eq!(
+        report.top_function(site),
+        Some("reports::roundtrip_marker_alloc")
+    );
     let frames = report.site_frames(site);
-    let marker = frames.iter().find(|f| f.function.as_deref() == Some("reports::roundtrip_marker_alloc")).unwrap();
-    assert!(marker.file.as_deref().is_some_and(|p| p.ends_with("reports.rs")), "{marker:?}");
+    let marker = frames
+        .iter()
+        .find(|f| f.function.as_deref() == Some("reports::roundtrip_marker_alloc"))
+        .unwrap();
+    assert!(
+        marker
+            .file
+            .as_deref()
+            .is_some_and(|p| p.ends_with("reports.rs")),
+        "{marker:?}"
+    );
     assert!(marker.line.is_some_and(|l| l > 0), "{marker:?}");
     // Every address of every site is symbolized, once, in the locations table.
-    assert!(report.sites.iter().flat_map(|s| &s.addresses).all(|&a| report.location(a).is_some()));
-    assert!(report.locations.windows(2).all(|w| w[0].address < w[1].address));
-    assert!(site.threads.iter().any(|t| t.live_bytes > 0.0), "{:?}", site.threads);
-    assert!(report.sites.windows(2).all(|w| w[0].live_bytes >= w[1].live_bytes), "sorted by live bytes");
+    assert!(
+        report
+            .sites
+            .iter()
+            .flat_map(|s| &s.addresses)
+            .all(|&a| report.location(a).is_some())
+    );
+    assert!(
+        report
+            .locations
+            .windows(2)
+            .all(|w| w[0].address < w[1].address)
+    );
+    assert!(
+        site.threads.iter().any(|t| t.live_bytes > 0.0),
+        "{:?}",
+        site.threads
+    );
+    assert!(
+        report
+            .sites
+            .windows(2)
+            .all(|w| w[0].live_bytes >= w[1].live_bytes),
+        "sorted by live bytes"
+    );
     let exe = report.program.clone();
-    let main_map = report.mappings.iter().find(|m| m.path == exe).expect("mapping of the executable");
-    assert!(main_map.build_id.as_ref().is_some_and(|b| b.len() >= 32), "{main_map:?}");
-    assert!(report.mappings.iter().any(|m| m.start <= site.addresses[0] && site.addresses[0] < m.end));
+    let main_map = report
+        .mappings
+        .iter()
+        .find(|m| m.path == exe)
+        .expect("mapping of the executable");
+    assert!(
+        main_map.build_id.as_ref().is_some_and(|b| b.len() >= 32),
+        "{main_map:?}"
+    );
+    assert!(
+        report
+            .mappings
+            .iter()
+            .any(|m| m.start <= site.addresses[0] && site.addresses[0] < m.end)
+    );
 
     // A report written with write_atomic and read back is equal, field for field, and gives
     // back the profile it was made from, frames included.
     let mut profile = heapsampler::snapshot();
     profile.symbolize();
-    let built = Report::from_profile(&profile, None, vec![heapsampler::LeakSuspect::default()], vec![]);
+    let built = Report::from_profile(
+        &profile,
+        None,
+        vec![heapsampler::LeakSuspect::default()],
+        vec![],
+    );
     let again = Report::read(built.write_atomic(&dir, "heap-manual.json").unwrap()).unwrap();
     assert_eq!(again, built);
     let mut back = again.to_profile();
@@ -99,7 +169,12 @@ fn report_round_trips_and_names_the_tests_functions() {
     // A report made from the unsymbolized profile (the reporter's path) is the same.
     let mut raw = profile.clone();
     raw.sites.iter_mut().for_each(|s| s.frames.clear());
-    let from_raw = Report::from_profile(&raw, None, vec![heapsampler::LeakSuspect::default()], vec![]);
+    let from_raw = Report::from_profile(
+        &raw,
+        None,
+        vec![heapsampler::LeakSuspect::default()],
+        vec![],
+    );
     for (a, b) in from_raw.sites.iter().zip(&built.sites) {
         assert_eq!(from_raw.site_frames(a), built.site_frames(b));
     }
@@ -120,7 +195,13 @@ fn unknown_version_and_damaged_files_give_clear_errors() {
     std::fs::write(&v2, text.replacen("\"version\": 1", "\"version\": 2", 1)).unwrap();
     let err = Report::read(&v2).unwrap_err();
     assert!(matches!(err.kind(), ReportErrorKind::UnsupportedVersion(2)));
-    assert_eq!(err.to_string(), format!("{}: unsupported report version 2 (this build reads version 1)", v2.display()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: unsupported report version 2 (this build reads version 1)",
+            v2.display()
+        )
+    );
 
     let cut = dir.join("heap-cut.json");
     std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
@@ -131,7 +212,11 @@ fn unknown_version_and_damaged_files_give_clear_errors() {
     let missing = dir.join("heap-missing-field.json");
     std::fs::write(&missing, text.replacen("\"sites\"", "\"sitez\"", 1)).unwrap();
     let err = Report::read(&missing).unwrap_err();
-    assert!(err.to_string().contains("invalid report: missing field `sites`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("invalid report: missing field `sites`"),
+        "{err}"
+    );
 
     let err = Report::read(dir.join("absent.json")).unwrap_err();
     assert!(matches!(err.kind(), ReportErrorKind::Io(_)));
@@ -142,7 +227,11 @@ fn unknown_version_and_damaged_files_give_clear_errors() {
 fn no_partial_report_is_ever_visible_under_the_final_name() {
     let _l = config_lock();
     let dir = temp_dir("atomic");
-    let reports = Reporter::new(&dir).every(Duration::from_millis(2)).keep(4).start().unwrap();
+    let reports = Reporter::new(&dir)
+        .every(Duration::from_millis(2))
+        .keep(4)
+        .start()
+        .unwrap();
     let stop = AtomicBool::new(false);
     let (read_ok, temps_seen) = (AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|s| {
@@ -187,7 +276,10 @@ fn no_partial_report_is_ever_visible_under_the_final_name() {
     let files = report_files(&dir);
     assert_eq!(files.len(), 4, "rotation keeps 4 files: {files:?}");
     assert_eq!(files.last(), Some(&last), "the final report is the newest");
-    eprintln!("temporary files seen by readers: {}", temps_seen.load(Ordering::Relaxed));
+    eprintln!(
+        "temporary files seen by readers: {}",
+        temps_seen.load(Ordering::Relaxed)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -200,10 +292,24 @@ fn failed_write_leaves_no_temporary_file() {
     let report = Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
     let err = report.write_atomic(&dir, "heap-taken.json").unwrap_err();
     assert!(err.to_string().contains("heap-taken.json"), "{err}");
-    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(names.len(), 1, "only the blocking directory remains: {names:?}");
-    assert!(report.write_atomic(&dir, ".hidden.json").is_err(), "hidden names are refused");
-    assert!(report.write_atomic(&dir, "a/b.json").is_err(), "paths are refused");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "only the blocking directory remains: {names:?}"
+    );
+    assert!(
+        report.write_atomic(&dir, ".hidden.json").is_err(),
+        "hidden names are refused"
+    );
+    assert!(
+        report.write_atomic(&dir, "a/b.json").is_err(),
+        "paths are refused"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -214,7 +320,11 @@ fn rotation_final_report_and_prompt_stop() {
     // Files of another process and other names are left alone.
     std::fs::write(dir.join("heap-1-000001.json"), "{}").unwrap();
     std::fs::write(dir.join("notes.txt"), "keep me").unwrap();
-    let reports = Reporter::new(&dir).every(Duration::from_secs(3600)).keep(3).start().unwrap();
+    let reports = Reporter::new(&dir)
+        .every(Duration::from_secs(3600))
+        .keep(3)
+        .start()
+        .unwrap();
     let clash = Reporter::new(&dir).start().unwrap_err();
     assert_eq!(clash.kind(), std::io::ErrorKind::AlreadyExists);
     let written: Vec<PathBuf> = (0..6).map(|_| reports.dump_now().unwrap()).collect();
@@ -231,12 +341,19 @@ fn rotation_final_report_and_prompt_stop() {
         .filter(|n| n.starts_with(&format!("heap-{pid}-")))
         .collect();
     let expected: Vec<String> = (5..=7).map(|i| format!("heap-{pid}-{i:06}.json")).collect();
-    assert_eq!(ours, expected, "the newest 3, the last being the final report written on drop");
+    assert_eq!(
+        ours, expected,
+        "the newest 3, the last being the final report written on drop"
+    );
     assert!(dir.join("heap-1-000001.json").exists() && dir.join("notes.txt").exists());
     // A new reporter in the same directory continues the sequence instead of overwriting.
     let next = Reporter::new(&dir).keep(3).start().unwrap();
     let path = next.dump_now().unwrap();
-    assert!(path.ends_with(format!("heap-{pid}-000008.json")), "{}", path.display());
+    assert!(
+        path.ends_with(format!("heap-{pid}-000008.json")),
+        "{}",
+        path.display()
+    );
     drop(next);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -248,18 +365,29 @@ fn unwritable_scenario(base: &Path) {
     std::fs::write(&blocker, "a regular file where a directory should be").unwrap();
     // Creating blocker/reports fails with ENOTDIR, even for root.
     let dir = blocker.join("reports");
-    let reports = Reporter::new(&dir).every(Duration::from_millis(5)).start().unwrap();
+    let reports = Reporter::new(&dir)
+        .every(Duration::from_millis(5))
+        .start()
+        .unwrap();
     wait_until("repeated failures", || reports.status().errors >= 5);
     let status = reports.status();
     let error = status.last_error.clone().unwrap();
-    assert!(error.contains("cannot create directory") && error.contains("reports"), "{error}");
+    assert!(
+        error.contains("cannot create directory") && error.contains("reports"),
+        "{error}"
+    );
     assert_eq!(status.reports_written, 0);
-    assert!(reports.dump_now().is_err(), "dump_now reports the error too");
+    assert!(
+        reports.dump_now().is_err(),
+        "dump_now reports the error too"
+    );
     // The application keeps running, allocating as usual.
     let v: Vec<u64> = (0..100_000).collect();
     assert_eq!(v.len(), 100_000);
     std::fs::remove_file(&blocker).unwrap();
-    wait_until("reporting resumes", || reports.status().reports_written >= 2);
+    wait_until("reporting resumes", || {
+        reports.status().reports_written >= 2
+    });
     assert_eq!(reports.status().last_error, None);
     assert!(report_files(&dir).len() >= 2);
     drop(reports);
@@ -277,7 +405,13 @@ const CHILD: &str = "HS_REPORTS_CHILD";
 
 fn run_child(name: &str, base: &Path) -> std::process::Output {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, base)
         .env_remove("HEAPSAMPLER")
         .output()
@@ -285,26 +419,48 @@ fn run_child(name: &str, base: &Path) -> std::process::Output {
 }
 
 fn heapsampler_lines(out: &std::process::Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("heapsampler:")).map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("heapsampler:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
 fn unwritable_directory_is_reported_once_on_stderr() {
     let base = temp_dir("unwritable-child");
     let out = run_child("child_unwritable", &base);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = heapsampler_lines(&out);
-    assert_eq!(lines.len(), 2, "one line for the error, one when writing resumes: {lines:#?}");
-    assert!(lines[0].starts_with("heapsampler: heap report not written: cannot create directory"), "{}", lines[0]);
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line for the error, one when writing resumes: {lines:#?}"
+    );
+    assert!(
+        lines[0].starts_with("heapsampler: heap report not written: cannot create directory"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[0].contains("Not a directory"), "{}", lines[0]);
-    assert!(lines[1].starts_with("heapsampler: heap reports resumed: wrote "), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("heapsampler: heap reports resumed: wrote "),
+        "{}",
+        lines[1]
+    );
     std::fs::remove_dir_all(&base).unwrap();
 }
 
 #[test]
 #[ignore = "child process of unwritable_directory_is_reported_once_on_stderr"]
 fn child_unwritable() {
-    let Ok(base) = std::env::var(CHILD) else { return };
+    let Ok(base) = std::env::var(CHILD) else {
+        return;
+    };
     unwritable_scenario(Path::new(&base));
 }
 
@@ -312,7 +468,9 @@ fn child_unwritable() {
 fn full_disk_is_reported_and_reporting_resumes() {
     // A tiny tmpfs in a private mount namespace: needs root and `unshare`; skipped otherwise.
     let base = temp_dir("full");
-    let probe = Command::new("unshare").args(["-m", "--propagation", "private", "true"]).output();
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         eprintln!("skipped: cannot create a mount namespace here");
         return;
@@ -320,7 +478,13 @@ fn full_disk_is_reported_and_reporting_resumes() {
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "child_full_disk", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_full_disk",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, &base)
         .env_remove("HEAPSAMPLER")
         .output()
@@ -340,10 +504,15 @@ fn full_disk_is_reported_and_reporting_resumes() {
 #[test]
 #[ignore = "child process of full_disk_is_reported_and_reporting_resumes"]
 fn child_full_disk() {
-    let Ok(base) = std::env::var(CHILD) else { return };
+    let Ok(base) = std::env::var(CHILD) else {
+        return;
+    };
     let mnt = Path::new(&base).join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).status();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status();
     if !mounted.is_ok_and(|s| s.success()) {
         eprintln!("skipped: cannot mount a tmpfs");
         return;
@@ -356,13 +525,31 @@ fn child_full_disk() {
     let chunk = vec![1u8; 4096];
     while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
     drop(f);
-    let reports = Reporter::new(&dir).every(Duration::from_millis(5)).start().unwrap();
+    let reports = Reporter::new(&dir)
+        .every(Duration::from_millis(5))
+        .start()
+        .unwrap();
     wait_until("ENOSPC errors", || reports.status().errors >= 5);
-    assert!(reports.status().last_error.unwrap().contains("No space left on device"));
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.is_empty(), "failed writes leave nothing behind: {leftovers:?}");
+    assert!(
+        reports
+            .status()
+            .last_error
+            .unwrap()
+            .contains("No space left on device")
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "failed writes leave nothing behind: {leftovers:?}"
+    );
     std::fs::remove_file(&filler).unwrap();
-    wait_until("reporting resumes", || reports.status().reports_written >= 1);
+    wait_until("reporting resumes", || {
+        reports.status().reports_written >= 1
+    });
     drop(reports);
     let _ = Command::new("umount").arg(&mnt).status();
 }
@@ -377,7 +564,12 @@ fn rate_workload(bytes: usize, block: usize) {
 /// Estimated bytes allocated in `rate_workload` over the report's window, from the rates.
 fn workload_bytes_from_rates(report: &Report) -> f64 {
     let secs = report.window_ms as f64 / 1000.0;
-    report.sites.iter().filter(|s| calls(report, s, "rate_workload")).map(|s| s.alloc_bytes_per_sec * secs).sum()
+    report
+        .sites
+        .iter()
+        .filter(|s| calls(report, s, "rate_workload"))
+        .map(|s| s.alloc_bytes_per_sec * secs)
+        .sum()
 }
 
 fn measure_rate(bytes: usize, block: usize) -> (Report, f64) {
@@ -398,7 +590,10 @@ fn allocation_rates_match_the_true_rate_within_the_sampling_bound() {
     heapsampler::set_sample_interval(1);
     let (report, exact) = measure_rate(1 << 20, 1024);
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
-    assert!((exact - (1 << 20) as f64).abs() < 1e-6, "exact mode: {exact}");
+    assert!(
+        (exact - (1 << 20) as f64).abs() < 1e-6,
+        "exact mode: {exact}"
+    );
     assert!(report.window_ms >= 3);
     // The exact totals' rate covers at least the workload (other threads add to it).
     let total = report.totals.allocated_bytes_per_sec * report.window_ms as f64 / 1000.0;
@@ -418,7 +613,10 @@ fn allocation_rates_match_the_true_rate_within_the_sampling_bound() {
         let (_, estimate) = measure_rate(b, 4096);
         let err = estimate / b as f64 - 1.0;
         errors.push(err);
-        assert!(err.abs() < 4.5 * bound, "trial {trial}: relative error {err:.4} vs bound {bound:.4}");
+        assert!(
+            err.abs() < 4.5 * bound,
+            "trial {trial}: relative error {err:.4} vs bound {bound:.4}"
+        );
         within_bound += (err.abs() <= bound) as u32;
     }
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
@@ -426,9 +624,15 @@ fn allocation_rates_match_the_true_rate_within_the_sampling_bound() {
     eprintln!("relative errors: {errors:.3?}; mean {mean:.4}; bound {bound:.4}");
     // ~68 % of trials fall within one bound; fewer than 10 of 24 would mean a biased or
     // too-noisy estimate (P < 0.1 % for a correct one).
-    assert!(within_bound >= 10, "only {within_bound} of {trials} trials within √(T/B)");
+    assert!(
+        within_bound >= 10,
+        "only {within_bound} of {trials} trials within √(T/B)"
+    );
     // The mean of 24 unbiased trials is within 4 standard errors of zero.
-    assert!(mean.abs() < 4.0 * bound / (trials as f64).sqrt(), "biased: mean error {mean:.4}");
+    assert!(
+        mean.abs() < 4.0 * bound / (trials as f64).sqrt(),
+        "biased: mean error {mean:.4}"
+    );
 }
 
 #[test]
@@ -438,11 +642,17 @@ fn reporter_work_is_overhead_not_a_user_site() {
     heapsampler::set_sample_interval(256);
     let dir = temp_dir("overhead");
     let before = heapsampler::snapshot();
-    let reports = Reporter::new(&dir).every(Duration::from_millis(2)).keep(2).start().unwrap();
+    let reports = Reporter::new(&dir)
+        .every(Duration::from_millis(2))
+        .keep(2)
+        .start()
+        .unwrap();
     for _ in 0..5 {
         reports.dump_now().unwrap();
     }
-    wait_until("periodic reports on the reporter thread", || reports.status().reports_written >= 20);
+    wait_until("periodic reports on the reporter thread", || {
+        reports.status().reports_written >= 20
+    });
     drop(reports);
     let mut profile = heapsampler::snapshot();
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
@@ -450,23 +660,43 @@ fn reporter_work_is_overhead_not_a_user_site() {
     // Frames of the profiler's own work (std's own backtrace printing is not among them).
     let profiler_work = |f: &str| {
         let f = f.trim_start_matches('<');
-        ["heapsampler::", "backtrace::", "addr2line::", "gimli::", "serde_json::", "serde::"]
-            .iter()
-            .any(|p| f.starts_with(p))
+        [
+            "heapsampler::",
+            "backtrace::",
+            "addr2line::",
+            "gimli::",
+            "serde_json::",
+            "serde::",
+        ]
+        .iter()
+        .any(|p| f.starts_with(p))
             && !f.starts_with("heapsampler::Sampler")
             && !f.starts_with("heapsampler::allocator")
     };
     // std's own backtrace printing (of a panicking test) uses addr2line too: not ours.
-    let std_backtrace = |site: &heapsampler::Site| site.calls("std::backtrace_rs") || site.calls("std::sys::backtrace::_print");
+    let std_backtrace = |site: &heapsampler::Site| {
+        site.calls("std::backtrace_rs") || site.calls("std::sys::backtrace::_print")
+    };
     for site in profile.sites.iter().filter(|s| !std_backtrace(s)) {
         for f in site.frames.iter().filter_map(|f| f.function.as_deref()) {
-            assert!(!profiler_work(f), "profiler work shows as a user site ({f}): {:#?}", site.frames);
+            assert!(
+                !profiler_work(f),
+                "profiler work shows as a user site ({f}): {:#?}",
+                site.frames
+            );
         }
         for t in &site.threads {
-            assert!(!t.name.starts_with("heapsampler"), "a site allocated on the reporter thread: {:#?}", site.frames);
+            assert!(
+                !t.name.starts_with("heapsampler"),
+                "a site allocated on the reporter thread: {:#?}",
+                site.frames
+            );
         }
     }
     let overhead = profile.totals.overhead_allocated_bytes - before.totals.overhead_allocated_bytes;
-    assert!(overhead > 0, "the reporter's work is counted as profiler overhead");
+    assert!(
+        overhead > 0,
+        "the reporter's work is counted as profiler overhead"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -46,12 +46,6 @@ fn unbiased_site_multi_t(size: usize) -> *mut u8 {
     std::hint::black_box(ptr)
 }
 
-struct Run {
-    blocks: Vec<(*mut u8, usize)>,
-    truth: [f64; 3],
-    counts: [f64; 3],
-}
-
 /// Allocates the three sites interleaved: one near-T or multi-T object, then tiny ones, until
 /// each site reaches its byte target.
 fn allocate(t: u64, tiny: usize, seed: u64, blocks: &mut Vec<(*mut u8, usize)>) -> ([f64; 3], [f64; 3]) {

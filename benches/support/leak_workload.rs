@@ -51,7 +51,10 @@ pub fn measure<G: 'static>(threads: usize, runs: usize, iters: u64, setup: fn() 
             })
         })
         .collect();
-    let mut all: Vec<f64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     all.sort_by(f64::total_cmp);
     all[all.len() / 2]
 }

@@ -80,7 +80,9 @@ impl LeakSite {
     /// assert!(site.calls("cache_fill"));
     /// ```
     pub fn calls(&self, needle: &str) -> bool {
-        self.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
+        self.frames
+            .iter()
+            .any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
     }
 }
 
@@ -151,11 +153,11 @@ fn write_site(f: &mut fmt::Formatter<'_>, site: &LeakSite) -> fmt::Result {
         plural(site.bytes, "byte", "bytes"),
         plural(site.blocks, "block", "blocks")
     )?;
-    let mut shown = 0;
-    for frame in &site.frames {
+    for (shown, frame) in site.frames.iter().enumerate() {
         let name = frame.function.as_deref().unwrap_or("<unknown>");
         // libtest's and the runtime's frames below the test say nothing about the leak.
-        if name.contains("__rust_begin_short_backtrace") || name.starts_with("std::rt::lang_start") {
+        if name.contains("__rust_begin_short_backtrace") || name.starts_with("std::rt::lang_start")
+        {
             break;
         }
         if shown == PRINTED_FRAMES {
@@ -169,7 +171,6 @@ fn write_site(f: &mut fmt::Formatter<'_>, site: &LeakSite) -> fmt::Result {
             _ if frame.function.is_none() => writeln!(f, " ({:#x})", frame.address)?,
             _ => writeln!(f)?,
         }
-        shown += 1;
     }
     if site.frames.is_empty() {
         for (i, a) in site.addresses.iter().take(PRINTED_FRAMES).enumerate() {

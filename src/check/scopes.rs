@@ -10,10 +10,16 @@
 //! A slot is reused once its check finishes. Updaters (the allocator, on any thread) announce
 //! themselves in `busy` before they compare the tag, and the finishing check clears the tag and
 //! then waits for `busy` to drain, so no update meant for an old check can land in a new one.
+//! The thread that owns the check (the only one that can finish it) skips that handshake: its
+//! updates cannot race with the release.
+//!
+//! Live and peak bytes are derived from the allocated and freed sums; they are exact when the
+//! scope's allocations and frees do not race on different threads (a racing free can be seen a
+//! moment late, so a peak can include a block being freed at that instant).
 
 use crate::live::LiveRecord;
 use crate::sampler::{self, Decision, SampleInfo, WEIGHT_ONE};
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Bits of a tag that index the slot table.
 pub(crate) const SLOT_BITS: u32 = 8;
@@ -31,13 +37,14 @@ pub(crate) struct Slot {
     state: AtomicU32,
     tag: AtomicU32,
     busy: AtomicU32,
+    /// Index of the thread that started the check (0 until known).
+    owner: AtomicU32,
     /// Tags of the enclosing checks when this one started, innermost first, 0-terminated.
     ancestors: [AtomicU32; MAX_NEST],
     allocations: AtomicU64,
     allocated_bytes: AtomicU64,
     frees: AtomicU64,
     freed_bytes: AtomicU64,
-    live_bytes: AtomicI64,
     peak_bytes: AtomicU64,
     unrecorded: AtomicU64,
 }
@@ -48,22 +55,27 @@ impl Slot {
             state: AtomicU32::new(FREE),
             tag: AtomicU32::new(0),
             busy: AtomicU32::new(0),
+            owner: AtomicU32::new(0),
             ancestors: [const { AtomicU32::new(0) }; MAX_NEST],
             allocations: AtomicU64::new(0),
             allocated_bytes: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
-            live_bytes: AtomicI64::new(0),
             peak_bytes: AtomicU64::new(0),
             unrecorded: AtomicU64::new(0),
         }
     }
 
     fn reset(&self) {
-        for c in [&self.allocations, &self.allocated_bytes, &self.frees, &self.freed_bytes] {
+        for c in [
+            &self.allocations,
+            &self.allocated_bytes,
+            &self.frees,
+            &self.freed_bytes,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
-        self.live_bytes.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Relaxed);
         self.peak_bytes.store(0, Ordering::Relaxed);
         self.unrecorded.store(0, Ordering::Relaxed);
         for a in &self.ancestors {
@@ -74,13 +86,15 @@ impl Slot {
     fn read(&self) -> Counters {
         let allocations = self.allocations.load(Ordering::Relaxed);
         let frees = self.frees.load(Ordering::Relaxed);
+        let allocated_bytes = self.allocated_bytes.load(Ordering::Relaxed);
+        let freed_bytes = self.freed_bytes.load(Ordering::Relaxed);
         Counters {
             allocations,
-            allocated_bytes: self.allocated_bytes.load(Ordering::Relaxed),
+            allocated_bytes,
             frees,
-            freed_bytes: self.freed_bytes.load(Ordering::Relaxed),
+            freed_bytes,
             live_blocks: allocations.saturating_sub(frees),
-            live_bytes: self.live_bytes.load(Ordering::Relaxed).max(0) as u64,
+            live_bytes: allocated_bytes.saturating_sub(freed_bytes),
             peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
             unrecorded: self.unrecorded.load(Ordering::Relaxed),
         }
@@ -126,7 +140,11 @@ pub(crate) fn claim(ancestors: &[u32]) -> (u32, bool) {
     for i in 0..SLOTS {
         let index = (start + i) % SLOTS;
         let slot = &TABLE[index];
-        if slot.state.compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if slot
+            .state
+            .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             slot.reset();
             for (dst, &src) in slot.ancestors.iter().zip(ancestors) {
                 dst.store(src, Ordering::Relaxed);
@@ -166,11 +184,27 @@ pub(crate) fn read(tag: u32) -> Option<Counters> {
     with_slot(tag, |slot| slot.read())
 }
 
+/// Records the calling thread as the owner of the active check `tag` (it started the check).
+pub(crate) fn set_owner(tag: u32) {
+    let thread = sampler::current_thread();
+    with_slot(tag, |slot| slot.owner.store(thread, Ordering::Relaxed));
+}
+
 /// Runs `f` on `tag`'s slot if it is active, holding off its release meanwhile.
 fn with_slot<R>(tag: u32, f: impl FnOnce(&Slot) -> R) -> Option<R> {
     let slot = slot_of(tag);
+    let thread = sampler::current_thread();
+    if thread != 0 && slot.owner.load(Ordering::Relaxed) == thread {
+        // Only the owner releases the slot, so the tag cannot change under its feet; a stale
+        // tag (a finished check) fails the comparison as on the slow path.
+        return (slot.tag.load(Ordering::Relaxed) == tag).then(|| f(slot));
+    }
     slot.busy.fetch_add(1, Ordering::SeqCst);
-    let out = if slot.tag.load(Ordering::SeqCst) == tag { Some(f(slot)) } else { None };
+    let out = if slot.tag.load(Ordering::SeqCst) == tag {
+        Some(f(slot))
+    } else {
+        None
+    };
     slot.busy.fetch_sub(1, Ordering::Release);
     out
 }
@@ -194,9 +228,11 @@ pub(crate) fn on_alloc(tag: u32, size: usize) {
     let size = size as u64;
     for_scope_and_ancestors(tag, |s| {
         s.allocations.fetch_add(1, Ordering::Relaxed);
-        s.allocated_bytes.fetch_add(size, Ordering::Relaxed);
-        let live = s.live_bytes.fetch_add(size as i64, Ordering::Relaxed) + size as i64;
-        s.peak_bytes.fetch_max(live.max(0) as u64, Ordering::Relaxed);
+        let allocated = s.allocated_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let live = allocated.saturating_sub(s.freed_bytes.load(Ordering::Relaxed));
+        if live > s.peak_bytes.load(Ordering::Relaxed) {
+            s.peak_bytes.fetch_max(live, Ordering::Relaxed);
+        }
     });
 }
 
@@ -206,7 +242,6 @@ pub(crate) fn on_free(tag: u32, size: usize) {
     for_scope_and_ancestors(tag, |s| {
         s.frees.fetch_add(1, Ordering::Relaxed);
         s.freed_bytes.fetch_add(size, Ordering::Relaxed);
-        s.live_bytes.fetch_sub(size as i64, Ordering::Relaxed);
     });
 }
 
@@ -221,7 +256,11 @@ pub(crate) fn on_unrecorded(tag: u32) {
 /// thread reallocates it. A block of an active check stays in it (recorded exactly under its
 /// tag); a block from outside every check stays outside when a thread in a check grows it
 /// (libtest's output-capture buffer, a fixture's vector), so it is not the check's allocation.
-pub(crate) fn follow_realloc(decision: Decision, old: Option<&LiveRecord>, new_size: usize) -> Decision {
+pub(crate) fn follow_realloc(
+    decision: Decision,
+    old: Option<&LiveRecord>,
+    new_size: usize,
+) -> Decision {
     if let Some(tag) = old.map(|r| r.sample.tag).filter(|&t| is_active(t)) {
         return Decision::Sample(SampleInfo {
             w_count: WEIGHT_ONE,
@@ -259,7 +298,16 @@ mod tests {
         on_alloc(tag, 50);
         on_free(tag, 100);
         let c = read(tag).unwrap();
-        assert_eq!((c.allocations, c.allocated_bytes, c.frees, c.live_bytes, c.peak_bytes), (2, 150, 1, 50, 150));
+        assert_eq!(
+            (
+                c.allocations,
+                c.allocated_bytes,
+                c.frees,
+                c.live_bytes,
+                c.peak_bytes
+            ),
+            (2, 150, 1, 50, 150)
+        );
         let last = release(tag, true).unwrap();
         assert_eq!(last, c);
         assert!(!is_active(tag));

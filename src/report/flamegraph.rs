@@ -71,7 +71,12 @@ pub fn collapsed(profile: &Profile, value: FlameValue) -> String {
 fn stack_of(site: &Site) -> String {
     // Address 0 is an unwinder's end marker, not a frame.
     let names: Vec<String> = if site.frames.is_empty() {
-        site.addresses.iter().rev().filter(|&&a| a != 0).map(|a| format!("{a:#x}")).collect()
+        site.addresses
+            .iter()
+            .rev()
+            .filter(|&&a| a != 0)
+            .map(|a| format!("{a:#x}"))
+            .collect()
     } else {
         site.frames
             .iter()
@@ -83,7 +88,11 @@ fn stack_of(site: &Site) -> String {
             })
             .collect()
     };
-    if names.is_empty() { "[unknown]".to_string() } else { names.join(";") }
+    if names.is_empty() {
+        "[unknown]".to_string()
+    } else {
+        names.join(";")
+    }
 }
 
 /// A frame name may not contain the format's separators.
@@ -137,7 +146,12 @@ mod tests {
     use crate::profile::Frame;
 
     fn frame(address: u64, function: Option<&str>) -> Frame {
-        Frame { address, function: function.map(Into::into), file: None, line: None }
+        Frame {
+            address,
+            function: function.map(Into::into),
+            file: None,
+            line: None,
+        }
     }
 
     fn profile() -> Profile {
@@ -151,12 +165,49 @@ mod tests {
         };
         Profile {
             sites: vec![
-                site(1, vec![frame(1, Some("leaf_a")), frame(2, Some("mid")), frame(3, Some("main"))], 100.4, 1000.0),
+                site(
+                    1,
+                    vec![
+                        frame(1, Some("leaf_a")),
+                        frame(2, Some("mid")),
+                        frame(3, Some("main")),
+                    ],
+                    100.4,
+                    1000.0,
+                ),
                 // Same symbolized stack as site 1 from another return address: merged.
-                site(2, vec![frame(4, Some("leaf_a")), frame(2, Some("mid")), frame(3, Some("main"))], 50.0, 0.0),
-                site(3, vec![frame(5, Some("a;b")), frame(0x7f, None), frame(3, Some("main"))], 0.2, 300.6),
-                site(4, vec![frame(6, Some("leaf_b")), frame(3, Some("main"))], 7.5, 7.5),
-                Site { stack_id: 5, addresses: vec![0x10, 0x20, 0], live_bytes: 3.0, ..Default::default() },
+                site(
+                    2,
+                    vec![
+                        frame(4, Some("leaf_a")),
+                        frame(2, Some("mid")),
+                        frame(3, Some("main")),
+                    ],
+                    50.0,
+                    0.0,
+                ),
+                site(
+                    3,
+                    vec![
+                        frame(5, Some("a;b")),
+                        frame(0x7f, None),
+                        frame(3, Some("main")),
+                    ],
+                    0.2,
+                    300.6,
+                ),
+                site(
+                    4,
+                    vec![frame(6, Some("leaf_b")), frame(3, Some("main"))],
+                    7.5,
+                    7.5,
+                ),
+                Site {
+                    stack_id: 5,
+                    addresses: vec![0x10, 0x20, 0],
+                    live_bytes: 3.0,
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         }
@@ -172,7 +223,10 @@ mod tests {
     #[test]
     fn collapsed_by_alloc_bytes() {
         let text = collapsed(&profile(), FlameValue::AllocBytes);
-        assert_eq!(text, "main;0x7f;a:b 301\nmain;leaf_b 8\nmain;mid;leaf_a 1000\n");
+        assert_eq!(
+            text,
+            "main;0x7f;a:b 301\nmain;leaf_b 8\nmain;mid;leaf_a 1000\n"
+        );
     }
 
     #[test]
@@ -190,6 +244,9 @@ mod tests {
         assert!(text.contains("test heap"));
         let empty = svg(&Profile::default(), FlameValue::LiveBytes, "a <b>").expect("svg");
         let empty = String::from_utf8(empty).expect("utf-8");
-        assert!(empty.contains("<svg") && empty.contains("a &lt;b&gt;"), "{empty}");
+        assert!(
+            empty.contains("<svg") && empty.contains("a &lt;b&gt;"),
+            "{empty}"
+        );
     }
 }

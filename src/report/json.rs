@@ -164,7 +164,15 @@ pub struct LocationFrame {
     pub line: Option<u32>,
 }
 
-const LIBRARY_PREFIXES: &[&str] = &["alloc::", "core::", "std::", "hashbrown::", "__rust", "__rdl", "__rg"];
+const LIBRARY_PREFIXES: &[&str] = &[
+    "alloc::",
+    "core::",
+    "std::",
+    "hashbrown::",
+    "__rust",
+    "__rdl",
+    "__rg",
+];
 
 /// Whether a demangled function belongs to the standard library (or hashbrown) rather than
 /// to the program. `<Self as Trait>::f` and `<Self>::f` belong to the program when `Self` or
@@ -173,7 +181,9 @@ const LIBRARY_PREFIXES: &[&str] = &["alloc::", "core::", "std::", "hashbrown::",
 /// (`<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem`, `<[T]>::to_vec_in`).
 fn is_library_function(name: &str) -> bool {
     let is_library_path = |p: &str| LIBRARY_PREFIXES.iter().any(|l| p.starts_with(l));
-    let Some(rest) = name.strip_prefix('<') else { return is_library_path(name) };
+    let Some(rest) = name.strip_prefix('<') else {
+        return is_library_path(name);
+    };
     // The qualified self part ends at the `>` matching the leading `<`.
     let mut depth = 1usize;
     let close = rest.char_indices().find_map(|(i, c)| {
@@ -203,7 +213,10 @@ fn is_library_function(name: &str) -> bool {
         None => (inner, None),
     };
     let is_program_path = |p: &str| {
-        let p = p.trim_start_matches(['&', '*', ' ']).trim_start_matches("mut ").trim_start_matches("dyn ");
+        let p = p
+            .trim_start_matches(['&', '*', ' '])
+            .trim_start_matches("mut ")
+            .trim_start_matches("dyn ");
         p.contains("::") && !is_library_path(p)
     };
     !(is_program_path(self_ty) || trait_path.is_some_and(is_program_path))
@@ -228,7 +241,12 @@ impl Baseline {
             sites: profile
                 .sites
                 .iter()
-                .map(|s| (s.stack_id, (hash_addresses(&s.addresses), s.alloc_bytes, s.alloc_objects)))
+                .map(|s| {
+                    (
+                        s.stack_id,
+                        (hash_addresses(&s.addresses), s.alloc_bytes, s.alloc_objects),
+                    )
+                })
                 .collect(),
         }
     }
@@ -251,7 +269,11 @@ fn finite(x: f64) -> f64 {
 /// A profile of this process that was not symbolized is symbolized here, per address, through
 /// the process-wide cache — the reporter's path, which never builds per-site frame lists.
 fn locations_of(profile: &Profile) -> Vec<Location> {
-    let mut addresses: Vec<u64> = profile.sites.iter().flat_map(|s| s.addresses.iter().copied()).collect();
+    let mut addresses: Vec<u64> = profile
+        .sites
+        .iter()
+        .flat_map(|s| s.addresses.iter().copied())
+        .collect();
     addresses.sort_unstable();
     addresses.dedup();
     let symbolized = profile.sites.iter().any(|s| !s.frames.is_empty());
@@ -268,7 +290,10 @@ fn locations_of(profile: &Profile) -> Vec<Location> {
             .into_iter()
             .map(|address| Location {
                 address,
-                frames: crate::symbolize::resolve(address).iter().map(to_location_frame).collect(),
+                frames: crate::symbolize::resolve(address)
+                    .iter()
+                    .map(to_location_frame)
+                    .collect(),
             })
             .collect();
     }
@@ -279,7 +304,9 @@ fn locations_of(profile: &Profile) -> Vec<Location> {
         let mut groups = site.addresses.chunk_by(|a, b| a == b);
         for run in site.frames.chunk_by(|a, b| a.address == b.address) {
             let address = run[0].address;
-            let Some(k) = groups.by_ref().find(|g| g[0] == address).map(<[u64]>::len) else { break };
+            let Some(k) = groups.by_ref().find(|g| g[0] == address).map(<[u64]>::len) else {
+                break;
+            };
             let one = &run[..run.len() / k.max(1)];
             let longest = runs.entry(address).or_insert(one);
             if one.len() > longest.len() {
@@ -291,7 +318,10 @@ fn locations_of(profile: &Profile) -> Vec<Location> {
         .into_iter()
         .filter_map(|address| {
             let run = runs.get(&address)?;
-            Some(Location { address, frames: run.iter().map(to_location_frame).collect() })
+            Some(Location {
+                address,
+                frames: run.iter().map(to_location_frame).collect(),
+            })
         })
         .collect()
 }
@@ -300,7 +330,9 @@ fn program_path(pid: u32) -> String {
     if pid != std::process::id() {
         return String::new();
     }
-    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 impl Report {
@@ -348,12 +380,20 @@ impl Report {
         };
         let window_ms = since.map_or(0, |s| profile.timestamp_ms.saturating_sub(s));
         let secs = window_ms as f64 / 1000.0;
-        let rate = |delta: f64| if secs > 0.0 { finite(delta.max(0.0) / secs) } else { 0.0 };
+        let rate = |delta: f64| {
+            if secs > 0.0 {
+                finite(delta.max(0.0) / secs)
+            } else {
+                0.0
+            }
+        };
         let t = profile.totals;
         let t0 = previous.map(|b| b.totals).unwrap_or_default();
         let totals = ReportTotals {
             counts: t,
-            allocated_bytes_per_sec: rate(t.allocated_bytes.saturating_sub(t0.allocated_bytes) as f64),
+            allocated_bytes_per_sec: rate(
+                t.allocated_bytes.saturating_sub(t0.allocated_bytes) as f64
+            ),
             allocated_objects_per_sec: rate(
                 t.allocated_objects.saturating_sub(t0.allocated_objects) as f64,
             ),
@@ -442,17 +482,24 @@ impl Report {
     /// frames: what [`Site::frames`] holds in a symbolized [`Profile`].
     ///
     /// ```
-    /// let v = vec![0u8; 16 << 20];
-    /// let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
-    /// let biggest = &report.sites[0];
-    /// assert!(!report.site_frames(biggest).is_empty());
-    /// # drop(v);
+    /// use heapsampler::{Frame, Profile, Report, Site};
+    /// let frame = |address, f: &str| Frame { address, function: Some(f.into()), file: None, line: None };
+    /// let site = Site {
+    ///     addresses: vec![0x10, 0x20],
+    ///     frames: vec![frame(0x10, "app::load"), frame(0x20, "app::main")],
+    ///     ..Site::default()
+    /// };
+    /// let profile = Profile { sites: vec![site.clone()], ..Profile::default() };
+    /// let report = Report::from_profile(&profile, None, vec![], vec![]);
+    /// assert_eq!(report.site_frames(&report.sites[0]), site.frames);
     /// ```
     pub fn site_frames(&self, site: &ReportSite) -> Vec<Frame> {
         let _guard = crate::sampler::enter_guard();
         let mut frames: Vec<Frame> = Vec::new();
         for &address in &site.addresses {
-            let Some(location) = self.location(address) else { continue };
+            let Some(location) = self.location(address) else {
+                continue;
+            };
             frames.extend(location.frames.iter().map(|f| Frame {
                 address,
                 function: f.function.clone(),
@@ -460,7 +507,10 @@ impl Report {
                 line: f.line,
             }));
         }
-        let skip = frames.iter().take_while(|f| crate::symbolize::is_allocator_frame(f)).count();
+        let skip = frames
+            .iter()
+            .take_while(|f| crate::symbolize::is_allocator_frame(f))
+            .count();
         if skip < frames.len() {
             frames.drain(..skip);
         }
@@ -472,13 +522,16 @@ impl Report {
     /// Falls back to the innermost named frame.
     ///
     /// ```
-    /// #[inline(never)]
-    /// fn load_table() -> Vec<u64> { vec![1; 4 << 20] }
-    /// let table = load_table();
-    /// let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
-    /// let top = report.top_function(&report.sites[0]).unwrap();
-    /// assert!(top.contains("load_table"), "{top}");
-    /// # drop(table);
+    /// use heapsampler::{Frame, Profile, Report, Site};
+    /// let frame = |address, f: &str| Frame { address, function: Some(f.into()), file: None, line: None };
+    /// let site = Site {
+    ///     addresses: vec![0x10, 0x20],
+    ///     frames: vec![frame(0x10, "alloc::vec::from_elem"), frame(0x20, "app::load_table")],
+    ///     ..Site::default()
+    /// };
+    /// let profile = Profile { sites: vec![site], ..Profile::default() };
+    /// let report = Report::from_profile(&profile, None, vec![], vec![]);
+    /// assert_eq!(report.top_function(&report.sites[0]), Some("app::load_table"));
     /// ```
     pub fn top_function(&self, site: &ReportSite) -> Option<&str> {
         let mut names = site
@@ -554,24 +607,37 @@ impl Report {
     pub fn read(path: impl AsRef<Path>) -> Result<Report, ReportError> {
         let path = path.as_ref();
         let _guard = crate::sampler::enter_guard();
-        let at = |kind: ReportErrorKind| ReportError { path: Some(path.to_path_buf()), kind };
+        let at = |kind: ReportErrorKind| ReportError {
+            path: Some(path.to_path_buf()),
+            kind,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| at(ReportErrorKind::Io(e)))?;
         Report::parse(&text).map_err(|e| at(e.kind))
     }
 
-    /// The report as indented JSON (what the reporter writes).
+    /// The report as JSON, the way the reporter writes it: the top two levels indented, one
+    /// site, location or mapping per line (readable, greppable, and about half the size of
+    /// fully indented JSON), no trailing newline.
     ///
     /// ```
     /// let r = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
-    /// assert!(r.to_string_pretty().contains("\"format\": \"heapsampler-heap-report\""));
+    /// let text = r.to_string_pretty();
+    /// assert!(text.contains("\n  \"format\": \"heapsampler-heap-report\""));
+    /// assert_eq!(heapsampler::Report::parse(&text).unwrap(), r);
     /// ```
     pub fn to_string_pretty(&self) -> String {
         let _guard = crate::sampler::enter_guard();
-        // Serializing plain data with string keys and finite numbers cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        let mut out = Vec::new();
+        // Serializing plain data with string keys and finite numbers into memory cannot fail.
+        let _ = self.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            LineFormatter::default(),
+        ));
+        String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Writes the report as indented JSON to `w`.
+    /// Writes the report to `w` as [`to_string_pretty`](Self::to_string_pretty) does, plus a
+    /// trailing newline.
     ///
     /// ```
     /// let r = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
@@ -582,7 +648,11 @@ impl Report {
     pub fn write_to(&self, w: impl Write) -> io::Result<()> {
         let _guard = crate::sampler::enter_guard();
         let mut w = w;
-        serde_json::to_writer_pretty(&mut w, self).map_err(io::Error::other)?;
+        self.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut w,
+            LineFormatter::default(),
+        ))
+        .map_err(io::Error::other)?;
         w.write_all(b"\n")
     }
 
@@ -637,6 +707,96 @@ impl Report {
     }
 }
 
+/// JSON layout of a report: containers down to [`LineFormatter::PRETTY_DEPTH`] are indented
+/// like `serde_json`'s pretty printer, deeper ones written compactly. So the report's fields
+/// and `totals` read as usual, and each element of `sites`, `locations` and `mappings` takes
+/// one line. (Fully indented, the addresses alone take a line each: twice the bytes and the
+/// rendering time.)
+#[derive(Default)]
+struct LineFormatter {
+    depth: usize,
+    has_value: bool,
+}
+
+impl LineFormatter {
+    const PRETTY_DEPTH: usize = 2;
+
+    fn newline(&self, w: &mut (impl Write + ?Sized), depth: usize) -> io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..depth {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn begin_element(&mut self, w: &mut (impl Write + ?Sized), first: bool) -> io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.depth <= Self::PRETTY_DEPTH {
+            self.newline(w, self.depth)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn end_container(&mut self, w: &mut (impl Write + ?Sized), close: &[u8]) -> io::Result<()> {
+        self.depth -= 1;
+        if self.has_value && self.depth < Self::PRETTY_DEPTH {
+            self.newline(w, self.depth)?;
+        }
+        w.write_all(close)
+    }
+}
+
+impl serde_json::ser::Formatter for LineFormatter {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.end_container(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.begin_element(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.end_container(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.begin_element(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(if self.depth <= Self::PRETTY_DEPTH {
+            b": "
+        } else {
+            b":"
+        })
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
 /// Checks `format` and `version` before the full parse; a single pass over the text that
 /// skips every other field.
 fn check_header(text: &str) -> Result<(), ReportError> {
@@ -666,7 +826,9 @@ fn check_header(text: &str) -> Result<(), ReportError> {
         Some(v) => match v.as_u64() {
             Some(n) if n == VERSION as u64 => Ok(()),
             Some(n) => Err(ReportErrorKind::UnsupportedVersion(n).into()),
-            None => Err(ReportErrorKind::Invalid(format!("`version` is {v}, not a whole number")).into()),
+            None => Err(
+                ReportErrorKind::Invalid(format!("`version` is {v}, not a whole number")).into(),
+            ),
         },
         None => Err(ReportErrorKind::Invalid("missing field `version`".into()).into()),
     }
@@ -745,10 +907,15 @@ impl fmt::Display for ReportErrorKind {
         match self {
             ReportErrorKind::Io(e) => write!(f, "cannot read the report: {e}"),
             ReportErrorKind::NotJson(e) => write!(f, "not a JSON document: {e}"),
-            ReportErrorKind::Truncated(e) => write!(f, "truncated report, the JSON ends early ({e})"),
+            ReportErrorKind::Truncated(e) => {
+                write!(f, "truncated report, the JSON ends early ({e})")
+            }
             ReportErrorKind::NotAReport(why) => write!(f, "not a heapsampler heap report: {why}"),
             ReportErrorKind::UnsupportedVersion(v) => {
-                write!(f, "unsupported report version {v} (this build reads version {VERSION})")
+                write!(
+                    f,
+                    "unsupported report version {v} (this build reads version {VERSION})"
+                )
             }
             ReportErrorKind::Invalid(why) => write!(f, "invalid report: {why}"),
         }
@@ -797,7 +964,11 @@ mod tests {
             pid: 4242,
             timestamp_ms: ts,
             sample_interval: 4096,
-            totals: Totals { allocated_bytes: allocated, allocated_objects: allocated / 8, ..Totals::default() },
+            totals: Totals {
+                allocated_bytes: allocated,
+                allocated_objects: allocated / 8,
+                ..Totals::default()
+            },
             sites,
             ..Profile::default()
         }
@@ -805,10 +976,18 @@ mod tests {
 
     #[test]
     fn rates_are_deltas_over_the_window_matched_by_stack_id() {
-        let before = profile(10_000, vec![site(1, 0.0, 1000.0, &[1]), site(2, 5.0, 500.0, &[2])], 10_000);
+        let before = profile(
+            10_000,
+            vec![site(1, 0.0, 1000.0, &[1]), site(2, 5.0, 500.0, &[2])],
+            10_000,
+        );
         let now = profile(
             12_000,
-            vec![site(1, 100.0, 5000.0, &[1]), site(2, 5.0, 500.0, &[2]), site(3, 50.0, 60.0, &[3])],
+            vec![
+                site(1, 100.0, 5000.0, &[1]),
+                site(2, 5.0, 500.0, &[2]),
+                site(3, 50.0, 60.0, &[3]),
+            ],
             30_000,
         );
         let r = Report::from_profile(&now, Some(&before), vec![], vec![]);
@@ -821,7 +1000,11 @@ mod tests {
         // A site new in this window: everything it allocated is in the window.
         assert_eq!(by_id(3).alloc_bytes_per_sec, 30.0);
         let order: Vec<_> = r.sites.iter().map(|s| s.stack_id).collect();
-        assert_eq!(order, vec![1, 3, 2], "sites sorted by live bytes, largest first");
+        assert_eq!(
+            order,
+            vec![1, 3, 2],
+            "sites sorted by live bytes, largest first"
+        );
     }
 
     #[test]
@@ -830,7 +1013,10 @@ mod tests {
         let now = profile(1000, vec![site(1, f64::NAN, 400.0, &[9, 9])], 0);
         let r = Report::from_profile(&now, Some(&before), vec![], vec![]);
         assert_eq!(r.window_ms, 0);
-        assert_eq!(r.sites[0].alloc_bytes_per_sec, 0.0, "zero window gives zero rates");
+        assert_eq!(
+            r.sites[0].alloc_bytes_per_sec, 0.0,
+            "zero window gives zero rates"
+        );
         assert_eq!(r.sites[0].live_bytes, 0.0);
         let later = profile(3000, vec![site(1, 1.0, 400.0, &[9, 9])], 0);
         let r = Report::from_profile(&later, Some(&before), vec![], vec![]);
@@ -839,11 +1025,48 @@ mod tests {
     }
 
     #[test]
+    fn layout_indents_two_levels_and_puts_each_site_on_one_line() {
+        let p = profile(
+            5,
+            vec![site(1, 3.0, 4.0, &[10, 20]), site(2, 1.0, 1.0, &[30])],
+            64,
+        );
+        let r = Report::from_profile(&p, None, vec![], vec![]);
+        let text = r.to_string_pretty();
+        assert!(
+            text.starts_with("{\n  \"format\": \"heapsampler-heap-report\",\n  \"version\": 1,"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  \"totals\": {\n    \"allocated_bytes\": 64,"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  \"sites\": [\n    {\"stack_id\":1,\"live_bytes\":3.0,"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"addresses\":[10,20],\"threads\":[]},\n    {\"stack_id\":2,"),
+            "{text}"
+        );
+        assert!(text.contains("\n  \"leak_suspects\": [],\n"), "{text}");
+        assert!(text.ends_with("\n  \"mappings\": []\n}"), "{text}");
+        assert_eq!(Report::parse(&text).unwrap(), r);
+    }
+
+    #[test]
     fn header_errors_are_named() {
         let msg = |t: &str| Report::parse(t).unwrap_err().to_string();
         assert!(msg("").starts_with("truncated report"), "{}", msg(""));
-        assert!(msg("{nope").starts_with("not a JSON document"), "{}", msg("{nope"));
-        assert_eq!(msg(r#"{"version": 1}"#), "not a heapsampler heap report: no `format` field");
+        assert!(
+            msg("{nope").starts_with("not a JSON document"),
+            "{}",
+            msg("{nope")
+        );
+        assert_eq!(
+            msg(r#"{"version": 1}"#),
+            "not a heapsampler heap report: no `format` field"
+        );
         assert_eq!(
             msg(r#"{"format": "pprof", "version": 1}"#),
             "not a heapsampler heap report: `format` is \"pprof\" (expected \"heapsampler-heap-report\")"
@@ -852,13 +1075,21 @@ mod tests {
             msg(r#"{"format": "heapsampler-heap-report", "version": 2, "sites": 5}"#),
             "unsupported report version 2 (this build reads version 1)"
         );
-        assert_eq!(msg(r#"{"format": "heapsampler-heap-report"}"#), "invalid report: missing field `version`");
+        assert_eq!(
+            msg(r#"{"format": "heapsampler-heap-report"}"#),
+            "invalid report: missing field `version`"
+        );
         let m = msg(r#"{"format": "heapsampler-heap-report", "version": 1, "pid": 3}"#);
         assert!(m.starts_with("invalid report: missing field"), "{m}");
     }
 
     fn frame(address: u64, f: &str) -> Frame {
-        Frame { address, function: Some(f.into()), file: Some("x.rs".into()), line: Some(address as u32) }
+        Frame {
+            address,
+            function: Some(f.into()),
+            file: Some("x.rs".into()),
+            line: Some(address as u32),
+        }
     }
 
     #[test]
@@ -872,15 +1103,27 @@ mod tests {
             frame(30, "leaky::leak_session_state"),
         ];
         let r = Report::from_profile(&p, None, vec![], vec![]);
-        assert_eq!(r.top_function(&r.sites[0]), Some("leaky::leak_session_state"));
+        assert_eq!(
+            r.top_function(&r.sites[0]),
+            Some("leaky::leak_session_state")
+        );
         for (name, library) in [
-            ("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem", true),
+            (
+                "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
+                true,
+            ),
             ("<[T]>::to_vec_in", true),
             ("<F as core::ops::function::FnOnce<()>>::call_once", true),
-            ("<alloc::vec::Vec<my_app::Item> as my_app::Load>::load", false),
+            (
+                "<alloc::vec::Vec<my_app::Item> as my_app::Load>::load",
+                false,
+            ),
             ("<my_app::Cache<K, V>>::insert", false),
             ("<u8 as my_app::Parse>::parse", false),
-            ("<&mut my_app::Writer as core::fmt::Write>::write_str", false),
+            (
+                "<&mut my_app::Writer as core::fmt::Write>::write_str",
+                false,
+            ),
             ("my_app::main::{closure#0}", false),
             ("std::thread::lifecycle::spawn_unchecked::{closure#1}", true),
             ("__rust_alloc", true),
@@ -890,22 +1133,42 @@ mod tests {
         p.sites[0].frames.truncate(2);
         p.sites[0].addresses.truncate(1);
         let r = Report::from_profile(&p, None, vec![], vec![]);
-        assert_eq!(r.top_function(&r.sites[0]), Some("alloc::raw_vec::RawVecInner<A>::finish_grow"));
+        assert_eq!(
+            r.top_function(&r.sites[0]),
+            Some("alloc::raw_vec::RawVecInner<A>::finish_grow")
+        );
     }
 
     #[test]
     fn locations_store_each_address_once_and_rebuild_every_sites_frames() {
         // Site 1 recurses through address 20 (three copies); site 2 starts at 20 with its
         // allocator frame already dropped by symbolization.
-        let mut p = profile(1, vec![site(1, 1.0, 1.0, &[10, 20, 20, 20, 30]), site(2, 2.0, 2.0, &[20, 30])], 0);
+        let mut p = profile(
+            1,
+            vec![
+                site(1, 1.0, 1.0, &[10, 20, 20, 20, 30]),
+                site(2, 2.0, 2.0, &[20, 30]),
+            ],
+            0,
+        );
         let rec = [frame(20, "app::walk"), frame(20, "app::walk_inner")];
-        p.sites[0].frames = [vec![frame(10, "app::leaf")], rec.to_vec(), rec.to_vec(), rec.to_vec(), vec![frame(30, "main")]]
-            .concat();
+        p.sites[0].frames = [
+            vec![frame(10, "app::leaf")],
+            rec.to_vec(),
+            rec.to_vec(),
+            rec.to_vec(),
+            vec![frame(30, "main")],
+        ]
+        .concat();
         p.sites[1].frames = vec![frame(20, "app::walk_inner"), frame(30, "main")];
         let r = Report::from_profile(&p, None, vec![], vec![]);
         let addresses: Vec<u64> = r.locations.iter().map(|l| l.address).collect();
         assert_eq!(addresses, vec![10, 20, 30]);
-        assert_eq!(r.location(20).unwrap().frames.len(), 2, "one copy of the recursive frames");
+        assert_eq!(
+            r.location(20).unwrap().frames.len(),
+            2,
+            "one copy of the recursive frames"
+        );
         let back = r.to_profile();
         for (original, rebuilt) in p.sites.iter().zip(back.sites.iter().rev()) {
             assert_eq!(original.stack_id, rebuilt.stack_id);

@@ -39,13 +39,19 @@ pub struct Mapping {
 /// ```
 pub fn current() -> Vec<Mapping> {
     let _guard = crate::sampler::enter_guard();
-    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
     let mut maps = parse_maps(&text);
     let objects = loaded_objects();
     for m in &mut maps {
         m.build_id = objects
             .iter()
-            .find(|o| o.ranges.iter().any(|&(lo, hi)| lo <= m.start && m.start < hi))
+            .find(|o| {
+                o.ranges
+                    .iter()
+                    .any(|&(lo, hi)| lo <= m.start && m.start < hi)
+            })
             .and_then(|o| o.build_id.as_deref())
             .map(hex);
     }
@@ -119,7 +125,9 @@ fn loaded_objects() -> Vec<Object> {
 
 const NT_GNU_BUILD_ID: u32 = 3;
 
+// The ELF fields are `u32` on 32-bit targets: the `as u64` casts are needed there.
 #[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)]
 unsafe extern "C" fn visit(
     info: *mut libc::dl_phdr_info,
     _size: libc::size_t,
@@ -150,7 +158,9 @@ unsafe extern "C" fn visit(
         let len = p.p_memsz as u64;
         // Read a note segment only when a readable loaded segment covers it entirely, so no
         // byte outside mapped memory is ever touched.
-        let covered = loads.iter().any(|&(a, b, r)| r && a <= lo && lo.saturating_add(len) <= b);
+        let covered = loads
+            .iter()
+            .any(|&(a, b, r)| r && a <= lo && lo.saturating_add(len) <= b);
         if !covered || len == 0 || len > 1 << 20 {
             continue;
         }
@@ -165,7 +175,10 @@ unsafe extern "C" fn visit(
     }
     let page = 4096u64;
     out.push(Object {
-        ranges: loads.iter().map(|&(lo, hi, _)| (lo & !(page - 1), hi.max(lo))).collect(),
+        ranges: loads
+            .iter()
+            .map(|&(lo, hi, _)| (lo & !(page - 1), hi.max(lo)))
+            .collect(),
         build_id,
     });
     0
@@ -215,15 +228,25 @@ mod tests {
     #[test]
     fn finds_the_build_id_after_other_notes() {
         let mut seg = note(b"GNU\0", 1, &[0, 0, 0, 0, 2, 6, 32, 0]);
-        seg.extend(note(b"GNU\0", NT_GNU_BUILD_ID, &[0xde, 0xad, 0xbe, 0xef, 0x01]));
-        assert_eq!(find_build_id(&seg, 4), Some(&[0xde, 0xad, 0xbe, 0xef, 0x01][..]));
+        seg.extend(note(
+            b"GNU\0",
+            NT_GNU_BUILD_ID,
+            &[0xde, 0xad, 0xbe, 0xef, 0x01],
+        ));
+        assert_eq!(
+            find_build_id(&seg, 4),
+            Some(&[0xde, 0xad, 0xbe, 0xef, 0x01][..])
+        );
     }
 
     #[test]
     fn truncated_or_foreign_notes_yield_nothing() {
         let seg = note(b"GNU\0", NT_GNU_BUILD_ID, &[1, 2, 3, 4]);
         assert_eq!(find_build_id(&seg[..seg.len() - 4], 4), None);
-        assert_eq!(find_build_id(&note(b"Go\0\0", NT_GNU_BUILD_ID, &[1, 2]), 4), None);
+        assert_eq!(
+            find_build_id(&note(b"Go\0\0", NT_GNU_BUILD_ID, &[1, 2]), 4),
+            None
+        );
         assert_eq!(find_build_id(&[0xff; 40], 4), None);
     }
 
@@ -236,7 +259,10 @@ mod tests {
         let maps = parse_maps(text);
         assert_eq!(maps.len(), 2);
         assert_eq!(maps[0].path, "/opt/my app/bin");
-        assert_eq!((maps[0].start, maps[0].end, maps[0].offset), (0x1000, 0x2000, 0x1000));
+        assert_eq!(
+            (maps[0].start, maps[0].end, maps[0].offset),
+            (0x1000, 0x2000, 0x1000)
+        );
         assert_eq!(maps[1].path, "[vdso]");
     }
 
@@ -245,8 +271,15 @@ mod tests {
         let exe = std::env::current_exe().unwrap().display().to_string();
         let maps = current();
         let ours: Vec<_> = maps.iter().filter(|m| m.path == exe).collect();
-        assert!(!ours.is_empty(), "no executable mapping of {exe} in {maps:?}");
+        assert!(
+            !ours.is_empty(),
+            "no executable mapping of {exe} in {maps:?}"
+        );
         // rustc asks the linker for a build-id on Linux; if a toolchain ever stops, this says so.
-        assert!(ours.iter().all(|m| m.build_id.as_ref().is_some_and(|b| b.len() >= 16)), "{ours:?}");
+        assert!(
+            ours.iter()
+                .all(|m| m.build_id.as_ref().is_some_and(|b| b.len() >= 16)),
+            "{ours:?}"
+        );
     }
 }

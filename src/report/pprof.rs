@@ -174,7 +174,11 @@ pub fn render(profile: &Profile, mappings: &[Mapping]) -> Vec<u8> {
 /// heapsampler::report::pprof::render_to(&profile, &[], &mut file).unwrap();
 /// assert!(!file.is_empty());
 /// ```
-pub fn render_to<W: Write>(profile: &Profile, mappings: &[Mapping], writer: W) -> std::io::Result<()> {
+pub fn render_to<W: Write>(
+    profile: &Profile,
+    mappings: &[Mapping],
+    writer: W,
+) -> std::io::Result<()> {
     let message = build(profile, mappings).encode_to_vec();
     let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
     gz.write_all(&message)?;
@@ -189,7 +193,10 @@ struct Strings {
 
 impl Strings {
     fn new() -> Self {
-        let mut s = Strings { table: Vec::new(), index: HashMap::new() };
+        let mut s = Strings {
+            table: Vec::new(),
+            index: HashMap::new(),
+        };
         s.get("");
         s
     }
@@ -277,13 +284,21 @@ fn build(profile: &Profile, mappings: &[Mapping]) -> proto::Profile {
                             start_line: 0,
                         });
                     }
-                    Some(proto::Line { function_id: id, line: f.line.map_or(0, i64::from) })
+                    Some(proto::Line {
+                        function_id: id,
+                        line: f.line.map_or(0, i64::from),
+                    })
                 })
                 .collect();
             let next = locations.len() as u64 + 1;
             let id = *location_ids.entry((address, lines.clone())).or_insert(next);
             if id == next {
-                locations.push(proto::Location { id, mapping_id: mapping_of(address), address, line: lines });
+                locations.push(proto::Location {
+                    id,
+                    mapping_id: mapping_of(address),
+                    address,
+                    line: lines,
+                });
             }
             stack.push(id);
         }
@@ -292,10 +307,19 @@ fn build(profile: &Profile, mappings: &[Mapping]) -> proto::Profile {
                 continue;
             }
             let label = match thread {
-                Some(name) => vec![proto::Label { key: thread_key, str: strings.get(name), num: 0, num_unit: 0 }],
+                Some(name) => vec![proto::Label {
+                    key: thread_key,
+                    str: strings.get(name),
+                    num: 0,
+                    num_unit: 0,
+                }],
                 None => Vec::new(),
             };
-            samples.push(proto::Sample { location_id: stack.clone(), value: value.to_vec(), label });
+            samples.push(proto::Sample {
+                location_id: stack.clone(),
+                value: value.to_vec(),
+                label,
+            });
         }
     }
 
@@ -322,10 +346,19 @@ fn build(profile: &Profile, mappings: &[Mapping]) -> proto::Profile {
 /// Address 0 (an unwinder's end marker) is not a location.
 fn locations_of(site: &Site) -> Vec<(u64, Vec<&Frame>)> {
     if site.frames.is_empty() {
-        return site.addresses.iter().filter(|&&a| a != 0).map(|&a| (a, Vec::new())).collect();
+        return site
+            .addresses
+            .iter()
+            .filter(|&&a| a != 0)
+            .map(|&a| (a, Vec::new()))
+            .collect();
     }
     let mut out: Vec<(u64, Vec<&Frame>)> = Vec::new();
-    for f in site.frames.iter().filter(|f| f.address != 0 || f.function.is_some()) {
+    for f in site
+        .frames
+        .iter()
+        .filter(|f| f.address != 0 || f.function.is_some())
+    {
         match out.last_mut() {
             Some((a, frames)) if *a == f.address => frames.push(f),
             _ => out.push((f.address, vec![f])),
@@ -338,8 +371,18 @@ fn locations_of(site: &Site) -> Vec<(u64, Vec<&Frame>)> {
 /// (unlabelled, `None`), each column apportioned to add up to the site's rounded total.
 /// Threads carry bytes only; their objects are the site's objects in proportion to bytes.
 fn split_by_thread(site: &Site) -> Vec<(Option<&str>, [i64; 4])> {
-    let named: Vec<_> = site.threads.iter().filter(|t| t.thread != OTHER_THREADS).collect();
-    let share = |part: f64, whole: f64| if whole > 0.0 { (part / whole).clamp(0.0, 1.0) } else { 0.0 };
+    let named: Vec<_> = site
+        .threads
+        .iter()
+        .filter(|t| t.thread != OTHER_THREADS)
+        .collect();
+    let share = |part: f64, whole: f64| {
+        if whole > 0.0 {
+            (part / whole).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
     let column = |total: f64, parts: Vec<f64>| {
         let named_sum: f64 = parts.iter().sum();
         let mut all = parts;
@@ -348,18 +391,38 @@ fn split_by_thread(site: &Site) -> Vec<(Option<&str>, [i64; 4])> {
     };
     let alloc_objects = column(
         site.alloc_objects,
-        named.iter().map(|t| site.alloc_objects * share(t.alloc_bytes, site.alloc_bytes)).collect(),
+        named
+            .iter()
+            .map(|t| site.alloc_objects * share(t.alloc_bytes, site.alloc_bytes))
+            .collect(),
     );
-    let alloc_space = column(site.alloc_bytes, named.iter().map(|t| t.alloc_bytes.max(0.0)).collect());
+    let alloc_space = column(
+        site.alloc_bytes,
+        named.iter().map(|t| t.alloc_bytes.max(0.0)).collect(),
+    );
     let inuse_objects = column(
         site.live_objects,
-        named.iter().map(|t| site.live_objects * share(t.live_bytes, site.live_bytes)).collect(),
+        named
+            .iter()
+            .map(|t| site.live_objects * share(t.live_bytes, site.live_bytes))
+            .collect(),
     );
-    let inuse_space = column(site.live_bytes, named.iter().map(|t| t.live_bytes.max(0.0)).collect());
+    let inuse_space = column(
+        site.live_bytes,
+        named.iter().map(|t| t.live_bytes.max(0.0)).collect(),
+    );
     (0..=named.len())
         .map(|i| {
             let thread = named.get(i).map(|t| t.name.as_str());
-            (thread, [alloc_objects[i], alloc_space[i], inuse_objects[i], inuse_space[i]])
+            (
+                thread,
+                [
+                    alloc_objects[i],
+                    alloc_space[i],
+                    inuse_objects[i],
+                    inuse_space[i],
+                ],
+            )
         })
         .collect()
 }
@@ -383,7 +446,9 @@ fn apportion(parts: &[f64], total: i64) -> Vec<i64> {
     }
     let mut left = total - out.iter().sum::<i64>();
     let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|&a, &b| (scaled[b] - scaled[b].floor()).total_cmp(&(scaled[a] - scaled[a].floor())));
+    order.sort_by(|&a, &b| {
+        (scaled[b] - scaled[b].floor()).total_cmp(&(scaled[a] - scaled[a].floor()))
+    });
     for &i in order.iter().cycle() {
         if left <= 0 {
             break;
@@ -401,11 +466,21 @@ mod tests {
     use std::io::Read;
 
     fn frame(address: u64, function: &str, line: u32) -> Frame {
-        Frame { address, function: Some(function.into()), file: Some("src/app.rs".into()), line: Some(line) }
+        Frame {
+            address,
+            function: Some(function.into()),
+            file: Some("src/app.rs".into()),
+            line: Some(line),
+        }
     }
 
     fn thread(thread: u32, name: &str, alloc: f64, live: f64) -> SiteThread {
-        SiteThread { thread, name: name.into(), alloc_bytes: alloc, live_bytes: live }
+        SiteThread {
+            thread,
+            name: name.into(),
+            alloc_bytes: alloc,
+            live_bytes: live,
+        }
     }
 
     fn sample_profile() -> Profile {
@@ -413,7 +488,11 @@ mod tests {
             stack_id: 1,
             addresses: vec![0x1010, 0x2020],
             // 0x1010 holds an inlined frame: two lines at one location.
-            frames: vec![frame(0x1010, "inner", 5), frame(0x1010, "outer", 9), frame(0x2020, "main", 3)],
+            frames: vec![
+                frame(0x1010, "inner", 5),
+                frame(0x1010, "outer", 9),
+                frame(0x2020, "main", 3),
+            ],
             live_bytes: 3000.4,
             live_objects: 30.2,
             alloc_bytes: 10_000.6,
@@ -429,7 +508,11 @@ mod tests {
         let b = Site {
             stack_id: 2,
             addresses: vec![0x1010, 0x3030],
-            frames: vec![frame(0x1010, "inner", 5), frame(0x1010, "outer", 9), frame(0x3030, "other", 1)],
+            frames: vec![
+                frame(0x1010, "inner", 5),
+                frame(0x1010, "outer", 9),
+                frame(0x3030, "other", 1),
+            ],
             live_bytes: 512.0,
             live_objects: 1.0,
             alloc_bytes: 512.0,
@@ -449,7 +532,9 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> proto::Profile {
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut raw).expect("gzip");
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut raw)
+            .expect("gzip");
         proto::Profile::decode(raw.as_slice()).expect("protobuf")
     }
 
@@ -466,13 +551,25 @@ mod tests {
         let p = decode(&render(&profile, &maps));
         let s = |i: i64| p.string_table[i as usize].as_str();
         assert_eq!(s(0), "");
-        let types: Vec<(&str, &str)> = p.sample_type.iter().map(|t| (s(t.r#type), s(t.unit))).collect();
+        let types: Vec<(&str, &str)> = p
+            .sample_type
+            .iter()
+            .map(|t| (s(t.r#type), s(t.unit)))
+            .collect();
         assert_eq!(
             types,
-            [("alloc_objects", "count"), ("alloc_space", "bytes"), ("inuse_objects", "count"), ("inuse_space", "bytes")]
+            [
+                ("alloc_objects", "count"),
+                ("alloc_space", "bytes"),
+                ("inuse_objects", "count"),
+                ("inuse_space", "bytes")
+            ]
         );
         let period_type = p.period_type.expect("period type");
-        assert_eq!((s(period_type.r#type), s(period_type.unit)), ("space", "bytes"));
+        assert_eq!(
+            (s(period_type.r#type), s(period_type.unit)),
+            ("space", "bytes")
+        );
         assert_eq!(p.period, 524_288);
         assert_eq!(s(p.default_sample_type), "inuse_space");
         assert_eq!(p.time_nanos, 1_700_000_000_000_000_000);
@@ -495,12 +592,20 @@ mod tests {
 
         // Thread labels: site 1 splits into main, worker and an unlabelled rest; site 2
         // has no attribution and is one unlabelled sample.
-        let thread_key = p.string_table.iter().position(|x| x == "thread").expect("key") as i64;
+        let thread_key = p
+            .string_table
+            .iter()
+            .position(|x| x == "thread")
+            .expect("key") as i64;
         let by_label = |name: Option<&str>| -> Vec<&proto::Sample> {
             p.sample
                 .iter()
                 .filter(|x| {
-                    let l = x.label.iter().find(|l| l.key == thread_key).map(|l| s(l.str));
+                    let l = x
+                        .label
+                        .iter()
+                        .find(|l| l.key == thread_key)
+                        .map(|l| s(l.str));
                     l == name
                 })
                 .collect()
@@ -515,13 +620,23 @@ mod tests {
         assert!(by_label(Some("(other threads)")).is_empty());
         let rest = by_label(None);
         assert_eq!(rest.len(), 2);
-        assert_eq!(rest.iter().map(|x| x.value[1]).sum::<i64>(), 10_001 - 9001 + 512);
+        assert_eq!(
+            rest.iter().map(|x| x.value[1]).sum::<i64>(),
+            10_001 - 9001 + 512
+        );
         // Per-site sums hold too: the labelled parts of site 1 plus its rest.
-        assert_eq!(main[0].value[3] + worker[0].value[3] + rest[0].value[3], 3000);
+        assert_eq!(
+            main[0].value[3] + worker[0].value[3] + rest[0].value[3],
+            3000
+        );
 
         // Dictionaries are shared: location 0x1010 (two inlined lines) is stored once.
         assert_eq!(p.location.len(), 3);
-        let shared = p.location.iter().find(|l| l.address == 0x1010).expect("location");
+        let shared = p
+            .location
+            .iter()
+            .find(|l| l.address == 0x1010)
+            .expect("location");
         let names: Vec<&str> = shared
             .line
             .iter()
@@ -530,11 +645,22 @@ mod tests {
         assert_eq!(names, ["inner", "outer"]);
         assert_eq!(p.function.len(), 4);
         assert_eq!(shared.mapping_id, 1);
-        assert_eq!(p.location.iter().find(|l| l.address == 0x3030).map(|l| l.mapping_id), Some(0));
+        assert_eq!(
+            p.location
+                .iter()
+                .find(|l| l.address == 0x3030)
+                .map(|l| l.mapping_id),
+            Some(0)
+        );
         assert_eq!(s(p.mapping[0].filename), "/usr/bin/app");
         assert_eq!(s(p.mapping[0].build_id), "abcd");
         // Leaf first.
-        let leaf = p.location.iter().position(|l| l.address == 0x1010).expect("leaf") as u64 + 1;
+        let leaf = p
+            .location
+            .iter()
+            .position(|l| l.address == 0x1010)
+            .expect("leaf") as u64
+            + 1;
         assert!(p.sample.iter().all(|x| x.location_id[0] == leaf));
     }
 
@@ -547,7 +673,11 @@ mod tests {
         }
         let p = decode(&render(&profile, &[]));
         assert_eq!(p.location.len(), 3);
-        assert!(p.location.iter().all(|l| l.line.is_empty() && l.mapping_id == 0));
+        assert!(
+            p.location
+                .iter()
+                .all(|l| l.line.is_empty() && l.mapping_id == 0)
+        );
         assert!(p.function.is_empty());
     }
 

@@ -1,0 +1,222 @@
+//! `heapsampler`: read, compare, judge and render the JSON heap reports that the heapsampler
+//! `Reporter` writes (feature `cli`).
+//!
+//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `check`. Results go to stdout,
+//! errors to stderr as one line naming the file and the problem.
+//!
+//! Exit status: 0 when the command did its job; 1 when it did and the answer is "bad"
+//! (`leaks --fail-on-leak` found a suspect, `check` found a bad file); 2 when it could not do
+//! its job (unreadable or invalid input, an output file that cannot be written, bad usage).
+
+// A binary's crate root looks for modules beside it (src/bin/): point them at this binary's
+// own directory.
+#[path = "heapsampler/check.rs"]
+mod check;
+#[path = "heapsampler/diff.rs"]
+mod diff;
+#[path = "heapsampler/format.rs"]
+mod format;
+#[path = "heapsampler/input.rs"]
+mod input;
+#[path = "heapsampler/leaks.rs"]
+mod leaks;
+#[path = "heapsampler/render.rs"]
+mod render;
+#[path = "heapsampler/top.rs"]
+mod top;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "heapsampler",
+    version,
+    about = "Read, compare and render heapsampler heap reports (heap-<pid>-<seq>.json)",
+    after_help = "Exit status: 0 = done; 1 = done, and leaks were found (--fail-on-leak) or a \
+                  file failed `check`; 2 = error (bad input, unwritable output, bad usage)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The call sites holding or allocating the most memory, with the report's exact totals.
+    Top {
+        /// The heap report (JSON).
+        report: PathBuf,
+        /// How many sites to show.
+        #[arg(short = 'n', long = "count", default_value_t = 20)]
+        count: usize,
+        /// What to rank sites by: estimated live bytes, bytes allocated since start, or
+        /// allocation rate over the report's window.
+        #[arg(long, value_enum, default_value_t = TopBy::Live)]
+        by: TopBy,
+    },
+    /// What changed per call site and in the totals between two reports.
+    ///
+    /// Reports of one process match sites by stack id; reports of two processes (two runs of
+    /// one program) match sites by their symbolized function names.
+    Diff {
+        /// The older report.
+        old: PathBuf,
+        /// The newer report.
+        new: PathBuf,
+        /// How many sites to show.
+        #[arg(short = 'n', long = "count", default_value_t = 20)]
+        count: usize,
+    },
+    /// Sites whose live bytes keep growing over a series of reports.
+    ///
+    /// A directory stands for its heap-*.json files. Reports are grouped by process and
+    /// ordered by timestamp.
+    Leaks {
+        /// Report files and/or directories of reports.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// How many of the newest reports of each process to judge (at least 5).
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+        /// Exit with status 1 when any site is a suspect (for CI).
+        #[arg(long)]
+        fail_on_leak: bool,
+    },
+    /// A flamegraph of the report as SVG, or as collapsed stacks with --collapsed.
+    Flamegraph {
+        /// The heap report (JSON).
+        report: PathBuf,
+        /// Output file; `-` or absent: stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Write the collapsed-stack text (`root;...;leaf bytes`) instead of an SVG.
+        #[arg(long)]
+        collapsed: bool,
+        /// What the widths measure: estimated live bytes or bytes allocated since start.
+        #[arg(long, value_enum, default_value_t = FlameBy::Live)]
+        by: FlameBy,
+    },
+    /// The report as a gzipped pprof profile (Go heap-profile shape) for `go tool pprof`.
+    Pprof {
+        /// The heap report (JSON).
+        report: PathBuf,
+        /// Output file (`-`: stdout).
+        #[arg(short = 'o', long = "output", required = true)]
+        output: PathBuf,
+    },
+    /// Validate report files: JSON, format, version, fields and consistency.
+    Check {
+        /// Report files and/or directories of reports.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+/// What `top` ranks sites by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TopBy {
+    /// Estimated bytes live now.
+    Live,
+    /// Estimated bytes allocated since the process started.
+    Alloc,
+    /// Estimated bytes allocated per second over the report's window.
+    Rate,
+}
+
+/// What a flamegraph's widths measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FlameBy {
+    /// Estimated bytes live now.
+    Live,
+    /// Estimated bytes allocated since the process started.
+    Alloc,
+}
+
+/// How a command that ran to the end judged its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing to complain about.
+    Good,
+    /// Leaks found (with `--fail-on-leak`) or a bad file in `check`: exit status 1.
+    Bad,
+}
+
+/// Why a command could not do its job: exit status 2.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// A message that names the file and the problem.
+    Msg(String),
+    /// Writing the results to stdout failed (a closed pipe is not worth a message).
+    Stdout(io::Error),
+}
+
+impl CliError {
+    pub(crate) fn msg(m: impl Into<String>) -> CliError {
+        CliError::Msg(m.into())
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Msg(m) => f.write_str(m),
+            CliError::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
+        }
+    }
+}
+
+/// Only writes to stdout go through `?` on an `io::Error`: other I/O (output files) is mapped
+/// by hand with the file's name.
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        CliError::Stdout(e)
+    }
+}
+
+pub(crate) type Result<T> = std::result::Result<T, CliError>;
+
+fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
+    match cli.command {
+        Command::Top { report, count, by } => top::run(out, &report, count, by),
+        Command::Diff { old, new, count } => diff::run(out, &old, &new, count),
+        Command::Leaks {
+            inputs,
+            window,
+            fail_on_leak,
+        } => leaks::run(out, &inputs, window, fail_on_leak),
+        Command::Flamegraph {
+            report,
+            output,
+            collapsed,
+            by,
+        } => render::flamegraph(out, &report, output.as_deref(), collapsed, by),
+        Command::Pprof { report, output } => render::pprof(out, &report, &output),
+        Command::Check { inputs } => check::run(out, &inputs),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = run(cli, &mut out).and_then(|v| {
+        out.flush()?;
+        Ok(v)
+    });
+    match result {
+        Ok(Verdict::Good) => ExitCode::SUCCESS,
+        Ok(Verdict::Bad) => ExitCode::from(1),
+        // `heapsampler top r.json | head`: the reader has what it wanted.
+        Err(CliError::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            // Whatever was already printed goes out before the error line.
+            let _ = out.flush();
+            let _ = writeln!(io::stderr(), "heapsampler: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! `heapsampler leaks`: the leak detector over a series of saved reports.
+//!
+//! Reports are grouped by process: stack ids and cumulative counters mean nothing across
+//! processes. A pid whose counters go back down was reused by a new process (pid 1 in
+//! containers), so its reports are split there. Each process's newest `window` reports are
+//! judged by [`LeakDetector`], exactly as the reporter judges its own.
+
+use crate::format::{self, bytes, rate, rel_error};
+use crate::input::{self, Loaded};
+use crate::{CliError, Result, Verdict};
+use heapsampler::{LeakDetector, LeakSuspect, Profile};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+pub fn run(
+    out: &mut dyn Write,
+    inputs: &[PathBuf],
+    window: usize,
+    fail_on_leak: bool,
+) -> Result<Verdict> {
+    let mut reports = Vec::new();
+    for file in input::expand(inputs)? {
+        if let Some(loaded) = input::load_input(&file)? {
+            reports.push(loaded);
+        }
+    }
+    if reports.is_empty() {
+        return Err(CliError::msg(
+            "no report left to read (the files were removed while listing)",
+        ));
+    }
+    let series = processes(reports);
+    let window = LeakDetector::new(window).window();
+    let mut total = 0;
+    for (i, reports) in series.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        total += judge(out, reports, window)?;
+    }
+    writeln!(out)?;
+    match total {
+        0 => writeln!(out, "no leak suspects")?,
+        1 => writeln!(out, "1 leak suspect")?,
+        n => writeln!(out, "{n} leak suspects")?,
+    }
+    Ok(if fail_on_leak && total > 0 {
+        Verdict::Bad
+    } else {
+        Verdict::Good
+    })
+}
+
+/// Splits reports into per-process series in time order, oldest process first.
+fn processes(reports: Vec<Loaded>) -> Vec<Vec<Loaded>> {
+    let mut by_pid: BTreeMap<u32, Vec<Loaded>> = BTreeMap::new();
+    for l in reports {
+        by_pid.entry(l.report.pid).or_default().push(l);
+    }
+    let mut series: Vec<Vec<Loaded>> = Vec::new();
+    for (_, mut group) in by_pid {
+        group.sort_by(|a, b| {
+            a.report
+                .timestamp_ms
+                .cmp(&b.report.timestamp_ms)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        let mut current: Vec<Loaded> = Vec::new();
+        for l in group {
+            let restarted = current.last().is_some_and(|prev| {
+                l.report.totals.counts.allocated_bytes < prev.report.totals.counts.allocated_bytes
+            });
+            if restarted {
+                series.push(std::mem::take(&mut current));
+            }
+            current.push(l);
+        }
+        series.push(current);
+    }
+    series.sort_by_key(|s| s.last().map(|l| l.report.timestamp_ms));
+    series
+}
+
+/// Prints one process's verdict; returns how many suspects it has.
+fn judge(out: &mut dyn Write, reports: &[Loaded], window: usize) -> Result<usize> {
+    let (first, last) = (&reports[0], &reports[reports.len() - 1]);
+    let program = if last.report.program.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", last.report.program)
+    };
+    writeln!(
+        out,
+        "process {}{program}: {} reports, {} to {}",
+        last.report.pid,
+        reports.len(),
+        format::timestamp(first.report.timestamp_ms),
+        format::timestamp(last.report.timestamp_ms)
+    )?;
+    let judged = &reports[reports.len().saturating_sub(window)..];
+    if judged.len() < LeakDetector::MIN_REPORTS {
+        writeln!(
+            out,
+            "  too few reports to judge: a trend needs at least {}",
+            LeakDetector::MIN_REPORTS
+        )?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "  judged on the newest {} ({}, newest {})",
+        judged.len(),
+        format::duration_ms(last.report.timestamp_ms - judged[0].report.timestamp_ms),
+        last.name()
+    )?;
+    let profiles: Vec<Profile> = judged.iter().map(|l| l.report.to_profile()).collect();
+    let suspects = LeakDetector::new(window).suspects_in(&profiles);
+    if suspects.is_empty() {
+        writeln!(out, "  no site keeps growing")?;
+    }
+    for (i, s) in suspects.iter().enumerate() {
+        suspect(out, i + 1, s, last)?;
+    }
+    Ok(suspects.len())
+}
+
+fn suspect(out: &mut dyn Write, n: usize, s: &LeakSuspect, newest: &Loaded) -> Result<()> {
+    let r = &newest.report;
+    let site = r.sites.iter().find(|site| site.stack_id == s.stack_id);
+    let label = match site {
+        Some(site) => format::label_text(&format::site_label(r, site)),
+        None => format!("stack {}", s.stack_id),
+    };
+    writeln!(out)?;
+    writeln!(out, "  leak suspect #{n}: {label}")?;
+    writeln!(
+        out,
+        "    growth {} ({}/h), confidence {:.1}%, live now {} ({}), over {} reports",
+        rate(s.growth_bytes_per_sec),
+        bytes(s.growth_bytes_per_sec * 3600.0),
+        s.confidence * 100.0,
+        bytes(s.live_bytes),
+        rel_error(r.sample_interval, s.live_bytes),
+        s.reports_considered
+    )?;
+    let Some(site) = site else {
+        return Ok(());
+    };
+    writeln!(out, "    stack {} (innermost first):", s.stack_id)?;
+    let frames = r.site_frames(site);
+    if frames.is_empty() {
+        for a in &site.addresses {
+            writeln!(out, "      {a:#x}")?;
+        }
+    }
+    for f in &frames {
+        match format::location(f) {
+            Some(place) => writeln!(out, "      {} at {place}", format::function(f))?,
+            None => writeln!(out, "      {}", format::function(f))?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! `heapsampler top`: the report's header and exact totals, then the top sites.
+
+use crate::format::{self, bytes, int, rate, rel_error};
+use crate::input::{self, Loaded};
+use crate::{Result, TopBy, Verdict};
+use heapsampler::report::json::ReportSite;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(out: &mut dyn Write, path: &Path, count: usize, by: TopBy) -> Result<Verdict> {
+    let loaded = input::load(path)?;
+    header(out, &loaded)?;
+    writeln!(out)?;
+    table(out, &loaded, count, by)?;
+    Ok(Verdict::Good)
+}
+
+/// Which report, which process, when, how it was sampled, and its exact totals.
+pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
+    let r = &loaded.report;
+    writeln!(out, "report    {}", loaded.name())?;
+    let program = if r.program.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", r.program)
+    };
+    writeln!(out, "process   pid {}{program}", r.pid)?;
+    let window = if r.window_ms == 0 {
+        "no window (rates unknown)".to_string()
+    } else {
+        format!("rates over the last {}", format::duration_ms(r.window_ms))
+    };
+    writeln!(
+        out,
+        "time      {}, {window}",
+        format::timestamp(r.timestamp_ms)
+    )?;
+    writeln!(out, "sampling  {}", sampling(r.sample_interval))?;
+    let t = &r.totals.counts;
+    writeln!(out, "totals (exact):")?;
+    writeln!(
+        out,
+        "  live       {:>10}  {} bytes in {} blocks; peak {}",
+        bytes(t.live_bytes as f64),
+        int(t.live_bytes),
+        int(t.live_objects),
+        bytes(t.peak_live_bytes as f64)
+    )?;
+    writeln!(
+        out,
+        "  allocated  {:>10}  {} bytes in {} allocations; {}",
+        bytes(t.allocated_bytes as f64),
+        int(t.allocated_bytes),
+        int(t.allocated_objects),
+        rate(r.totals.allocated_bytes_per_sec)
+    )?;
+    writeln!(
+        out,
+        "  freed      {:>10}  {} bytes in {} frees; {}",
+        bytes(t.freed_bytes as f64),
+        int(t.freed_bytes),
+        int(t.freed_objects),
+        rate(r.totals.freed_bytes_per_sec)
+    )?;
+    writeln!(
+        out,
+        "  of which the profiler's own: {} allocated, {} freed",
+        bytes(t.overhead_allocated_bytes as f64),
+        bytes(t.overhead_freed_bytes as f64)
+    )?;
+    let p = &r.profiler;
+    writeln!(
+        out,
+        "profiler  {} samples ({} live), {} stacks, {} dropped samples",
+        int(p.samples),
+        int(p.live_samples),
+        int(p.stacks),
+        int(p.samples_dropped)
+    )?;
+    if p.samples_dropped > 0 {
+        writeln!(
+            out,
+            "warning   {} samples were dropped because a table was full: site estimates are \
+             too low (raise the limits or the sample interval)",
+            int(p.samples_dropped)
+        )?;
+    }
+    Ok(())
+}
+
+/// One line on what the sample interval means for the estimates.
+pub fn sampling(t: u64) -> String {
+    match t {
+        0 => "off (interval 0): no site estimates".to_string(),
+        1 => "every allocation recorded (interval 1): site numbers are exact".to_string(),
+        t => format!(
+            "interval T = {}; a site estimate of B bytes is within about ±√(T/B) \
+             (B = 100 T = {}: ±10%)",
+            bytes(t as f64),
+            bytes(100.0 * t as f64)
+        ),
+    }
+}
+
+fn table(out: &mut dyn Write, loaded: &Loaded, count: usize, by: TopBy) -> Result<()> {
+    let r = &loaded.report;
+    let key = |s: &ReportSite| match by {
+        TopBy::Live => s.live_bytes,
+        TopBy::Alloc => s.alloc_bytes,
+        TopBy::Rate => s.alloc_bytes_per_sec,
+    };
+    let mut sites: Vec<&ReportSite> = r.sites.iter().collect();
+    sites.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.stack_id.cmp(&b.stack_id)));
+    sites.truncate(count);
+    let what = match by {
+        TopBy::Live => "live bytes",
+        TopBy::Alloc => "allocated bytes",
+        TopBy::Rate => "allocation rate",
+    };
+    writeln!(
+        out,
+        "top {} of {} sites by {what} (estimated; ± is the standard error):",
+        sites.len(),
+        r.sites.len()
+    )?;
+    if sites.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>10} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>6}  function (location)",
+        "live", "±", "allocated", "±", "alloc rate", "±", "stack"
+    )?;
+    let t = r.sample_interval;
+    let window_secs = r.window_ms as f64 / 1000.0;
+    for s in sites {
+        // A rate's error is that of the bytes allocated in the window.
+        let rate_error = if r.window_ms == 0 {
+            "-".to_string()
+        } else {
+            rel_error(t, s.alloc_bytes_per_sec * window_secs)
+        };
+        writeln!(
+            out,
+            "{:>10} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>6}  {}",
+            bytes(s.live_bytes),
+            rel_error(t, s.live_bytes),
+            bytes(s.alloc_bytes),
+            rel_error(t, s.alloc_bytes),
+            rate(s.alloc_bytes_per_sec),
+            rate_error,
+            s.stack_id,
+            format::label_text(&format::site_label(r, s))
+        )?;
+    }
+    Ok(())
+}
