@@ -24,7 +24,8 @@ fn pair<A: GlobalAlloc>(a: &A, layout: Layout) {
 fn fast_path(c: &mut Criterion) {
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
     let mut g = c.benchmark_group("alloc_free_pair");
-    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for size in [16usize, 256, 4096] {
         let layout = Layout::from_size_align(size, 8).unwrap();
         // Interleaved per size, so both see the same machine state.
@@ -51,7 +52,8 @@ fn at_depth<R>(depth: usize, f: &mut dyn FnMut() -> R) -> R {
 
 fn cold_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("one_sample_depth_30");
-    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     let layout = Layout::from_size_align(64, 8).unwrap();
     // Interval 2: every 64-byte allocation is sampled (p ≈ 1) through the Poisson path, so it
     // is allocated page-aligned and looked up on free. Interval 1: exact mode, no alignment.

@@ -16,7 +16,9 @@ fn fill_buffers() -> Vec<Vec<u8>> {
 /// Allocates ~256 MiB in short-lived strings; nothing stays live.
 #[inline(never)]
 fn churn_strings() -> usize {
-    (0..1_000_000).map(|i| format!("request {i:>250}").len()).sum()
+    (0..1_000_000)
+        .map(|i| format!("request {i:>250}").len())
+        .sum()
 }
 
 fn main() {

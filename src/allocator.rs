@@ -60,7 +60,8 @@ impl<A: GlobalAlloc> Sampler<A> {
         [
             Self::alloc_cold as unsafe fn(&Self, Layout, bool) -> *mut u8 as usize,
             Self::alloc_sampled as unsafe fn(&Self, Layout, bool, SampleInfo) -> *mut u8 as usize,
-            Self::realloc_cold as unsafe fn(&Self, *mut u8, Layout, usize, bool) -> *mut u8 as usize,
+            Self::realloc_cold as unsafe fn(&Self, *mut u8, Layout, usize, bool) -> *mut u8
+                as usize,
             stacks::capture as fn(&mut [usize; MAX_STACK_DEPTH], &stacks::OwnFunctions) -> usize
                 as usize,
         ]
@@ -70,7 +71,11 @@ impl<A: GlobalAlloc> Sampler<A> {
     unsafe fn inner_alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         // SAFETY: the caller passes a layout valid for `GlobalAlloc::alloc` (non-zero size).
         unsafe {
-            if zeroed { self.inner.alloc_zeroed(layout) } else { self.inner.alloc(layout) }
+            if zeroed {
+                self.inner.alloc_zeroed(layout)
+            } else {
+                self.inner.alloc(layout)
+            }
         }
     }
 
@@ -150,7 +155,9 @@ impl<A: GlobalAlloc> Sampler<A> {
     unsafe fn dealloc_tracked(&self, ptr: *mut u8, layout: Layout) -> bool {
         let record = {
             let _guard = sampler::enter_guard();
-            let Some(record) = live::remove(ptr) else { return false };
+            let Some(record) = live::remove(ptr) else {
+                return false;
+            };
             stacks::release(record.stack, &record.sample);
             if record.sample.tag != 0 {
                 check::scopes::on_free(record.sample.tag, record.size);
@@ -175,7 +182,11 @@ impl<A: GlobalAlloc> Sampler<A> {
     ) -> *mut u8 {
         // When the old block may be tracked the fast path did not count the new size yet.
         let counted_fast = old_may_be_tracked && sampler::alloc_fast(new_size);
-        let decision = if counted_fast { Decision::Skip } else { sampler::decide(new_size) };
+        let decision = if counted_fast {
+            Decision::Skip
+        } else {
+            sampler::decide(new_size)
+        };
         let old_record = if old_may_be_tracked {
             let _guard = sampler::enter_guard();
             live::get(ptr)

@@ -179,7 +179,18 @@ fn read_env() -> Option<String> {
 }
 
 /// Applies the variable: the interval (unless the program chose one), then the reporter.
+/// Whether a [`Sampler`](crate::Sampler) is this program's global allocator: the first
+/// allocation of a thread always takes the sampler's cold path, which numbers the thread. A
+/// program that only links the library (the `heapsampler` CLI, say) must not start a reporter.
+fn sampler_is_global_allocator() -> bool {
+    drop(std::hint::black_box(Box::new(0u64)));
+    crate::sampler::current_thread() != 0
+}
+
 fn apply_env() {
+    if !sampler_is_global_allocator() {
+        return;
+    }
     let cfg = env_config();
     if cfg.enabled == Some(false) {
         if !interval_is_explicit() {

@@ -17,17 +17,21 @@ pub(crate) fn install() {
     }
 }
 
-/// Locks in one fixed order: stacks, live blocks, thread names. The cold path never holds two
-/// of these at once, so this order cannot deadlock with it.
+/// Locks in one fixed order: stacks, live blocks, thread names, the loader gate. The cold path
+/// never holds two of these at once, so this order cannot deadlock with it.
 extern "C" fn prepare() {
     crate::stacks::lock_for_fork();
     crate::live::lock_for_fork();
     crate::threads::lock_for_fork();
+    #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
+    crate::unwind_cached::lock_for_fork();
 }
 
 extern "C" fn parent() {
     // SAFETY: `prepare` took every lock on this thread just before `fork()` returned here.
     unsafe {
+        #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
+        crate::unwind_cached::unlock_after_fork();
         crate::threads::unlock_after_fork();
         crate::live::unlock_after_fork();
         crate::stacks::unlock_after_fork();
@@ -38,6 +42,8 @@ extern "C" fn child() {
     // SAFETY: the child of `fork()` has exactly one thread, this one, and no guard is alive
     // (the locks were taken by `prepare`, not through guards).
     unsafe {
+        #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
+        crate::unwind_cached::reinit_in_child();
         crate::threads::reinit_in_child();
         crate::live::reinit_in_child();
         crate::stacks::reinit_in_child();

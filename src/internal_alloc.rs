@@ -56,5 +56,8 @@ pub(crate) type TableVec<T> = allocator_api2::vec::Vec<T, TableAlloc>;
 
 /// An empty [`Map`]; allocates nothing until first insert.
 pub(crate) fn new_map<K, V>() -> Map<K, V> {
-    hashbrown::HashMap::with_hasher_in(foldhash::fast::FixedState::with_seed(0x5eed_4ea9), TableAlloc)
+    hashbrown::HashMap::with_hasher_in(
+        foldhash::fast::FixedState::with_seed(0x5eed_4ea9),
+        TableAlloc,
+    )
 }

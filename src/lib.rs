@@ -65,29 +65,32 @@ mod reporter;
 mod sampler;
 mod stacks;
 pub mod symbolize;
-mod threads;
 mod thread_stack;
+mod threads;
 mod totals;
-#[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
-mod unwind_fp;
 #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
 mod unwind_cached;
+#[cfg(all(
+    feature = "frame-pointers",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod unwind_fp;
 
 pub use allocator::Sampler;
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
 pub use live::DEFAULT_MAX_LIVE_SAMPLES;
+pub use profile::{
+    Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
+};
 pub use report::json::{Report, ReportError};
 pub use reporter::{
     DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,
     env_reporter,
 };
-pub use profile::{
-    Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
-};
 pub use sampler::{
-    DEFAULT_SAMPLE_INTERVAL, TOTALS_BATCH_BYTES, sample_interval, sample_probability, set_seed,
-    set_sample_interval,
+    DEFAULT_SAMPLE_INTERVAL, TOTALS_BATCH_BYTES, sample_interval, sample_probability,
+    set_sample_interval, set_seed,
 };
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_STACK_DEPTH, StackId};
 pub use totals::{Totals, totals};
@@ -108,7 +111,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_stacks: DEFAULT_MAX_STACKS, max_live_samples: DEFAULT_MAX_LIVE_SAMPLES }
+        Limits {
+            max_stacks: DEFAULT_MAX_STACKS,
+            max_live_samples: DEFAULT_MAX_LIVE_SAMPLES,
+        }
     }
 }
 

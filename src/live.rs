@@ -122,7 +122,10 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
 /// Removes and returns the record of `ptr`, if it is a recorded block. Must run before the
 /// block goes back to the inner allocator, which may hand the address out again at once.
 pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
-    let record = shard(ptr as usize).lock().as_mut()?.remove(&(ptr as usize))?;
+    let record = shard(ptr as usize)
+        .lock()
+        .as_mut()?
+        .remove(&(ptr as usize))?;
     filter_slot(ptr as usize).fetch_sub(1, Ordering::Relaxed);
     if (ptr as usize) & (PAGE - 1) != 0 {
         UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
@@ -133,7 +136,11 @@ pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
 
 /// The record of `ptr`, left in place.
 pub(crate) fn get(ptr: *mut u8) -> Option<LiveRecord> {
-    shard(ptr as usize).lock().as_ref()?.get(&(ptr as usize)).copied()
+    shard(ptr as usize)
+        .lock()
+        .as_ref()?
+        .get(&(ptr as usize))
+        .copied()
 }
 
 /// Calls `f` with every live record (one shard locked at a time; `f` must not allocate

@@ -329,7 +329,9 @@ impl Site {
     /// assert!(!site.calls("anything"));
     /// ```
     pub fn calls(&self, needle: &str) -> bool {
-        self.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
+        self.frames
+            .iter()
+            .any(|f| f.function.as_deref().is_some_and(|n| n.contains(needle)))
     }
 }
 

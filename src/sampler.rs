@@ -270,7 +270,11 @@ fn draw_gap(h: &Hot, t: u64) -> i64 {
 pub(crate) fn exponential_gap(bits: u64, t: u64) -> i64 {
     let u = ((bits >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
     let gap = -(t as f64) * u.ln();
-    if gap >= NEVER as f64 { NEVER } else { gap as i64 }
+    if gap >= NEVER as f64 {
+        NEVER
+    } else {
+        gap as i64
+    }
 }
 
 fn batch_budget(h: &Hot) -> i64 {
@@ -285,7 +289,8 @@ fn batch_budget(h: &Hot) -> i64 {
 /// "now" the arm point; returns those bytes. Charging twice never counts a byte twice.
 fn charge(h: &Hot) -> i64 {
     let since_arm = h.armed.get().wrapping_sub(h.countdown.get()).max(0);
-    h.alloc_pending.set(h.alloc_pending.get().wrapping_add(since_arm as u64));
+    h.alloc_pending
+        .set(h.alloc_pending.get().wrapping_add(since_arm as u64));
     if h.guard.get() > 0 {
         GUARDED_BYTES.fetch_add(since_arm as u64, Ordering::Relaxed);
         let objects = h.alloc_count.get().wrapping_sub(h.count_at_arm.get());
@@ -455,7 +460,10 @@ pub(crate) fn guarded_objects() -> u64 {
 
 /// Bytes and blocks freed while the reentrancy guard was held.
 pub(crate) fn guarded_frees() -> (u64, u64) {
-    (GUARDED_FREED_BYTES.load(Ordering::Relaxed), GUARDED_FREED_OBJECTS.load(Ordering::Relaxed))
+    (
+        GUARDED_FREED_BYTES.load(Ordering::Relaxed),
+        GUARDED_FREED_OBJECTS.load(Ordering::Relaxed),
+    )
 }
 
 /// While alive, every allocation of this thread passes straight to the inner allocator,
@@ -549,7 +557,9 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(7);
         let n = 200_000;
         let t = 4096;
-        let sum: f64 = (0..n).map(|_| exponential_gap(rng.next_u64(), t) as f64).sum();
+        let sum: f64 = (0..n)
+            .map(|_| exponential_gap(rng.next_u64(), t) as f64)
+            .sum();
         let mean = sum / n as f64;
         // The mean of n Exp(t) draws has standard deviation t/sqrt(n) ≈ 0.22 % of t.
         assert!((mean / t as f64 - 1.0).abs() < 0.01, "mean gap {mean}");

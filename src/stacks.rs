@@ -80,14 +80,20 @@ impl SiteSums {
             Some(i) => i,
             None if n < SITE_THREADS - 1 => {
                 self.n_threads += 1;
-                self.threads[n] = ThreadShare { thread, ..Default::default() };
+                self.threads[n] = ThreadShare {
+                    thread,
+                    ..Default::default()
+                };
                 n
             }
             None => {
                 let last = SITE_THREADS - 1;
                 if n == last {
                     self.n_threads += 1;
-                    self.threads[last] = ThreadShare { thread: OTHER_THREADS, ..Default::default() };
+                    self.threads[last] = ThreadShare {
+                        thread: OTHER_THREADS,
+                        ..Default::default()
+                    };
                 }
                 last
             }
@@ -112,7 +118,11 @@ struct Shard {
 
 impl Shard {
     fn new() -> Self {
-        Shard { index: hashbrown::HashTable::new_in(TableAlloc), sites: new_map(), next: 1 }
+        Shard {
+            index: hashbrown::HashTable::new_in(TableAlloc),
+            sites: new_map(),
+            next: 1,
+        }
     }
 }
 
@@ -165,7 +175,11 @@ pub(crate) fn is_own_frame(ip: usize, own: &OwnFunctions) -> bool {
     }
     let entry = function_entry(ip);
     let own_frame = entry != 0 && own.contains(&entry);
-    if own_frame { o.store(ip, Ordering::Relaxed) } else { f.store(ip, Ordering::Relaxed) }
+    if own_frame {
+        o.store(ip, Ordering::Relaxed)
+    } else {
+        f.store(ip, Ordering::Relaxed)
+    }
     own_frame
 }
 
@@ -189,7 +203,15 @@ pub(crate) struct FrameSink<'a> {
 
 impl<'a> FrameSink<'a> {
     pub(crate) fn new(buf: &'a mut [usize; MAX_STACK_DEPTH], own: &'a OwnFunctions) -> Self {
-        FrameSink { buf, own, head: [0; MAX_SKIPPED], seen: 0, depth: 0, started: false, last_own: None }
+        FrameSink {
+            buf,
+            own,
+            head: [0; MAX_SKIPPED],
+            seen: 0,
+            depth: 0,
+            started: false,
+            last_own: None,
+        }
     }
 
     /// Offers the next (outer) frame's return address; `false` once the buffer is full.
@@ -256,7 +278,10 @@ impl<'a> FrameSink<'a> {
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) -> usize {
     let mut sink = FrameSink::new(buf, own);
-    #[cfg(all(feature = "frame-pointers", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(
+        feature = "frame-pointers",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     if crate::unwind_fp::walk(&mut sink) {
         return sink.finish();
     }
@@ -288,7 +313,9 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
     let shard = guard.get_or_insert_with(Shard::new);
     let Shard { index, sites, next } = shard;
     let found = index
-        .find(hash, |id| sites.get(id).is_some_and(|s| s.frames[..] == *frames))
+        .find(hash, |id| {
+            sites.get(id).is_some_and(|s| s.frames[..] == *frames)
+        })
         .copied();
     let id = match found {
         Some(id) => id,
@@ -302,10 +329,20 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
             copy.try_reserve_exact(frames.len()).ok()?;
             copy.extend_from_slice(frames);
             sites.try_reserve(1).ok()?;
-            index.try_reserve(1, |id| sites.get(id).map_or(0, |s| s.hash)).ok()?;
+            index
+                .try_reserve(1, |id| sites.get(id).map_or(0, |s| s.hash))
+                .ok()?;
             let id = (*next << SHARD_BITS) | shard_index as u32;
             *next += 1;
-            sites.insert(id, Site { hash, frames: copy, sums: SiteSums::default(), samples_at_collect: 0 });
+            sites.insert(
+                id,
+                Site {
+                    hash,
+                    frames: copy,
+                    sums: SiteSums::default(),
+                    samples_at_collect: 0,
+                },
+            );
             index.insert_unique(hash, id, |id| sites.get(id).map_or(0, |s| s.hash));
             STACK_COUNT.fetch_add(1, Ordering::Relaxed);
             id
@@ -356,7 +393,9 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
     let evict = STACK_COUNT.load(Ordering::Relaxed) > MAX_STACKS.load(Ordering::Relaxed) / 2;
     for shard in &TABLE {
         let mut guard = shard.lock();
-        let Some(shard) = guard.as_mut() else { continue };
+        let Some(shard) = guard.as_mut() else {
+            continue;
+        };
         let Shard { index, sites, .. } = shard;
         if evict {
             let mut evicted = 0;
@@ -381,7 +420,11 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
                 continue;
             }
             frames.extend_from_slice(&site.frames);
-            out.push(SiteCopy { id, frames, sums: site.sums });
+            out.push(SiteCopy {
+                id,
+                frames,
+                sums: site.sums,
+            });
         }
     }
     out

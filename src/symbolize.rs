@@ -52,7 +52,12 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
         });
     });
     if frames.is_empty() {
-        frames.push(Frame { address, function: None, file: None, line: None });
+        frames.push(Frame {
+            address,
+            function: None,
+            file: None,
+            line: None,
+        });
     }
     let frames: Arc<[Frame]> = frames.into();
     let mut cache = CACHE.lock();
@@ -65,7 +70,9 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
 }
 
 pub(crate) fn is_allocator_frame(f: &Frame) -> bool {
-    f.function.as_deref().is_some_and(|n| ALLOCATOR_FRAMES.iter().any(|p| n.starts_with(p)))
+    f.function
+        .as_deref()
+        .is_some_and(|n| ALLOCATOR_FRAMES.iter().any(|p| n.starts_with(p)))
 }
 
 /// Symbolizes a stack of raw addresses, dropping the allocator's own leading frames.

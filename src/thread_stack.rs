@@ -49,7 +49,10 @@ fn query() -> Option<(usize, usize)> {
 /// address of a local of the caller's caller frame region: everything from there to the top
 /// is mapped. `None` if the thread's bounds are unknown or `sp` is not inside them (running on
 /// a signal stack, say).
-#[cfg_attr(not(any(feature = "frame-pointers", feature = "fast-unwind")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "frame-pointers", feature = "fast-unwind")),
+    allow(dead_code)
+)]
 #[inline(always)]
 pub(crate) fn live_region() -> Option<(usize, usize)> {
     let anchor = 0u8;

@@ -42,14 +42,22 @@ pub(crate) fn register(index: u32) {
     let rc = unsafe {
         libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), name.len())
     };
-    let mut len = if rc == 0 { name.iter().position(|&b| b == 0).unwrap_or(0) } else { 0 };
+    let mut len = if rc == 0 {
+        name.iter().position(|&b| b == 0).unwrap_or(0)
+    } else {
+        0
+    };
     // SAFETY: getpid and gettid have no preconditions.
     let is_main = unsafe { libc::getpid() == libc::gettid() };
     if is_main {
         name[..4].copy_from_slice(b"main");
         len = 4;
     }
-    let entry = Entry { name, len: len as u8, exited: false };
+    let entry = Entry {
+        name,
+        len: len as u8,
+        exited: false,
+    };
     let mut guard = REGISTRY.lock();
     let map = guard.get_or_insert_with(new_map);
     if map.len() >= MAX_THREADS {
@@ -72,7 +80,10 @@ pub(crate) fn name(index: u32) -> String {
     if index == u32::MAX {
         return "(other threads)".to_string();
     }
-    let entry = REGISTRY.lock().as_ref().and_then(|m| m.get(&index).copied());
+    let entry = REGISTRY
+        .lock()
+        .as_ref()
+        .and_then(|m| m.get(&index).copied());
     match entry {
         Some(e) if e.len > 0 => String::from_utf8_lossy(&e.name[..e.len as usize]).into_owned(),
         _ => format!("thread-{index}"),

@@ -29,7 +29,10 @@ pub(crate) fn flush_alloc(bytes: u64, count: u64) {
     if bytes == 0 && count == 0 {
         return;
     }
-    let allocated = ALLOCATED.bytes.fetch_add(bytes, Ordering::Relaxed).wrapping_add(bytes);
+    let allocated = ALLOCATED
+        .bytes
+        .fetch_add(bytes, Ordering::Relaxed)
+        .wrapping_add(bytes);
     ALLOCATED.count.fetch_add(count, Ordering::Relaxed);
     let live = allocated.saturating_sub(FREED.bytes.load(Ordering::Relaxed));
     PEAK_LIVE.fetch_max(live, Ordering::Relaxed);

@@ -12,6 +12,7 @@
 //! point into an unloaded object's tables is never used (it is rebuilt, or after
 //! [`MAX_REBUILDS`] the system unwinder takes over).
 
+use crate::lock::ForkMutex;
 use crate::stacks::FrameSink;
 use core::cell::RefCell;
 use core::ffi::{c_int, c_void};
@@ -143,7 +144,10 @@ fn current() -> Option<&'static Native> {
         || (STALE.load(Ordering::Relaxed) && REBUILDS.load(Ordering::Relaxed) < MAX_REBUILDS);
     if ptr.is_null() || stale {
         STALE.store(false, Ordering::Relaxed);
-        let fresh = Box::into_raw(Box::new(Objects { unwinder: build(), subs }));
+        let fresh = Box::into_raw(Box::new(Objects {
+            unwinder: build(),
+            subs,
+        }));
         match CURRENT.compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 REBUILDS.fetch_add(1, Ordering::Relaxed);
@@ -161,11 +165,39 @@ fn current() -> Option<&'static Native> {
     (!ptr.is_null()).then(|| unsafe { &(*ptr).unwinder })
 }
 
+/// Held around every call into the loader's object list (`dl_iterate_phdr` takes the loader's
+/// lock). The `pthread_atfork` prepare handler takes this gate too, so no thread of ours is
+/// inside the loader's lock at `fork()` — a child would inherit it locked and hang.
+static LOADER_GATE: ForkMutex<()> = ForkMutex::new(());
+
+pub(crate) fn lock_for_fork() {
+    LOADER_GATE.lock_for_fork();
+}
+
+/// # Safety
+/// Pairs with [`lock_for_fork`] on this thread.
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: forwarded contract.
+    unsafe { LOADER_GATE.unlock_after_fork() }
+}
+
+/// # Safety
+/// Only in the single-threaded child after `fork()`.
+pub(crate) unsafe fn reinit_in_child() {
+    // SAFETY: forwarded contract.
+    unsafe { LOADER_GATE.reinit_in_child() }
+}
+
 /// How many objects the dynamic loader has unloaded since the process started.
 fn unloads() -> u64 {
-    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+    let _gate = LOADER_GATE.lock();
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _: usize,
+        data: *mut c_void,
+    ) -> c_int {
         // SAFETY: the loader passes a valid `dl_phdr_info`; `data` is the `u64` below.
-        unsafe { *data.cast::<u64>() = (*info).dlpi_subs as u64 };
+        unsafe { *data.cast::<u64>() = (*info).dlpi_subs };
         1
     }
     let mut subs = 0u64;
@@ -175,6 +207,7 @@ fn unloads() -> u64 {
 }
 
 fn build() -> Native {
+    let _gate = LOADER_GATE.lock();
     let mut unwinder = Native::new();
     // SAFETY: `add_object` matches the callback type and only uses `data` as the
     // `&mut Native` passed here, for the duration of this call.

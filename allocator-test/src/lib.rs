@@ -19,10 +19,18 @@ pub fn config_lock() -> MutexGuard<'static, ()> {
 
 /// Estimated live bytes summed over the sites whose stack calls `function`.
 pub fn live_bytes_in(profile: &heapsampler::Profile, function: &str) -> f64 {
-    profile.sites_in(function).iter().map(|s| s.live_bytes).sum()
+    profile
+        .sites_in(function)
+        .iter()
+        .map(|s| s.live_bytes)
+        .sum()
 }
 
 /// Estimated allocated bytes summed over the sites whose stack calls `function`.
 pub fn alloc_bytes_in(profile: &heapsampler::Profile, function: &str) -> f64 {
-    profile.sites_in(function).iter().map(|s| s.alloc_bytes).sum()
+    profile
+        .sites_in(function)
+        .iter()
+        .map(|s| s.alloc_bytes)
+        .sum()
 }

@@ -71,16 +71,28 @@ fn workload(seed: u64, ledger: &mut Ledger, blocks: &mut Vec<Block>) {
                 let size = 1 + (next() % 512) as usize;
                 let ptr = exact_site_small(size);
                 assert!(!ptr.is_null());
-                blocks.push(Block { ptr, layout: Layout::from_size_align(size, 8).unwrap(), site: 0 });
+                blocks.push(Block {
+                    ptr,
+                    layout: Layout::from_size_align(size, 8).unwrap(),
+                    site: 0,
+                });
                 ledger.sites[0].alloc(size);
                 ledger.alloc(size);
             }
             2 => {
                 // Sizes up to 8 MiB, rarely: one in 64 of these steps.
-                let size = if step % 64 == 0 { 8 << 20 } else { 512 + (next() % (256 << 10)) as usize };
+                let size = if step % 64 == 0 {
+                    8 << 20
+                } else {
+                    512 + (next() % (256 << 10)) as usize
+                };
                 let ptr = exact_site_large(size);
                 assert!(!ptr.is_null());
-                blocks.push(Block { ptr, layout: Layout::from_size_align(size, 16).unwrap(), site: 1 });
+                blocks.push(Block {
+                    ptr,
+                    layout: Layout::from_size_align(size, 16).unwrap(),
+                    site: 1,
+                });
                 ledger.sites[1].alloc(size);
                 ledger.alloc(size);
             }
@@ -94,7 +106,11 @@ fn workload(seed: u64, ledger: &mut Ledger, blocks: &mut Vec<Block>) {
                 ledger.free(b.layout.size());
                 ledger.sites[2].alloc(new_size);
                 ledger.alloc(new_size);
-                blocks[i] = Block { ptr, layout: Layout::from_size_align(new_size, b.layout.align()).unwrap(), site: 2 };
+                blocks[i] = Block {
+                    ptr,
+                    layout: Layout::from_size_align(new_size, b.layout.align()).unwrap(),
+                    site: 2,
+                };
             }
             _ if !blocks.is_empty() => {
                 let i = (next() % blocks.len() as u64) as usize;
@@ -149,7 +165,11 @@ fn measured(profile: &Profile, function: &str) -> Truth {
     let sites = profile.sites_in(function);
     let sum = |f: fn(&heapsampler::Site) -> f64| sites.iter().map(|s| f(s)).sum::<f64>();
     let exact = |v: f64| {
-        assert_eq!(v.fract(), 0.0, "{function}: exact mode gave a fractional estimate {v}");
+        assert_eq!(
+            v.fract(),
+            0.0,
+            "{function}: exact mode gave a fractional estimate {v}"
+        );
         v as u64
     };
     Truth {
@@ -208,15 +228,24 @@ fn exact_mode_matches_the_truth_per_site_and_in_totals() {
     // The profiler's own allocations (e.g. parking_lot's bookkeeping when the workers contend
     // on a table lock) are part of the process's heap, and counted apart.
     let overhead = after.overhead_allocated_bytes - before.overhead_allocated_bytes;
-    assert_eq!(after.allocated_bytes - before.allocated_bytes - overhead, truth.allocated_bytes);
+    assert_eq!(
+        after.allocated_bytes - before.allocated_bytes - overhead,
+        truth.allocated_bytes
+    );
     let overhead_objects = after.overhead_allocated_objects - before.overhead_allocated_objects;
     assert_eq!(
         after.allocated_objects - before.allocated_objects - overhead_objects,
         truth.allocated_objects
     );
     let d = |f: fn(&heapsampler::Totals) -> u64| f(&after) - f(&before);
-    assert_eq!(d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes), truth.freed_bytes);
-    assert_eq!(d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects), truth.freed_objects);
+    assert_eq!(
+        d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes),
+        truth.freed_bytes
+    );
+    assert_eq!(
+        d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects),
+        truth.freed_objects
+    );
     assert!(after.peak_live_bytes >= after.live_bytes);
 
     let mut profile = heapsampler::snapshot();
@@ -224,7 +253,12 @@ fn exact_mode_matches_the_truth_per_site_and_in_totals() {
     for (i, name) in SITES.iter().enumerate() {
         assert_eq!(measured(&profile, name), truth.sites[i], "site {name}");
     }
-    assert!(truth.sites.iter().all(|s| s.live_objects > 0 && s.alloc_objects > s.live_objects));
+    assert!(
+        truth
+            .sites
+            .iter()
+            .all(|s| s.live_objects > 0 && s.alloc_objects > s.live_objects)
+    );
 
     // Free everything from this thread (allocated on others): every site returns to zero.
     for b in all_blocks {
@@ -235,8 +269,15 @@ fn exact_mode_matches_the_truth_per_site_and_in_totals() {
     profile.symbolize();
     for (i, name) in SITES.iter().enumerate() {
         let m = measured(&profile, name);
-        assert_eq!((m.live_bytes, m.live_objects), (0, 0), "site {name} after freeing");
-        assert_eq!(m.alloc_bytes, truth.sites[i].alloc_bytes, "site {name} cumulative");
+        assert_eq!(
+            (m.live_bytes, m.live_objects),
+            (0, 0),
+            "site {name} after freeing"
+        );
+        assert_eq!(
+            m.alloc_bytes, truth.sites[i].alloc_bytes,
+            "site {name} cumulative"
+        );
     }
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
 }

@@ -42,20 +42,22 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
     // A tiny interval keeps the busy thread in the cold path (locks held) most of the time.
     heapsampler::set_sample_interval(256);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let busy: Vec<_> = (0..2).map(|_| {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut keep: Vec<Vec<u8>> = Vec::new();
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                keep.push(vec![0u8; 16 + i % 4096]);
-                if keep.len() > 256 {
-                    keep.drain(..128);
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut keep: Vec<Vec<u8>> = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    keep.push(vec![0u8; 16 + i % 4096]);
+                    if keep.len() > 256 {
+                        keep.drain(..128);
+                    }
+                    i += 1;
                 }
-                i += 1;
-            }
+            })
         })
-    }).collect();
+        .collect();
     std::thread::sleep(Duration::from_millis(20));
     for round in 0..200 {
         // SAFETY: fork has no preconditions; the child only allocates, snapshots and exits
@@ -87,7 +89,10 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        assert!(libc::WIFEXITED(status), "round {round}: child died: status {status}");
+        assert!(
+            libc::WIFEXITED(status),
+            "round {round}: child died: status {status}"
+        );
         assert_eq!(libc::WEXITSTATUS(status), 0, "round {round}: child failed");
     }
     stop.store(true, Ordering::Relaxed);
@@ -125,7 +130,11 @@ fn allocation_inside_thread_local_destructors_is_recorded() {
     std::thread::spawn(|| ON_EXIT.with(|_| {})).join().unwrap();
     let mut p = heapsampler::snapshot();
     p.symbolize();
-    let live: f64 = p.sites_in("tls_destructor_alloc").iter().map(|s| s.live_bytes).sum();
+    let live: f64 = p
+        .sites_in("tls_destructor_alloc")
+        .iter()
+        .map(|s| s.live_bytes)
+        .sum();
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
     assert_eq!(live, 4321.0);
 }
@@ -155,13 +164,20 @@ fn flood(depth: u32, bits: u32) -> *mut u8 {
     if depth == 0 {
         return flood_leaf();
     }
-    if bits & 1 == 1 { flood_a(depth - 1, bits >> 1) } else { flood_b(depth - 1, bits >> 1) }
+    if bits & 1 == 1 {
+        flood_a(depth - 1, bits >> 1)
+    } else {
+        flood_b(depth - 1, bits >> 1)
+    }
 }
 
 #[test]
 fn full_tables_drop_and_count_samples_and_stay_within_bounds() {
     let _lock = config_lock();
-    heapsampler::set_limits(heapsampler::Limits { max_stacks: 300, max_live_samples: 500 });
+    heapsampler::set_limits(heapsampler::Limits {
+        max_stacks: 300,
+        max_live_samples: 500,
+    });
     heapsampler::set_sample_interval(1);
     let before = heapsampler::snapshot().profiler;
     let mut blocks = Vec::with_capacity(4096);
@@ -176,8 +192,16 @@ fn full_tables_drop_and_count_samples_and_stay_within_bounds() {
     let after = heapsampler::snapshot().profiler;
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
     heapsampler::set_limits(heapsampler::Limits::default());
-    assert!(during.stacks <= 300, "stack table grew past its bound: {}", during.stacks);
-    assert!(during.live_samples <= 500, "live table grew past its bound: {}", during.live_samples);
+    assert!(
+        during.stacks <= 300,
+        "stack table grew past its bound: {}",
+        during.stacks
+    );
+    assert!(
+        during.live_samples <= 500,
+        "live table grew past its bound: {}",
+        during.live_samples
+    );
     assert!(
         during.samples_dropped >= before.samples_dropped + 3000,
         "drops not counted: {} -> {}",

@@ -38,8 +38,11 @@ fn run(interval: u64) {
     heapsampler::set_sample_interval(interval);
     let mut prior = heapsampler::snapshot();
     prior.symbolize();
-    let allocated_before: f64 =
-        prior.sites_in("threads_site_alloc").iter().map(|s| s.alloc_bytes).sum();
+    let allocated_before: f64 = prior
+        .sites_in("threads_site_alloc")
+        .iter()
+        .map(|s| s.alloc_bytes)
+        .sum();
     // The pool never grows: its allocation happens before the measured window.
     let pool = Arc::new(Shared(Mutex::new(Vec::with_capacity(THREADS * PER_THREAD))));
     let ready = Arc::new(Barrier::new(THREADS + 1));
@@ -48,8 +51,13 @@ fn run(interval: u64) {
     let read = Arc::new(Barrier::new(THREADS + 1));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (pool, ready, go, done, read) =
-                (pool.clone(), ready.clone(), go.clone(), done.clone(), read.clone());
+            let (pool, ready, go, done, read) = (
+                pool.clone(),
+                ready.clone(),
+                go.clone(),
+                done.clone(),
+                read.clone(),
+            );
             std::thread::spawn(move || {
                 let mut c = Counts::default();
                 let mut x = 0x9e37_79b9u64 + t as u64;
@@ -108,10 +116,22 @@ fn run(interval: u64) {
     }
     let d = |f: fn(&heapsampler::Totals) -> u64| f(&after) - f(&before);
     // `rest` itself was allocated by `mem::take`'s empty Vec (no allocation) and freed later.
-    assert_eq!(d(|t| t.allocated_bytes) - d(|t| t.overhead_allocated_bytes), truth.alloc_bytes);
-    assert_eq!(d(|t| t.allocated_objects) - d(|t| t.overhead_allocated_objects), truth.allocs);
-    assert_eq!(d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes), truth.free_bytes);
-    assert_eq!(d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects), truth.frees);
+    assert_eq!(
+        d(|t| t.allocated_bytes) - d(|t| t.overhead_allocated_bytes),
+        truth.alloc_bytes
+    );
+    assert_eq!(
+        d(|t| t.allocated_objects) - d(|t| t.overhead_allocated_objects),
+        truth.allocs
+    );
+    assert_eq!(
+        d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes),
+        truth.free_bytes
+    );
+    assert_eq!(
+        d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects),
+        truth.frees
+    );
     assert_eq!(truth.alloc_bytes, truth.free_bytes);
 
     let mut profile = heapsampler::snapshot();
@@ -122,11 +142,23 @@ fn run(interval: u64) {
     let live: f64 = sites.iter().map(|s| s.live_bytes).sum();
     let allocated: f64 = sites.iter().map(|s| s.alloc_bytes).sum();
     assert!(samples > 100, "interval {interval}: only {samples} samples");
-    assert_eq!(live_samples, 0, "interval {interval}: sampled blocks left behind");
-    assert_eq!(live, 0.0, "interval {interval}: live estimate after freeing everything");
-    let threads: std::collections::HashSet<u32> =
-        sites.iter().flat_map(|s| s.threads.iter().map(|t| t.thread)).collect();
-    assert!(threads.len() >= THREADS, "allocations attributed to {} threads", threads.len());
+    assert_eq!(
+        live_samples, 0,
+        "interval {interval}: sampled blocks left behind"
+    );
+    assert_eq!(
+        live, 0.0,
+        "interval {interval}: live estimate after freeing everything"
+    );
+    let threads: std::collections::HashSet<u32> = sites
+        .iter()
+        .flat_map(|s| s.threads.iter().map(|t| t.thread))
+        .collect();
+    assert!(
+        threads.len() >= THREADS,
+        "allocations attributed to {} threads",
+        threads.len()
+    );
     if interval == 1 {
         assert_eq!(allocated - allocated_before, truth.alloc_bytes as f64);
     }

@@ -14,7 +14,11 @@ use std::alloc::{Layout, alloc, dealloc};
 
 const RUNS: u64 = 100;
 const SITE_T: u64 = 256;
-const NAMES: [&str; 3] = ["unbiased_site_tiny", "unbiased_site_near_t", "unbiased_site_multi_t"];
+const NAMES: [&str; 3] = [
+    "unbiased_site_tiny",
+    "unbiased_site_near_t",
+    "unbiased_site_multi_t",
+];
 
 #[inline(never)]
 fn unbiased_site_tiny(size: usize) -> *mut u8 {
@@ -48,7 +52,12 @@ fn unbiased_site_multi_t(size: usize) -> *mut u8 {
 
 /// Allocates the three sites interleaved: one near-T or multi-T object, then tiny ones, until
 /// each site reaches its byte target.
-fn allocate(t: u64, tiny: usize, seed: u64, blocks: &mut Vec<(*mut u8, usize)>) -> ([f64; 3], [f64; 3]) {
+fn allocate(
+    t: u64,
+    tiny: usize,
+    seed: u64,
+    blocks: &mut Vec<(*mut u8, usize)>,
+) -> ([f64; 3], [f64; 3]) {
     let target = (SITE_T * t) as f64;
     let mut truth = [0f64; 3];
     let mut counts = [0f64; 3];
@@ -133,20 +142,48 @@ fn check_interval(t: u64, tiny: usize) {
         }
         previous = symbolized();
         let after_free = per_site(&previous, |s| s.live_bytes);
-        assert_eq!(after_free, [0.0; 3], "T={t} run {run}: live estimates must return to zero");
+        assert_eq!(
+            after_free, [0.0; 3],
+            "T={t} run {run}: live estimates must return to zero"
+        );
     }
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
     for s in 0..3 {
         let bound = 1.2 * (t as f64 / truth_bytes[s]).sqrt();
-        for (what, errs) in [("live bytes", &live_err[s]), ("allocated bytes", &alloc_err[s])] {
+        for (what, errs) in [
+            ("live bytes", &live_err[s]),
+            ("allocated bytes", &alloc_err[s]),
+        ] {
             let (mean, sd) = mean_sd(errs);
-            eprintln!("T={t} {} {what}: mean error {:+.3}%, spread {:.3}% (bound {:.3}%)", NAMES[s], mean * 100.0, sd * 100.0, bound * 100.0);
-            assert!(mean.abs() < 0.02, "T={t} {}: {what} mean error {:+.3}%", NAMES[s], mean * 100.0);
-            assert!(sd <= bound, "T={t} {}: {what} spread {:.3}% > {:.3}%", NAMES[s], sd * 100.0, bound * 100.0);
+            eprintln!(
+                "T={t} {} {what}: mean error {:+.3}%, spread {:.3}% (bound {:.3}%)",
+                NAMES[s],
+                mean * 100.0,
+                sd * 100.0,
+                bound * 100.0
+            );
+            assert!(
+                mean.abs() < 0.02,
+                "T={t} {}: {what} mean error {:+.3}%",
+                NAMES[s],
+                mean * 100.0
+            );
+            assert!(
+                sd <= bound,
+                "T={t} {}: {what} spread {:.3}% > {:.3}%",
+                NAMES[s],
+                sd * 100.0,
+                bound * 100.0
+            );
         }
         // Object counts are unbiased too; their spread depends on the size mix, so only the mean.
         let (mean, _) = mean_sd(&count_err[s]);
-        assert!(mean.abs() < 0.03, "T={t} {}: object count mean error {:+.3}%", NAMES[s], mean * 100.0);
+        assert!(
+            mean.abs() < 0.03,
+            "T={t} {}: object count mean error {:+.3}%",
+            NAMES[s],
+            mean * 100.0
+        );
     }
 }
 
