@@ -16,7 +16,7 @@ use crate::lock::ForkMutex;
 use crate::stacks::FrameSink;
 use core::cell::RefCell;
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{
     ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder,
@@ -133,7 +133,7 @@ fn knows(unwinder: &Native, address: u64) -> bool {
 /// Called under the reentrancy guard: building allocates.
 fn current() -> Option<&'static Native> {
     let mut ptr = CURRENT.load(Ordering::Acquire);
-    let subs = unloads();
+    let subs = recent_unloads();
     // SAFETY: a published list is never freed (see `CURRENT`).
     let unloaded = !ptr.is_null() && unsafe { (*ptr).subs } != subs;
     if unloaded && REBUILDS.load(Ordering::Relaxed) >= MAX_REBUILDS {
@@ -144,6 +144,7 @@ fn current() -> Option<&'static Native> {
         || (STALE.load(Ordering::Relaxed) && REBUILDS.load(Ordering::Relaxed) < MAX_REBUILDS);
     if ptr.is_null() || stale {
         STALE.store(false, Ordering::Relaxed);
+        let subs = unloads();
         let fresh = Box::into_raw(Box::new(Objects {
             unwinder: build(),
             subs,
@@ -186,6 +187,25 @@ pub(crate) unsafe fn unlock_after_fork() {
 pub(crate) unsafe fn reinit_in_child() {
     // SAFETY: forwarded contract.
     unsafe { LOADER_GATE.reinit_in_child() }
+}
+
+/// When the loader was last asked, in coarse monotonic milliseconds, and what it said.
+static LAST_ASKED_MS: AtomicU64 = AtomicU64::new(0);
+static LAST_UNLOADS: AtomicU64 = AtomicU64::new(0);
+
+/// The loader's unload count, asked at most once per millisecond process-wide: asking costs
+/// about a microsecond (the loader walks its object list under its lock), a walk ~0.5 µs. An
+/// object unloaded and another mapped at the same address within that millisecond is the
+/// residual window in which a walk could read the old object's tables.
+fn recent_unloads() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; the coarse monotonic clock needs no privileges.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let now = (ts.tv_sec as u64).wrapping_mul(1000) + ts.tv_nsec as u64 / 1_000_000 + 1;
+    if LAST_ASKED_MS.swap(now, Ordering::Relaxed) != now {
+        LAST_UNLOADS.store(unloads(), Ordering::Relaxed);
+    }
+    LAST_UNLOADS.load(Ordering::Relaxed)
 }
 
 /// How many objects the dynamic loader has unloaded since the process started.
