@@ -1,6 +1,7 @@
 //! Fork safety: every table lock is held across `fork()` so the child inherits consistent
 //! tables and unlocked locks (DESIGN.md section 7).
 
+use crate::lock::ForkLock;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -17,36 +18,30 @@ pub(crate) fn install() {
     }
 }
 
-/// Locks in one fixed order: stacks, live blocks, thread names, the loader gate. The cold path
-/// never holds two of these at once, so this order cannot deadlock with it.
-extern "C" fn prepare() {
-    crate::stacks::lock_for_fork();
-    crate::live::lock_for_fork();
-    crate::threads::lock_for_fork();
+/// Every table lock, in one fixed order: stacks, live blocks, thread names, symbols, the
+/// loader gate.
+/// The cold path never holds two of these at once, so this order cannot deadlock with it.
+fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
+    crate::stacks::each_fork_lock(f);
+    crate::live::each_fork_lock(f);
+    crate::threads::each_fork_lock(f);
+    crate::symbolize::each_fork_lock(f);
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
-    crate::unwind_cached::lock_for_fork();
+    crate::unwind_cached::each_fork_lock(f);
+}
+
+extern "C" fn prepare() {
+    each_lock(&mut |lock| lock.lock_for_fork());
 }
 
 extern "C" fn parent() {
     // SAFETY: `prepare` took every lock on this thread just before `fork()` returned here.
-    unsafe {
-        #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
-        crate::unwind_cached::unlock_after_fork();
-        crate::threads::unlock_after_fork();
-        crate::live::unlock_after_fork();
-        crate::stacks::unlock_after_fork();
-    }
+    each_lock(&mut |lock| unsafe { lock.unlock_after_fork() });
 }
 
 extern "C" fn child() {
     // SAFETY: the child of `fork()` has exactly one thread, this one, and no guard is alive
     // (the locks were taken by `prepare`, not through guards).
-    unsafe {
-        #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
-        crate::unwind_cached::reinit_in_child();
-        crate::threads::reinit_in_child();
-        crate::live::reinit_in_child();
-        crate::stacks::reinit_in_child();
-    }
+    each_lock(&mut |lock| unsafe { lock.reinit_in_child() });
     crate::sampler::reseed_after_fork();
 }

@@ -177,26 +177,9 @@ pub(crate) fn set_max_len(n: usize) {
     MAX_LIVE.store(n.max(1), Ordering::Relaxed);
 }
 
-pub(crate) fn lock_for_fork() {
+/// Hands this module's locks to the `pthread_atfork` handlers.
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
     for shard in &TABLE {
-        shard.lock_for_fork();
-    }
-}
-
-/// # Safety
-/// Pairs with [`lock_for_fork`] on this thread.
-pub(crate) unsafe fn unlock_after_fork() {
-    for shard in &TABLE {
-        // SAFETY: forwarded contract.
-        unsafe { shard.unlock_after_fork() };
-    }
-}
-
-/// # Safety
-/// Only in the single-threaded child after `fork()`.
-pub(crate) unsafe fn reinit_in_child() {
-    for shard in &TABLE {
-        // SAFETY: forwarded contract.
-        unsafe { shard.reinit_in_child() };
+        f(shard);
     }
 }

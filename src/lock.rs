@@ -90,3 +90,33 @@ impl<T> Drop for ForkMutexGuard<'_, T> {
         unsafe { self.mutex.raw().unlock(GuardNoSend::new()) }
     }
 }
+
+/// A lock the `pthread_atfork` handlers hold across `fork()` (see `fork.rs`).
+pub(crate) trait ForkLock: Sync {
+    /// Locks without a guard, in the prepare handler.
+    fn lock_for_fork(&self);
+    /// Unlocks in the parent.
+    ///
+    /// # Safety
+    /// Must pair with one `lock_for_fork` on this thread.
+    unsafe fn unlock_after_fork(&self);
+    /// Re-creates the lock unlocked, in the child.
+    ///
+    /// # Safety
+    /// Only in the single-threaded child of `fork()`.
+    unsafe fn reinit_in_child(&self);
+}
+
+impl<T: Send> ForkLock for ForkMutex<T> {
+    fn lock_for_fork(&self) {
+        ForkMutex::lock_for_fork(self)
+    }
+    unsafe fn unlock_after_fork(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { ForkMutex::unlock_after_fork(self) }
+    }
+    unsafe fn reinit_in_child(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { ForkMutex::reinit_in_child(self) }
+    }
+}

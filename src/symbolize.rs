@@ -95,3 +95,8 @@ pub fn clear_cache() {
         c.clear();
     }
 }
+
+/// Hands the symbol cache's lock to the `pthread_atfork` handlers, so a child can symbolize.
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+    f(&CACHE);
+}

@@ -16,24 +16,6 @@ struct Entry {
 
 static REGISTRY: ForkMutex<Option<Map<u32, Entry>>> = ForkMutex::new(None);
 
-pub(crate) fn lock_for_fork() {
-    REGISTRY.lock_for_fork();
-}
-
-/// # Safety
-/// See [`ForkMutex::unlock_after_fork`].
-pub(crate) unsafe fn unlock_after_fork() {
-    // SAFETY: forwarded contract: paired with `lock_for_fork` on this thread.
-    unsafe { REGISTRY.unlock_after_fork() }
-}
-
-/// # Safety
-/// See [`ForkMutex::reinit_in_child`].
-pub(crate) unsafe fn reinit_in_child() {
-    // SAFETY: forwarded contract: single-threaded child.
-    unsafe { REGISTRY.reinit_in_child() }
-}
-
 /// Remembers the calling thread's OS name under `index`. Never allocates through the wrapper.
 pub(crate) fn register(index: u32) {
     let mut name = [0u8; 16];
@@ -88,4 +70,9 @@ pub(crate) fn name(index: u32) -> String {
         Some(e) if e.len > 0 => String::from_utf8_lossy(&e.name[..e.len as usize]).into_owned(),
         _ => format!("thread-{index}"),
     }
+}
+
+/// Hands this module's locks to the `pthread_atfork` handlers.
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+    f(&REGISTRY);
 }

@@ -171,24 +171,6 @@ fn current() -> Option<&'static Native> {
 /// inside the loader's lock at `fork()` — a child would inherit it locked and hang.
 static LOADER_GATE: ForkMutex<()> = ForkMutex::new(());
 
-pub(crate) fn lock_for_fork() {
-    LOADER_GATE.lock_for_fork();
-}
-
-/// # Safety
-/// Pairs with [`lock_for_fork`] on this thread.
-pub(crate) unsafe fn unlock_after_fork() {
-    // SAFETY: forwarded contract.
-    unsafe { LOADER_GATE.unlock_after_fork() }
-}
-
-/// # Safety
-/// Only in the single-threaded child after `fork()`.
-pub(crate) unsafe fn reinit_in_child() {
-    // SAFETY: forwarded contract.
-    unsafe { LOADER_GATE.reinit_in_child() }
-}
-
 /// When the loader was last asked, in coarse monotonic milliseconds, and what it said.
 static LAST_ASKED_MS: AtomicU64 = AtomicU64::new(0);
 static LAST_UNLOADS: AtomicU64 = AtomicU64::new(0);
@@ -198,7 +180,10 @@ static LAST_UNLOADS: AtomicU64 = AtomicU64::new(0);
 /// object unloaded and another mapped at the same address within that millisecond is the
 /// residual window in which a walk could read the old object's tables.
 fn recent_unloads() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; the coarse monotonic clock needs no privileges.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     let now = (ts.tv_sec as u64).wrapping_mul(1000) + ts.tv_nsec as u64 / 1_000_000 + 1;
@@ -314,6 +299,11 @@ fn eh_frame_address(hdr: &[u8], hdr_avma: u64) -> Option<u64> {
         _ => return None,
     };
     Some(base.wrapping_add(value as u64))
+}
+
+/// Hands the loader gate to the `pthread_atfork` handlers.
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+    f(&LOADER_GATE);
 }
 
 #[cfg(test)]
