@@ -28,6 +28,46 @@
 //! }
 //! ```
 //!
+//! [`totals()`] reads the exact totals alone, allocating nothing.
+//!
+//! ## Periodic reports from a service
+//!
+//! ```no_run
+//! # fn main() -> std::io::Result<()> {
+//! let reports = heapsampler::Reporter::new("heap-reports")
+//!     .every(std::time::Duration::from_secs(60))
+//!     .start()?; // a background thread; a final report when `reports` is dropped
+//! # drop(reports); Ok(()) }
+//! ```
+//!
+//! Every period a JSON [`Report`] (schema in `docs/report-format.md`) is written atomically as
+//! `heap-reports/heap-<pid>-<seq>.json`, with per-site live bytes, allocation rates, symbolized
+//! stacks, allocating threads and [`LeakSuspect`]s found by a [`LeakDetector`] over the last
+//! reports. Operators can do the same without a rebuild:
+//! `HEAPSAMPLER=interval=512k,dir=heap-reports,period=60s`. Renderers for pprof and
+//! flamegraphs are in [`report`]; the `heapsampler` command-line tool (feature `cli`) reads,
+//! diffs and checks report files.
+//!
+//! ## Leak checks in tests
+//!
+//! ```
+//! # #[global_allocator]
+//! # static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+//! #     heapsampler::Sampler::new(std::alloc::System);
+//! # fn main() {
+//! let check = heapsampler::LeakCheck::start(); // this thread, exactly, until finished
+//! let v: Vec<u32> = (0..100).collect();
+//! drop(v);
+//! assert!(check.allocations() >= 1);
+//! check.assert_no_leaks(); // panics with the leaking call stacks
+//! # }
+//! ```
+//!
+//! [`LeakCheck`] records every allocation of the thread that started it, whatever the sample
+//! interval, and nothing of other threads — so checks in tests running in parallel do not
+//! disturb each other. Work handed to other threads joins with [`LeakCheck::spawn`] or a
+//! [`CheckHandle`].
+//!
 //! ## How sampling works
 //!
 //! Each thread walks a Poisson process over the bytes it allocates, with mean interval `T`
