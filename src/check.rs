@@ -234,7 +234,7 @@ impl LeakCheck {
         if !self.owns_slot {
             return None;
         }
-        scopes::read(self.tag).map(to_stats)
+        scopes::read(self.tag)
     }
 
     #[track_caller]
@@ -365,7 +365,7 @@ impl LeakCheck {
         }
         report.sites = merge_same_source(std::mem::take(&mut report.sites));
         report.allowed = merge_same_source(std::mem::take(&mut report.allowed));
-        report.stats = self.retire().map(to_stats);
+        report.stats = self.retire();
         report
     }
 
@@ -446,19 +446,6 @@ impl Drop for LeakCheck {
             self.end_scope();
             self.retire();
         }
-    }
-}
-
-fn to_stats(c: Counters) -> HeapStats {
-    HeapStats {
-        allocations: c.allocations,
-        allocated_bytes: c.allocated_bytes,
-        frees: c.frees,
-        freed_bytes: c.freed_bytes,
-        live_blocks: c.live_blocks,
-        live_bytes: c.live_bytes,
-        peak_bytes: c.peak_bytes,
-        unrecorded: c.unrecorded,
     }
 }
 

@@ -34,3 +34,32 @@ pub fn alloc_bytes_in(profile: &heapsampler::Profile, function: &str) -> f64 {
         .map(|s| s.alloc_bytes)
         .sum()
 }
+
+/// The program's own allocation traffic between two [`heapsampler::totals`] readings:
+/// `(allocated bytes, allocations, freed bytes, frees)`, without the profiler's own
+/// allocations (e.g. parking_lot's bookkeeping when threads contend on a table lock), which
+/// are part of the process's heap but counted apart.
+pub fn program_traffic(before: &heapsampler::Totals, after: &heapsampler::Totals) -> [u64; 4] {
+    let d = |f: fn(&heapsampler::Totals) -> u64| f(after) - f(before);
+    [
+        d(|t| t.allocated_bytes) - d(|t| t.overhead_allocated_bytes),
+        d(|t| t.allocated_objects) - d(|t| t.overhead_allocated_objects),
+        d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes),
+        d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects),
+    ]
+}
+
+/// The `heap-*.json` report files in `dir`, sorted by name (so by pid, then sequence).
+pub fn report_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("heap-") && n.ends_with(".json")
+        })
+        .collect();
+    v.sort();
+    v
+}

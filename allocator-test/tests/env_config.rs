@@ -4,7 +4,7 @@
 //! variable is read once, at process start), running one `#[ignore]`d child test that checks
 //! the settings from the inside; the parent checks the child's stderr and the files it wrote.
 
-use allocator_test as _;
+use allocator_test::report_files;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -56,20 +56,6 @@ fn heapsampler_lines(out: &Output) -> Vec<String> {
         .filter(|l| l.starts_with("heapsampler:"))
         .map(str::to_owned)
         .collect()
-}
-
-fn report_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("heap-") && n.ends_with(".json")
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn is_child(name: &str) -> bool {

@@ -1,7 +1,7 @@
 //! At interval 1 every allocation is recorded with weight 1: per-site estimates and the
 //! process-wide totals must equal, to the byte, what the test itself computed.
 
-use allocator_test::config_lock;
+use allocator_test::{config_lock, program_traffic};
 use heapsampler::Profile;
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::sync::{Arc, Barrier};
@@ -225,26 +225,14 @@ fn exact_mode_matches_the_truth_per_site_and_in_totals() {
         truth.add(&ledger);
         all_blocks.extend(blocks.0);
     }
-    // The profiler's own allocations (e.g. parking_lot's bookkeeping when the workers contend
-    // on a table lock) are part of the process's heap, and counted apart.
-    let overhead = after.overhead_allocated_bytes - before.overhead_allocated_bytes;
     assert_eq!(
-        after.allocated_bytes - before.allocated_bytes - overhead,
-        truth.allocated_bytes
-    );
-    let overhead_objects = after.overhead_allocated_objects - before.overhead_allocated_objects;
-    assert_eq!(
-        after.allocated_objects - before.allocated_objects - overhead_objects,
-        truth.allocated_objects
-    );
-    let d = |f: fn(&heapsampler::Totals) -> u64| f(&after) - f(&before);
-    assert_eq!(
-        d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes),
-        truth.freed_bytes
-    );
-    assert_eq!(
-        d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects),
-        truth.freed_objects
+        program_traffic(&before, &after),
+        [
+            truth.allocated_bytes,
+            truth.allocated_objects,
+            truth.freed_bytes,
+            truth.freed_objects
+        ]
     );
     assert!(after.peak_live_bytes >= after.live_bytes);
 

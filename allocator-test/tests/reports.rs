@@ -1,7 +1,7 @@
 //! Periodic JSON heap reports: round trips, atomic writes, failing directories, rates,
 //! symbolization, and the reporter's own allocations.
 
-use allocator_test::config_lock;
+use allocator_test::{config_lock, report_files};
 use heapsampler::report::json::{ReportErrorKind, ReportSite};
 use heapsampler::{Report, Reporter};
 use std::path::{Path, PathBuf};
@@ -16,20 +16,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn report_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("heap-") && n.ends_with(".json")
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

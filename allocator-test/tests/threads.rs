@@ -1,7 +1,7 @@
 //! Four threads allocate and free concurrently, each freeing blocks the others allocated:
 //! nothing is lost. Totals are exact, and every sampled block's record is gone once freed.
 
-use allocator_test::config_lock;
+use allocator_test::{config_lock, program_traffic};
 use std::alloc::{Layout, alloc, dealloc};
 use std::sync::{Arc, Barrier, Mutex};
 
@@ -114,23 +114,14 @@ fn run(interval: u64) {
         truth.free_bytes += c.free_bytes;
         truth.frees += c.frees;
     }
-    let d = |f: fn(&heapsampler::Totals) -> u64| f(&after) - f(&before);
-    // `rest` itself was allocated by `mem::take`'s empty Vec (no allocation) and freed later.
     assert_eq!(
-        d(|t| t.allocated_bytes) - d(|t| t.overhead_allocated_bytes),
-        truth.alloc_bytes
-    );
-    assert_eq!(
-        d(|t| t.allocated_objects) - d(|t| t.overhead_allocated_objects),
-        truth.allocs
-    );
-    assert_eq!(
-        d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes),
-        truth.free_bytes
-    );
-    assert_eq!(
-        d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects),
-        truth.frees
+        program_traffic(&before, &after),
+        [
+            truth.alloc_bytes,
+            truth.allocs,
+            truth.free_bytes,
+            truth.frees
+        ]
     );
     assert_eq!(truth.alloc_bytes, truth.free_bytes);
 

@@ -101,18 +101,8 @@ impl Slot {
     }
 }
 
-/// A scope's counters as read at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counters {
-    pub allocations: u64,
-    pub allocated_bytes: u64,
-    pub frees: u64,
-    pub freed_bytes: u64,
-    pub live_blocks: u64,
-    pub live_bytes: u64,
-    pub peak_bytes: u64,
-    pub unrecorded: u64,
-}
+/// A scope's counters as read at one moment: the public [`HeapStats`](crate::HeapStats).
+pub(crate) type Counters = crate::HeapStats;
 
 static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 /// Generation of the next tag; tags are unique until it wraps (2^24 checks in one process).
