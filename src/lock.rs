@@ -9,6 +9,11 @@ use core::ops::{Deref, DerefMut};
 use parking_lot::lock_api::{GuardNoSend, RawMutex as _};
 
 /// A mutex over `T` whose raw lock can be re-created in a forked child.
+///
+/// Aligned to 128 bytes (two cache lines, for the adjacent-line prefetcher): the tables are
+/// arrays of these shards, and two threads working on neighbouring shards must not bounce one
+/// line between cores.
+#[repr(align(128))]
 pub(crate) struct ForkMutex<T> {
     raw: UnsafeCell<parking_lot::RawMutex>,
     data: UnsafeCell<T>,

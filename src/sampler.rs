@@ -291,7 +291,9 @@ fn charge(h: &Hot) -> i64 {
     let since_arm = h.armed.get().wrapping_sub(h.countdown.get()).max(0);
     h.alloc_pending
         .set(h.alloc_pending.get().wrapping_add(since_arm as u64));
-    if h.guard.get() > 0 {
+    // Only when there is something to add: an unconditional shared add per guard exit would
+    // bounce these lines between cores on every sample.
+    if h.guard.get() > 0 && since_arm > 0 {
         GUARDED_BYTES.fetch_add(since_arm as u64, Ordering::Relaxed);
         let objects = h.alloc_count.get().wrapping_sub(h.count_at_arm.get());
         GUARDED_OBJECTS.fetch_add(objects, Ordering::Relaxed);
@@ -308,7 +310,7 @@ fn charge(h: &Hot) -> i64 {
 fn charge_frees(h: &Hot) {
     let freed = h.free_armed.get().wrapping_sub(h.free_budget.get()).max(0) as u64;
     h.free_pending.set(h.free_pending.get().wrapping_add(freed));
-    if h.guard.get() > 0 {
+    if h.guard.get() > 0 && freed > 0 {
         GUARDED_FREED_BYTES.fetch_add(freed, Ordering::Relaxed);
         let objects = h.free_count.get().wrapping_sub(h.free_count_at_arm.get());
         GUARDED_FREED_OBJECTS.fetch_add(objects, Ordering::Relaxed);

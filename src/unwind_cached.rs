@@ -43,9 +43,54 @@ static CURRENT: AtomicPtr<Objects> = AtomicPtr::new(core::ptr::null_mut());
 static REBUILDS: AtomicUsize = AtomicUsize::new(0);
 static STALE: AtomicBool = AtomicBool::new(false);
 
+/// Stack words one walk may read and still be remembered for replay.
+const MEMO_READS: usize = 2 * MAX_WALK;
+
+/// The previous walk of this thread, to be replayed when nothing it depended on changed.
+///
+/// A walk is a pure function of its starting registers, the object list, and the stack words
+/// it read. A program allocating in a loop walks the same stack again and again: when the
+/// registers and object list are the same and every word the last walk read still holds the
+/// value it read then, the walk would yield the same return addresses, so they are replayed
+/// after checking those words (~40 loads) instead of re-running the unwind rules.
+struct Memo {
+    valid: bool,
+    sp: u64,
+    bp: u64,
+    objects: usize,
+    reads: [(u64, u64); MEMO_READS],
+    n_reads: usize,
+    frames: [usize; MAX_WALK],
+    n_frames: usize,
+}
+
+/// Per-thread unwinding state: framehop's rule cache and the replay memo (~20 KiB, boxed).
+struct ThreadState {
+    cache: Cache,
+    memo: Memo,
+}
+
+impl ThreadState {
+    fn new() -> Self {
+        ThreadState {
+            cache: Cache::new_in(),
+            memo: Memo {
+                valid: false,
+                sp: 0,
+                bp: 0,
+                objects: 0,
+                reads: [(0, 0); MEMO_READS],
+                n_reads: 0,
+                frames: [0; MAX_WALK],
+                n_frames: 0,
+            },
+        }
+    }
+}
+
 thread_local! {
-    /// This thread's rule cache (about 12 KiB), created on its first exact capture.
-    static CACHE: RefCell<Option<Box<Cache>>> = const { RefCell::new(None) };
+    /// This thread's rule cache and memo, created on its first capture.
+    static CACHE: RefCell<Option<Box<ThreadState>>> = const { RefCell::new(None) };
 }
 
 /// Feeds the calling thread's return addresses, innermost first, to `sink`. `false` (nothing
@@ -76,21 +121,49 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
     let Some(unwinder) = current() else {
         return false;
     };
-    let mut read_stack = |addr: u64| -> Result<u64, ()> {
-        let a = addr as usize;
-        if a >= lo && a <= hi - 8 && a.is_multiple_of(8) {
-            // SAFETY: `a` is 8-byte aligned and inside the calling thread's stack between its
-            // current stack pointer and its top, which is mapped and readable.
-            Ok(unsafe { (a as *const u64).read() })
-        } else {
-            Err(())
-        }
-    };
+    let in_stack = |a: usize| a >= lo && a <= hi - 8 && a.is_multiple_of(8);
+    let objects = unwinder as *const Native as usize;
     let walked = CACHE.try_with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return false;
         };
-        let cache = slot.get_or_insert_with(|| Box::new(Cache::new_in()));
+        let state = slot.get_or_insert_with(|| Box::new(ThreadState::new()));
+        let ThreadState { cache, memo } = &mut **state;
+        if memo.valid && memo.sp == sp && memo.bp == bp && memo.objects == objects {
+            let unchanged = memo.reads[..memo.n_reads].iter().all(|&(a, v)| {
+                // SAFETY: as in `read_stack` below: aligned, inside this thread's live stack.
+                in_stack(a as usize) && unsafe { (a as *const u64).read() } == v
+            });
+            if unchanged {
+                for &ra in &memo.frames[..memo.n_frames] {
+                    if !sink.push(ra) {
+                        break;
+                    }
+                }
+                return true;
+            }
+        }
+        memo.valid = true;
+        memo.n_reads = 0;
+        memo.n_frames = 0;
+        let (reads, n_reads, memo_valid) = (&mut memo.reads, &mut memo.n_reads, &mut memo.valid);
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let a = addr as usize;
+            if in_stack(a) {
+                // SAFETY: `a` is 8-byte aligned and inside the calling thread's stack between
+                // its current stack pointer and its top, which is mapped and readable.
+                let v = unsafe { (a as *const u64).read() };
+                if *n_reads < MEMO_READS {
+                    reads[*n_reads] = (addr, v);
+                    *n_reads += 1;
+                } else {
+                    *memo_valid = false;
+                }
+                Ok(v)
+            } else {
+                Err(())
+            }
+        };
         let mut frames = unwinder.iter_frames(
             pc,
             UnwindRegsX86_64::new(pc, sp, bp),
@@ -99,11 +172,17 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
         );
         let mut last = 0;
         let mut complete = false;
+        let mut yielded = [0usize; MAX_WALK];
+        let mut n_yielded = 0;
         for _ in 0..MAX_WALK {
             match frames.next() {
                 Ok(Some(FrameAddress::InstructionPointer(_))) => {}
                 Ok(Some(FrameAddress::ReturnAddress(ra))) => {
                     last = ra.get();
+                    if n_yielded < MAX_WALK {
+                        yielded[n_yielded] = last as usize;
+                        n_yielded += 1;
+                    }
                     if !sink.push(last as usize) {
                         complete = true;
                         break;
@@ -116,8 +195,14 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
                 Err(_) => break,
             }
         }
+        memo.frames = yielded;
+        memo.n_frames = n_yielded;
+        memo.sp = sp;
+        memo.bp = bp;
+        memo.objects = objects;
         if !complete && last != 0 && !knows(unwinder, last) {
             STALE.store(true, Ordering::Relaxed);
+            memo.valid = false;
         }
         true
     });
