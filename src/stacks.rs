@@ -27,7 +27,6 @@ pub type StackId = u32;
 
 static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS);
 static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
-static SAMPLES: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static EVICTED: AtomicU64 = AtomicU64::new(0);
 
@@ -114,6 +113,8 @@ struct Shard {
     index: hashbrown::HashTable<StackId, TableAlloc>,
     sites: Map<StackId, Site>,
     next: u32,
+    /// Samples recorded into this shard since the process started.
+    samples: u64,
 }
 
 impl Shard {
@@ -122,6 +123,7 @@ impl Shard {
             index: hashbrown::HashTable::new_in(TableAlloc),
             sites: new_map(),
             next: 1,
+            samples: 0,
         }
     }
 }
@@ -311,7 +313,7 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
     let shard_index = shard_of_hash(hash);
     let mut guard = TABLE[shard_index].lock();
     let shard = guard.get_or_insert_with(Shard::new);
-    let Shard { index, sites, next } = shard;
+    let Shard { index, sites, next, samples } = shard;
     let found = index
         .find(hash, |id| {
             sites.get(id).is_some_and(|s| s.frames[..] == *frames)
@@ -351,7 +353,9 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
     if let Some(site) = sites.get_mut(&id) {
         site.sums.add(sample);
     }
-    SAMPLES.fetch_add(1, Ordering::Relaxed);
+    // Counted in the shard, under the lock already held: a process-wide counter here would
+    // bounce between cores on every sample.
+    *samples += 1;
     Some(id)
 }
 
@@ -441,7 +445,7 @@ pub(crate) struct StackStats {
 
 pub(crate) fn stats() -> StackStats {
     StackStats {
-        samples: SAMPLES.load(Ordering::Relaxed),
+        samples: TABLE.iter().map(|t| t.lock().as_ref().map_or(0, |s| s.samples)).sum(),
         dropped: DROPPED.load(Ordering::Relaxed),
         stacks: STACK_COUNT.load(Ordering::Relaxed) as u64,
         evicted: EVICTED.load(Ordering::Relaxed),
