@@ -35,8 +35,35 @@ fn fast_path(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("sampler_512k", size), &layout, |b, &l| {
             b.iter(|| pair(&SAMPLER, l))
         });
+        // Sampling off: the bare fast path (countdowns, batched totals, the free-path test),
+        // without the amortised cost of samples.
+        g.bench_with_input(BenchmarkId::new("sampler_off", size), &layout, |b, &l| {
+            heapsampler::set_sample_interval(0);
+            b.iter(|| pair(&SAMPLER, l));
+            heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+        });
     }
     g.finish();
+}
+
+/// The same pair with a `Reporter` running (asleep between reports, as in production), to show
+/// the reporter costs allocation nothing between reports.
+fn with_reporter(c: &mut Criterion) {
+    heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    let dir = std::env::temp_dir().join(format!("heapsampler-bench-{}", std::process::id()));
+    let layout = Layout::from_size_align(256, 8).unwrap();
+    let mut g = c.benchmark_group("alloc_free_pair_256_reporter");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("no_reporter", |b| b.iter(|| pair(&SAMPLER, layout)));
+    let reporter = heapsampler::Reporter::new(&dir)
+        .every(Duration::from_secs(3600))
+        .start()
+        .expect("start the reporter");
+    g.bench_function("reporter_running", |b| b.iter(|| pair(&SAMPLER, layout)));
+    g.finish();
+    drop(reporter);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Recurses to `depth` frames, then runs `f` there, so stacks are ~`depth` deep.
@@ -67,5 +94,5 @@ fn cold_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fast_path, cold_path);
+criterion_group!(benches, fast_path, with_reporter, cold_path);
 criterion_main!(benches);

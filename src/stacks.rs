@@ -313,7 +313,12 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
     let shard_index = shard_of_hash(hash);
     let mut guard = TABLE[shard_index].lock();
     let shard = guard.get_or_insert_with(Shard::new);
-    let Shard { index, sites, next, samples } = shard;
+    let Shard {
+        index,
+        sites,
+        next,
+        samples,
+    } = shard;
     let found = index
         .find(hash, |id| {
             sites.get(id).is_some_and(|s| s.frames[..] == *frames)
@@ -445,7 +450,10 @@ pub(crate) struct StackStats {
 
 pub(crate) fn stats() -> StackStats {
     StackStats {
-        samples: TABLE.iter().map(|t| t.lock().as_ref().map_or(0, |s| s.samples)).sum(),
+        samples: TABLE
+            .iter()
+            .map(|t| t.lock().as_ref().map_or(0, |s| s.samples))
+            .sum(),
         dropped: DROPPED.load(Ordering::Relaxed),
         stacks: STACK_COUNT.load(Ordering::Relaxed) as u64,
         evicted: EVICTED.load(Ordering::Relaxed),
