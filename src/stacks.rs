@@ -471,3 +471,55 @@ pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLoc
         f(shard);
     }
 }
+
+/// Checks a stack walker against the system unwinder (for the walkers' unit tests).
+#[cfg(test)]
+pub(crate) mod walker_check {
+    use super::{FrameSink, MAX_STACK_DEPTH};
+
+    /// Return addresses from `walk` and from libgcc, taken in one function.
+    #[inline(never)]
+    fn both_walks(walk: fn(&mut FrameSink<'_>) -> bool) -> (Vec<usize>, Vec<usize>) {
+        let mut buf = [0usize; MAX_STACK_DEPTH];
+        let own = [0usize; 4];
+        let mut sink = FrameSink::new(&mut buf, &own);
+        assert!(walk(&mut sink));
+        let n = sink.finish();
+        let walked = buf[..n].to_vec();
+        let mut system = Vec::new();
+        backtrace::trace(|f| {
+            system.push(f.ip() as usize);
+            true
+        });
+        (walked, system)
+    }
+
+    #[inline(never)]
+    fn nested(depth: usize, walk: fn(&mut FrameSink<'_>) -> bool) -> (Vec<usize>, Vec<usize>) {
+        let r = if depth == 0 {
+            both_walks(walk)
+        } else {
+            nested(depth - 1, walk)
+        };
+        core::hint::black_box(depth);
+        r
+    }
+
+    /// Walks 12 frames deep with `walk` and with libgcc; from their first common frame on, at
+    /// least `min_common` return addresses must agree.
+    pub(crate) fn agrees_with_the_system_unwinder(
+        walk: fn(&mut FrameSink<'_>) -> bool,
+        min_common: usize,
+    ) {
+        let (walked, system) = nested(12, walk);
+        let start = walked
+            .iter()
+            .position(|a| system.contains(a))
+            .expect("a common frame");
+        let common = &walked[start..];
+        let at = system.iter().position(|a| *a == common[0]).unwrap();
+        let n = common.len().min(system.len() - at);
+        assert!(n >= min_common, "{walked:x?}\n{system:x?}");
+        assert_eq!(common[..n], system[at..at + n], "{walked:x?}\n{system:x?}");
+    }
+}

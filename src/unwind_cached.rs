@@ -402,51 +402,11 @@ mod tests {
         assert!(knows(&unwinder, here));
     }
 
-    /// Return addresses from this unwinder and from libgcc, taken in the same function.
-    #[inline(never)]
-    fn both_walks() -> (Vec<usize>, Vec<usize>) {
-        let mut buf = [0usize; crate::stacks::MAX_STACK_DEPTH];
-        let own = [0usize; 4];
-        let mut sink = FrameSink::new(&mut buf, &own);
-        let prev = crate::sampler::enter_scope(7);
-        let walked = walk(&mut sink);
-        crate::sampler::leave_scope(prev);
-        assert!(walked);
-        let n = sink.finish();
-        let cached = buf[..n].to_vec();
-        let mut system = Vec::new();
-        backtrace::trace(|f| {
-            system.push(f.ip() as usize);
-            true
-        });
-        (cached, system)
-    }
-
-    #[inline(never)]
-    fn nested(depth: usize) -> (Vec<usize>, Vec<usize>) {
-        let r = if depth == 0 {
-            both_walks()
-        } else {
-            nested(depth - 1)
-        };
-        core::hint::black_box(depth);
-        r
-    }
-
     #[test]
     fn same_stack_as_the_system_unwinder() {
+        // Three times: the later walks are served from the rule cache and the replay memo.
         for _ in 0..3 {
-            // Run twice: the second walk is served from the rule cache.
-            let (cached, system) = nested(12);
-            let start = cached
-                .iter()
-                .position(|a| system.contains(a))
-                .expect("a common frame");
-            let common = &cached[start..];
-            let at = system.iter().position(|a| *a == common[0]).unwrap();
-            let n = common.len().min(system.len() - at);
-            assert!(n >= 14, "{cached:x?}\n{system:x?}");
-            assert_eq!(common[..n], system[at..at + n], "{cached:x?}\n{system:x?}");
+            crate::stacks::walker_check::agrees_with_the_system_unwinder(walk, 14);
         }
     }
 

@@ -59,48 +59,9 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// Return addresses from the frame-pointer walk and from libgcc, taken in one function.
-    #[inline(never)]
-    fn both_walks() -> (Vec<usize>, Vec<usize>) {
-        let mut buf = [0usize; crate::stacks::MAX_STACK_DEPTH];
-        let own = [0usize; 4];
-        let mut sink = FrameSink::new(&mut buf, &own);
-        assert!(walk(&mut sink));
-        let n = sink.finish();
-        let fp = buf[..n].to_vec();
-        let mut system = Vec::new();
-        backtrace::trace(|f| {
-            system.push(f.ip() as usize);
-            true
-        });
-        (fp, system)
-    }
-
-    #[inline(never)]
-    fn nested(depth: usize) -> (Vec<usize>, Vec<usize>) {
-        let r = if depth == 0 {
-            both_walks()
-        } else {
-            nested(depth - 1)
-        };
-        core::hint::black_box(depth);
-        r
-    }
-
     #[test]
     fn same_frames_as_the_system_unwinder_where_frame_pointers_exist() {
-        let (fp, system) = nested(12);
-        let start = fp
-            .iter()
-            .position(|a| system.contains(a))
-            .expect("a common frame");
-        let common = &fp[start..];
-        let at = system.iter().position(|a| *a == common[0]).unwrap();
         // At least the recursion; the walk may stop early in code without frame pointers.
-        let n = common.len().min(system.len() - at);
-        assert!(n >= 12, "{fp:x?}\n{system:x?}");
-        assert_eq!(common[..n], system[at..at + n], "{fp:x?}\n{system:x?}");
+        crate::stacks::walker_check::agrees_with_the_system_unwinder(super::walk, 12);
     }
 }
