@@ -105,28 +105,20 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             unsafe { this.inner_alloc(layout, zeroed) }
         };
-        if !live::reserve() {
-            return plain(self);
-        }
         let block_layout = if info.exact {
             layout
         } else {
             match layout.align_to(PAGE) {
                 Ok(l) => l,
-                Err(_) => {
-                    live::unreserve();
-                    return plain(self);
-                }
+                Err(_) => return plain(self),
             }
         };
         // SAFETY: `block_layout` has the caller's non-zero size and a valid, larger alignment.
         let block = unsafe { self.inner_alloc(block_layout, zeroed) };
         if block.is_null() {
-            live::unreserve();
             return block;
         }
         let Some(stack) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info) else {
-            live::unreserve();
             // SAFETY: `block` was just allocated from the inner allocator with `block_layout`.
             unsafe { self.inner.dealloc(block, block_layout) };
             return plain(self);

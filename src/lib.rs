@@ -145,7 +145,9 @@ pub use totals::{Totals, totals};
 pub struct Limits {
     /// Distinct call stacks held at once (default [`DEFAULT_MAX_STACKS`]).
     pub max_stacks: usize,
-    /// Live sampled blocks held at once (default [`DEFAULT_MAX_LIVE_SAMPLES`]).
+    /// Live sampled blocks held at once (default [`DEFAULT_MAX_LIVE_SAMPLES`]). The bound is
+    /// split evenly over the live table's 64 shards, so a shard can fill up before the total
+    /// reaches it (blocks hash evenly, so only slightly before).
     pub max_live_samples: usize,
 }
 

@@ -32,8 +32,6 @@ struct Padded(AtomicUsize);
 
 /// Live records whose address is not page-aligned.
 static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
-/// Live records plus reservations.
-static RESERVED: AtomicUsize = AtomicUsize::new(0);
 static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
 
 const FILTER_BITS: u32 = 16;
@@ -80,22 +78,9 @@ pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
         && filter_slot(p).load(Ordering::Relaxed) != 0
 }
 
-/// Reserves room for one record; `false` when the table is full.
-pub(crate) fn reserve() -> bool {
-    let max = MAX_LIVE.load(Ordering::Relaxed);
-    if RESERVED.fetch_add(1, Ordering::Relaxed) >= max {
-        RESERVED.fetch_sub(1, Ordering::Relaxed);
-        return false;
-    }
-    true
-}
-
-pub(crate) fn unreserve() {
-    RESERVED.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// Inserts a record under a reservation. `false` (reservation released) if the shard could
-/// not grow. Must run before `ptr` is handed to the program.
+/// Inserts a record. `false` if its shard is full (the bound is split evenly over the shards,
+/// so it is checked under the shard's own lock, with no process-wide counter to bounce between
+/// cores) or could not grow. Must run before `ptr` is handed to the program.
 pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     let unaligned = (ptr as usize) & (PAGE - 1) != 0;
     // Both counts are raised before the pointer escapes, so any later free of it (on any
@@ -106,13 +91,13 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     filter_slot(ptr as usize).fetch_add(1, Ordering::SeqCst);
     let mut guard = shard(ptr as usize).lock();
     let map = guard.get_or_insert_with(new_map);
-    if map.try_reserve(1).is_err() {
+    let per_shard = (MAX_LIVE.load(Ordering::Relaxed) / SHARDS).max(1);
+    if map.len() >= per_shard || map.try_reserve(1).is_err() {
         drop(guard);
         filter_slot(ptr as usize).fetch_sub(1, Ordering::Relaxed);
         if unaligned {
             UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
         }
-        unreserve();
         return false;
     }
     map.insert(ptr as usize, record);
@@ -130,7 +115,6 @@ pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
     if (ptr as usize) & (PAGE - 1) != 0 {
         UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
     }
-    unreserve();
     Some(record)
 }
 
