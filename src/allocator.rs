@@ -118,7 +118,8 @@ impl<A: GlobalAlloc> Sampler<A> {
         if block.is_null() {
             return block;
         }
-        let Some(stack) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info) else {
+        let Some((stack, site)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
+        else {
             // SAFETY: `block` was just allocated from the inner allocator with `block_layout`.
             unsafe { self.inner.dealloc(block, block_layout) };
             return plain(self);
@@ -127,10 +128,11 @@ impl<A: GlobalAlloc> Sampler<A> {
             size: block_layout.size(),
             align: block_layout.align(),
             stack,
+            site,
             sample: info,
         };
         if !live::insert(block, record) {
-            stacks::release(stack, &info);
+            stacks::release(site, &info);
             // SAFETY: as above; the block was never handed out.
             unsafe { self.inner.dealloc(block, block_layout) };
             return plain(self);
@@ -150,7 +152,7 @@ impl<A: GlobalAlloc> Sampler<A> {
             let Some(record) = live::remove(ptr) else {
                 return false;
             };
-            stacks::release(record.stack, &record.sample);
+            stacks::release(record.site, &record.sample);
             if record.sample.tag != 0 {
                 check::scopes::on_free(record.sample.tag, record.size);
             }

@@ -50,6 +50,8 @@ pub(crate) struct LiveRecord {
     pub size: usize,
     pub align: usize,
     pub stack: StackId,
+    /// Where the sample's live weights were added, to take them off on free.
+    pub site: crate::stacks::SiteRef,
     pub sample: SampleInfo,
 }
 

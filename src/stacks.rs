@@ -9,6 +9,7 @@ use crate::internal_alloc::{Map, TableAlloc, TableVec, new_map};
 use crate::lock::ForkMutex;
 use crate::sampler::SampleInfo;
 use core::hash::BuildHasher;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The deepest stack recorded; deeper stacks keep their innermost frames.
@@ -51,31 +52,21 @@ pub(crate) struct SiteSums {
 }
 
 impl SiteSums {
-    fn add(&mut self, s: &SampleInfo) {
+    /// Adds a sample's allocation-side weights; returns the thread-share slot it went to.
+    fn add_alloc(&mut self, s: &SampleInfo) -> u8 {
         let (c, b) = (s.w_count as u128, s.w_bytes as u128);
         self.alloc_count += c;
         self.alloc_bytes += b;
-        self.live_count += c;
-        self.live_bytes += b;
         self.samples += 1;
-        self.live_samples += 1;
-        let share = self.share(s.thread);
-        share.alloc_bytes += b;
-        share.live_bytes += b;
+        let slot = self.slot_of(s.thread);
+        self.threads[slot].alloc_bytes += b;
+        slot as u8
     }
 
-    fn remove_live(&mut self, s: &SampleInfo) {
-        let (c, b) = (s.w_count as u128, s.w_bytes as u128);
-        self.live_count = self.live_count.saturating_sub(c);
-        self.live_bytes = self.live_bytes.saturating_sub(b);
-        self.live_samples = self.live_samples.saturating_sub(1);
-        let share = self.share(s.thread);
-        share.live_bytes = share.live_bytes.saturating_sub(b);
-    }
-
-    fn share(&mut self, thread: u32) -> &mut ThreadShare {
+    /// The thread's share slot, claimed if new; the last slot collects all further threads.
+    fn slot_of(&mut self, thread: u32) -> usize {
         let n = self.n_threads as usize;
-        let slot = match self.threads[..n].iter().position(|t| t.thread == thread) {
+        match self.threads[..n].iter().position(|t| t.thread == thread) {
             Some(i) => i,
             None if n < SITE_THREADS - 1 => {
                 self.n_threads += 1;
@@ -96,22 +87,52 @@ impl SiteSums {
                 }
                 last
             }
-        };
-        &mut self.threads[slot]
+        }
     }
 }
+
+/// The live half of a site's sums. A free subtracts from it without the shard lock (see
+/// [`release`]): two threads freeing blocks of one site would otherwise contend on that lock.
+/// Fixed point like the rest; a site's live bytes stay far below 2^48.
+#[derive(Default)]
+struct LiveSums {
+    count: AtomicU64,
+    bytes: AtomicU64,
+    samples: AtomicU64,
+    thread_bytes: [AtomicU64; SITE_THREADS],
+}
+
+/// Where a live sample's weights went: the site (stable in memory, see [`release`]) and its
+/// thread-share slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SiteRef {
+    site: NonNull<Site>,
+    slot: u8,
+}
+
+// SAFETY: a `SiteRef` only reaches the site's atomic live sums; the site outlives every live
+// record that holds the reference (see `release`).
+unsafe impl Send for SiteRef {}
+// SAFETY: as above: shared access is to atomics only.
+unsafe impl Sync for SiteRef {}
 
 struct Site {
     hash: u64,
     frames: TableVec<usize>,
+    /// Allocation-side sums and thread slots; changed under the shard lock. Its live fields
+    /// stay zero: the live sums are in `live`.
     sums: SiteSums,
+    live: LiveSums,
     /// `sums.samples` at the previous collection; unchanged and nothing live means evictable.
     samples_at_collect: u64,
 }
 
+/// Boxed so a site never moves: live records point at its live sums.
+type SiteBox = allocator_api2::boxed::Box<Site, TableAlloc>;
+
 struct Shard {
     index: hashbrown::HashTable<StackId, TableAlloc>,
-    sites: Map<StackId, Site>,
+    sites: Map<StackId, SiteBox>,
     next: u32,
     /// Samples recorded into this shard since the process started.
     samples: u64,
@@ -308,7 +329,7 @@ pub(crate) fn function_entry(ip: usize) -> usize {
 
 /// Interns `frames` and adds the sample's weights to its site. `None` when the stack table is
 /// full (or out of memory): the caller drops the sample.
-pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
+pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, SiteRef)> {
     let hash = hash_frames(frames);
     let shard_index = shard_of_hash(hash);
     let mut guard = TABLE[shard_index].lock();
@@ -341,35 +362,45 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<StackId> {
                 .ok()?;
             let id = (*next << SHARD_BITS) | shard_index as u32;
             *next += 1;
-            sites.insert(
-                id,
-                Site {
-                    hash,
-                    frames: copy,
-                    sums: SiteSums::default(),
-                    samples_at_collect: 0,
-                },
-            );
+            let site = Site {
+                hash,
+                frames: copy,
+                sums: SiteSums::default(),
+                live: LiveSums::default(),
+                samples_at_collect: 0,
+            };
+            let site = SiteBox::try_new_in(site, TableAlloc).ok()?;
+            sites.insert(id, site);
             index.insert_unique(hash, id, |id| sites.get(id).map_or(0, |s| s.hash));
             STACK_COUNT.fetch_add(1, Ordering::Relaxed);
             id
         }
     };
-    if let Some(site) = sites.get_mut(&id) {
-        site.sums.add(sample);
-    }
+    let site = sites.get_mut(&id)?;
+    let slot = site.sums.add_alloc(sample);
+    let live = &site.live;
+    live.thread_bytes[slot as usize].fetch_add(sample.w_bytes, Ordering::Relaxed);
+    live.bytes.fetch_add(sample.w_bytes, Ordering::Relaxed);
+    live.count.fetch_add(sample.w_count, Ordering::Relaxed);
+    live.samples.fetch_add(1, Ordering::Relaxed);
     // Counted in the shard, under the lock already held: a process-wide counter here would
     // bounce between cores on every sample.
     *samples += 1;
-    Some(id)
+    let site = NonNull::from(&**site);
+    Some((id, SiteRef { site, slot }))
 }
 
-/// Removes a freed sample's weights from its site's live sums.
-pub(crate) fn release(stack: StackId, sample: &SampleInfo) {
-    let mut guard = TABLE[shard_of_id(stack)].lock();
-    if let Some(site) = guard.as_mut().and_then(|s| s.sites.get_mut(&stack)) {
-        site.sums.remove_live(sample);
-    }
+/// Removes a freed sample's weights from its site's live sums, without any lock.
+pub(crate) fn release(site: SiteRef, sample: &SampleInfo) {
+    // SAFETY: a site is freed only by eviction in `collect`, under its shard lock, after it
+    // read a live sample count of 0 (Acquire). This sample keeps the count at 1 or more until
+    // the last (Release) subtraction below, after which the site is not touched again.
+    let live = unsafe { &site.site.as_ref().live };
+    live.thread_bytes[site.slot as usize % SITE_THREADS]
+        .fetch_sub(sample.w_bytes, Ordering::Relaxed);
+    live.bytes.fetch_sub(sample.w_bytes, Ordering::Relaxed);
+    live.count.fetch_sub(sample.w_count, Ordering::Relaxed);
+    live.samples.fetch_sub(1, Ordering::Release);
 }
 
 /// Appends the raw return addresses of stack `id` to `out` (nothing if it was evicted or
@@ -409,7 +440,8 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
         if evict {
             let mut evicted = 0;
             sites.retain(|_, s| {
-                let dead = s.sums.live_samples == 0 && s.sums.samples == s.samples_at_collect;
+                let dead = s.live.samples.load(Ordering::Acquire) == 0
+                    && s.sums.samples == s.samples_at_collect;
                 evicted += dead as usize;
                 !dead
             });
@@ -429,11 +461,14 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
                 continue;
             }
             frames.extend_from_slice(&site.frames);
-            out.push(SiteCopy {
-                id,
-                frames,
-                sums: site.sums,
-            });
+            let mut sums = site.sums;
+            sums.live_count = site.live.count.load(Ordering::Relaxed) as u128;
+            sums.live_bytes = site.live.bytes.load(Ordering::Relaxed) as u128;
+            sums.live_samples = site.live.samples.load(Ordering::Relaxed);
+            for (share, live) in sums.threads.iter_mut().zip(&site.live.thread_bytes) {
+                share.live_bytes = live.load(Ordering::Relaxed) as u128;
+            }
+            out.push(SiteCopy { id, frames, sums });
         }
     }
     out
