@@ -59,35 +59,34 @@ impl SiteSums {
         self.alloc_bytes += b;
         self.samples += 1;
         let slot = self.slot_of(s.thread);
-        self.threads[slot].alloc_bytes += b;
+        if let Some(share) = self.threads.get_mut(slot) {
+            share.alloc_bytes += b;
+        }
         slot as u8
     }
 
     /// The thread's share slot, claimed if new; the last slot collects all further threads.
+    /// (No indexing that could panic: this runs inside the allocator.)
     fn slot_of(&mut self, thread: u32) -> usize {
-        let n = self.n_threads as usize;
-        match self.threads[..n].iter().position(|t| t.thread == thread) {
-            Some(i) => i,
-            None if n < SITE_THREADS - 1 => {
-                self.n_threads += 1;
-                self.threads[n] = ThreadShare {
-                    thread,
-                    ..Default::default()
-                };
-                n
-            }
-            None => {
-                let last = SITE_THREADS - 1;
-                if n == last {
-                    self.n_threads += 1;
-                    self.threads[last] = ThreadShare {
-                        thread: OTHER_THREADS,
-                        ..Default::default()
-                    };
-                }
-                last
-            }
+        let n = (self.n_threads as usize).min(SITE_THREADS);
+        if let Some(i) = self.threads.iter().take(n).position(|t| t.thread == thread) {
+            return i;
         }
+        let (slot, owner) = if n < SITE_THREADS - 1 {
+            (n, thread)
+        } else {
+            (SITE_THREADS - 1, OTHER_THREADS)
+        };
+        if slot == n
+            && let Some(share) = self.threads.get_mut(slot)
+        {
+            *share = ThreadShare {
+                thread: owner,
+                ..Default::default()
+            };
+            self.n_threads += 1;
+        }
+        slot
     }
 }
 
@@ -255,7 +254,9 @@ impl<'a> FrameSink<'a> {
                 self.seen += 1;
                 return self.keep(ip);
             }
-            self.head[self.seen] = ip;
+            if let Some(slot) = self.head.get_mut(self.seen) {
+                *slot = ip;
+            }
             self.seen += 1;
             return true;
         }
@@ -271,8 +272,8 @@ impl<'a> FrameSink<'a> {
     }
 
     fn keep(&mut self, ip: usize) -> bool {
-        if self.depth < MAX_STACK_DEPTH {
-            self.buf[self.depth] = ip;
+        if let Some(slot) = self.buf.get_mut(self.depth) {
+            *slot = ip;
             self.depth += 1;
         }
         self.depth < MAX_STACK_DEPTH
@@ -286,11 +287,10 @@ impl<'a> FrameSink<'a> {
         // A short stack that never left the allocator's frames, or had none of them.
         let from = self.last_own.map_or(0, |i| i + 1);
         let mut depth = 0;
-        for &h in &self.head[from.min(self.seen)..self.seen] {
-            if depth < MAX_STACK_DEPTH {
-                self.buf[depth] = h;
-                depth += 1;
-            }
+        let head = self.head.iter().take(self.seen).skip(from);
+        for (slot, &h) in self.buf.iter_mut().zip(head) {
+            *slot = h;
+            depth += 1;
         }
         depth
     }

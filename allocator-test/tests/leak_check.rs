@@ -1,19 +1,11 @@
 //! `LeakCheck` behaviour: threads, frees from other threads, realloc, the check's own
 //! bookkeeping, nesting, allow-lists, heap counters, the failure message.
 
-use allocator_test::config_lock;
+use allocator_test::{config_lock, panic_message};
 use heapsampler::{CheckHandle, LeakCheck, LeakReport};
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Barrier, OnceLock, mpsc};
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
 
 #[inline(never)]
 fn leak_bytes(n: usize) {

@@ -4,7 +4,7 @@
 //! must name the helper. A noise thread outside every check allocates, frees and leaks all the
 //! while: it must not show up in any check.
 
-use allocator_test as _;
+use allocator_test::panic_message;
 use heapsampler::LeakCheck;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -81,14 +81,6 @@ fn clean_test(seed: u64) {
     let stats = report.stats.expect("counters");
     assert_eq!(stats.allocations, stats.frees);
     assert_eq!(stats.allocated_bytes, stats.freed_bytes);
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 #[test]
