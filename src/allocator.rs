@@ -2,6 +2,7 @@
 
 use crate::check;
 use crate::live::{self, LiveRecord, PAGE};
+use crate::pages;
 use crate::sampler::{self, Decision, SampleInfo};
 use crate::stacks::{self, MAX_STACK_DEPTH};
 use core::alloc::{GlobalAlloc, Layout};
@@ -105,7 +106,16 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             unsafe { this.inner_alloc(layout, zeroed) }
         };
-        let block_layout = if info.exact {
+        // A sampled block is handed out page-aligned: small ones take whole pages from the
+        // profiler's pool (the inner allocator is left undisturbed, see `pages`), larger ones
+        // are asked of the inner allocator with page alignment. Exact records keep their
+        // layout: a page each would be ruinous.
+        let pool = if info.exact {
+            None
+        } else {
+            pages::class_for(layout)
+        };
+        let block_layout = if info.exact || pool.is_some() {
             layout
         } else {
             match layout.align_to(PAGE) {
@@ -113,28 +123,46 @@ impl<A: GlobalAlloc> Sampler<A> {
                 Err(_) => return plain(self),
             }
         };
-        // SAFETY: `block_layout` has the caller's non-zero size and a valid, larger alignment.
-        let block = unsafe { self.inner_alloc(block_layout, zeroed) };
+        let block = match pool {
+            Some(class) => {
+                let block = pages::alloc(class);
+                if block.is_null() {
+                    return plain(self);
+                }
+                if zeroed {
+                    // SAFETY: the block is at least `layout.size()` bytes, mapped and ours.
+                    unsafe { block.write_bytes(0, layout.size()) };
+                }
+                block
+            }
+            // SAFETY: `block_layout` has the caller's non-zero size and a valid alignment.
+            None => unsafe { self.inner_alloc(block_layout, zeroed) },
+        };
         if block.is_null() {
             return block;
         }
+        let give_back = |this: &Self| match pool {
+            // SAFETY: the block came from `pages::alloc(class)` and was never handed out.
+            Some(class) => unsafe { pages::free(block, class) },
+            // SAFETY: the block came from the inner allocator with `block_layout`, unused.
+            None => unsafe { this.inner.dealloc(block, block_layout) },
+        };
         let Some((stack, site)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
         else {
-            // SAFETY: `block` was just allocated from the inner allocator with `block_layout`.
-            unsafe { self.inner.dealloc(block, block_layout) };
+            give_back(self);
             return plain(self);
         };
         let record = LiveRecord {
             size: block_layout.size(),
             align: block_layout.align(),
+            pool: pool.map_or(0, |class| class + 1),
             stack,
             site,
             sample: info,
         };
         if !live::insert(block, record) {
             stacks::release(site, &info);
-            // SAFETY: as above; the block was never handed out.
-            unsafe { self.inner.dealloc(block, block_layout) };
+            give_back(self);
             return plain(self);
         }
         if info.tag != 0 {
@@ -147,6 +175,12 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_tracked(&self, ptr: *mut u8, layout: Layout) -> bool {
+        if sampler::forking() {
+            // This thread holds every table lock (inside `fork()`): the block may be tracked and
+            // cannot be looked up, so it is left allocated. Only a free inside the fork
+            // handlers' window can land here.
+            return true;
+        }
         let record = {
             let _guard = sampler::enter_guard();
             let Some(record) = live::remove(ptr) else {
@@ -160,8 +194,12 @@ impl<A: GlobalAlloc> Sampler<A> {
         };
         // Outside the guard: this free is the program's, not the profiler's.
         sampler::free_fast(layout.size());
-        // SAFETY: the record holds the layout this block was allocated with from `inner`.
-        unsafe { self.inner.dealloc(ptr, record.layout()) };
+        match record.pool {
+            // SAFETY: the record holds the layout this block was allocated with from `inner`.
+            0 => unsafe { self.inner.dealloc(ptr, record.layout()) },
+            // SAFETY: the block came from the pool's class `pool - 1` and is freed once.
+            pool => unsafe { pages::free(ptr, pool - 1) },
+        }
         true
     }
 
@@ -174,6 +212,19 @@ impl<A: GlobalAlloc> Sampler<A> {
         new_size: usize,
         old_may_be_tracked: bool,
     ) -> *mut u8 {
+        if old_may_be_tracked && sampler::forking() {
+            // Inside `fork()` the tables are locked by this thread (see `dealloc_tracked`): the
+            // old block is copied into a new, unsampled one and left allocated.
+            // SAFETY: as below, `GlobalAlloc::realloc`'s contract makes this a valid layout.
+            let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            // SAFETY: `new_layout` has a non-zero size.
+            let new = unsafe { self.inner.alloc(new_layout) };
+            if !new.is_null() {
+                // SAFETY: both blocks are live, distinct, and at least this many bytes long.
+                unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            }
+            return new;
+        }
         // When the old block may be tracked the fast path did not count the new size yet.
         let counted_fast = old_may_be_tracked && sampler::alloc_fast(new_size);
         let decision = if counted_fast {

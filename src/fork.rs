@@ -18,12 +18,13 @@ pub(crate) fn install() {
     }
 }
 
-/// Every table lock, in one fixed order: stacks, live blocks, thread names, symbols, the
-/// loader gate.
+/// Every table lock, in one fixed order: stacks, live blocks, the page pool, thread names,
+/// symbols, the loader gate.
 /// The cold path never holds two of these at once, so this order cannot deadlock with it.
 fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
     crate::stacks::each_fork_lock(f);
     crate::live::each_fork_lock(f);
+    crate::pages::each_fork_lock(f);
     crate::threads::each_fork_lock(f);
     crate::symbolize::each_fork_lock(f);
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
@@ -31,17 +32,20 @@ fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
 }
 
 extern "C" fn prepare() {
+    crate::sampler::enter_fork();
     each_lock(&mut |lock| lock.lock_for_fork());
 }
 
 extern "C" fn parent() {
     // SAFETY: `prepare` took every lock on this thread just before `fork()` returned here.
     each_lock(&mut |lock| unsafe { lock.unlock_after_fork() });
+    crate::sampler::leave_fork();
 }
 
 extern "C" fn child() {
     // SAFETY: the child of `fork()` has exactly one thread, this one, and no guard is alive
     // (the locks were taken by `prepare`, not through guards).
     each_lock(&mut |lock| unsafe { lock.reinit_in_child() });
+    crate::sampler::leave_fork();
     crate::sampler::reseed_after_fork();
 }

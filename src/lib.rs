@@ -78,8 +78,11 @@
 //! goes unseen with probability `e^(−B/T)`. `T = 1` records every allocation exactly.
 //!
 //! The unsampled path costs a thread-local subtraction per `alloc` and a pointer test per
-//! `dealloc`: sampled blocks are allocated page-aligned, so a free whose address is not
-//! page-aligned is known not to be sampled without touching any table.
+//! `dealloc`: sampled blocks are handed out page-aligned, so a free whose address is not
+//! page-aligned is known not to be sampled without touching any table. Sampled blocks of up to
+//! 64 KiB take whole pages of the profiler's own (as in tcmalloc and jemalloc) rather than an
+//! aligned block from the inner allocator, which would leave fragments behind in it; larger ones
+//! come from the inner allocator, page-aligned.
 //!
 //! ## Guarantees
 //!
@@ -99,6 +102,7 @@ mod internal_alloc;
 mod leaks;
 mod live;
 mod lock;
+mod pages;
 mod profile;
 pub mod report;
 mod reporter;

@@ -1,8 +1,8 @@
 //! The table of live sampled blocks, and recognising the free of one.
 //!
-//! A block sampled by the Poisson process is allocated page-aligned (DESIGN.md section 5), so
+//! A block sampled by the Poisson process is handed out page-aligned (DESIGN.md section 5), so
 //! the free of a block whose address is not page-aligned cannot be a sampled one: one AND and a
-//! branch, no memory touched. Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep
+//! branch, no memory touched. Small sampled blocks take whole pages of their own (`pages`). Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep
 //! their natural alignment — a page each would be ruinous — and are counted in
 //! [`UNALIGNED_LIVE`]: while that count is non-zero, every free passes the alignment test.
 //!
@@ -49,6 +49,9 @@ pub(crate) struct LiveRecord {
     /// Size and alignment the block was allocated with from the inner allocator.
     pub size: usize,
     pub align: usize,
+    /// 0: the block came from the inner allocator; otherwise from the page pool's class
+    /// `pool - 1` (see `pages`).
+    pub pool: u8,
     pub stack: StackId,
     /// Where the sample's live weights were added, to take them off on free.
     pub site: crate::stacks::SiteRef,

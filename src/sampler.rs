@@ -5,6 +5,14 @@
 //! armed to the nearer of two events: the next sample point, or the point where the thread's
 //! batched totals must be flushed. Only when it goes negative does [`decide`] run.
 //!
+//! The countdowns are packed words: bytes above [`COUNT_BITS`], calls below. One subtraction of
+//! `size << COUNT_BITS | 1` counts both the bytes and the call, so the fast path does one
+//! thread-local read-modify-write where it would otherwise do two (measured: ~0.3 ns a pair).
+//! The low field starts at its maximum and cannot borrow before the cold path runs: every call
+//! is at least a byte, and no countdown is armed to more than [`TOTALS_BATCH_BYTES`] bytes,
+//! which is far below 2^[`COUNT_BITS`] calls. Sizes of [`HUGE`] or more, which would overflow the
+//! shift, subtract `i64::MAX` instead (certainly negative) and are accounted on the cold path.
+//!
 //! Bytes allocated while the reentrancy guard is held (the profiler's own work) or inside an
 //! exact-recording scope (a `LeakCheck`) do not advance the Poisson process, so they can never
 //! bias which user allocation is sampled next.
@@ -21,8 +29,15 @@ pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
 pub(crate) const MAX_SAMPLE_INTERVAL: u64 = 1 << 40;
 /// At most this many allocated (or freed) bytes of a running thread are missing from the
 /// process-wide totals at any moment.
-pub const TOTALS_BATCH_BYTES: u64 = 64 * 1024;
+pub const TOTALS_BATCH_BYTES: u64 = 256 * 1024;
 const BATCH: i64 = TOTALS_BATCH_BYTES as i64;
+/// Width of the call-count field at the bottom of a packed countdown word.
+const COUNT_BITS: u32 = 20;
+/// The call-count field of a freshly armed countdown: all ones, so it never borrows first.
+const COUNT_FIELD: i64 = (1 << COUNT_BITS) - 1;
+/// Allocation sizes from here up bypass the packed arithmetic (the shift would overflow).
+const HUGE: usize = 1 << 40;
+const _: () = assert!(BATCH < COUNT_FIELD, "a batch must fit the call-count field");
 /// Fixed-point scale of the stored Horvitz–Thompson weights.
 pub(crate) const WEIGHT_ONE: u64 = 1 << 16;
 const NEVER: i64 = i64::MAX / 2;
@@ -41,26 +56,23 @@ static GUARDED_FREED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 /// Hot per-thread state. `const`-initialised and without `Drop`, so it is reachable from the
 /// very first allocation before `main` until the last one during thread teardown.
 struct Hot {
-    /// Bytes the thread may still allocate before the cold path must run.
+    /// Packed: bytes the thread may still allocate before the cold path must run, and calls.
     countdown: Cell<i64>,
     /// What `countdown` was set to at the last arm point.
     armed: Cell<i64>,
-    /// Allocations since the last flush.
-    alloc_count: Cell<u64>,
-    /// `alloc_count` at the last arm point.
-    count_at_arm: Cell<u64>,
     /// Allocated bytes consumed at earlier arm points, not yet flushed.
     alloc_pending: Cell<u64>,
-    /// Bytes the thread may still free before its free totals must be flushed.
+    /// Allocations counted at earlier arm points, not yet flushed.
+    alloc_pending_count: Cell<u64>,
+    /// Packed: bytes the thread may still free before its free totals must be flushed, and calls.
     free_budget: Cell<i64>,
     /// `free_budget` at the last arm point.
     free_armed: Cell<i64>,
-    /// The budget the free side was last armed with (the batch, or 0 in exact mode).
+    /// The budget in bytes the free side was last armed with (the batch, or 0 in exact mode).
     free_mode: Cell<i64>,
     /// Freed bytes charged at earlier arm points, not yet flushed.
     free_pending: Cell<u64>,
-    free_count: Cell<u64>,
-    free_count_at_arm: Cell<u64>,
+    free_pending_count: Cell<u64>,
     /// Bytes from the arm point to the next sample point.
     gap: Cell<i64>,
     /// The interval that was in force when `gap` was drawn (1 = exact, 0 = off).
@@ -73,6 +85,9 @@ struct Hot {
     scope: Cell<u32>,
     /// Set once the thread-exit hook ran: flush on every call from then on.
     exiting: Cell<bool>,
+    /// Set between the `pthread_atfork` prepare handler and the parent or child handler: this
+    /// thread holds every table lock, so nothing it does may wait for one.
+    forking: Cell<bool>,
     thread: Cell<u32>,
     rng: Cell<Option<SmallRng>>,
 }
@@ -82,21 +97,20 @@ thread_local! {
         Hot {
             countdown: Cell::new(0),
             armed: Cell::new(0),
-            alloc_count: Cell::new(0),
-            count_at_arm: Cell::new(0),
             alloc_pending: Cell::new(0),
+            alloc_pending_count: Cell::new(0),
             free_budget: Cell::new(0),
             free_armed: Cell::new(0),
             free_mode: Cell::new(-1),
             free_pending: Cell::new(0),
-            free_count: Cell::new(0),
-            free_count_at_arm: Cell::new(0),
+            free_pending_count: Cell::new(0),
             gap: Cell::new(0),
             gap_interval: Cell::new(0),
             config_gen: Cell::new(0),
             guard: Cell::new(0),
             scope: Cell::new(0),
             exiting: Cell::new(false),
+            forking: Cell::new(false),
             thread: Cell::new(0),
             rng: Cell::new(None),
         }
@@ -125,13 +139,33 @@ fn with_hot<R>(f: impl FnOnce(&Hot) -> R) -> R {
     HOT.with(f)
 }
 
+/// What one call of `size` bytes takes off a packed countdown (see the module docs).
+#[inline(always)]
+fn packed(size: usize) -> i64 {
+    if size < HUGE {
+        ((size as i64) << COUNT_BITS) | 1
+    } else {
+        i64::MAX
+    }
+}
+
+/// A packed countdown armed for `bytes` bytes.
+fn armed_word(bytes: i64) -> i64 {
+    (bytes << COUNT_BITS) | COUNT_FIELD
+}
+
+/// Bytes and calls taken off a packed countdown between `armed` and `now`.
+fn unpack(armed: i64, now: i64) -> (u64, u64) {
+    let used = armed.wrapping_sub(now).max(0) as u64;
+    (used >> COUNT_BITS, used & COUNT_FIELD as u64)
+}
+
 /// Fast path of every allocation: returns `true` when nothing else has to run.
 #[inline(always)]
 pub(crate) fn alloc_fast(size: usize) -> bool {
     with_hot(|h| {
-        let left = h.countdown.get().wrapping_sub(size as i64);
+        let left = h.countdown.get().wrapping_sub(packed(size));
         h.countdown.set(left);
-        h.alloc_count.set(h.alloc_count.get().wrapping_add(1));
         left >= 0
     })
 }
@@ -140,24 +174,33 @@ pub(crate) fn alloc_fast(size: usize) -> bool {
 #[inline(always)]
 pub(crate) fn free_fast(size: usize) {
     with_hot(|h| {
-        let left = h.free_budget.get().wrapping_sub(size as i64);
+        let left = h.free_budget.get().wrapping_sub(packed(size));
         h.free_budget.set(left);
-        h.free_count.set(h.free_count.get().wrapping_add(1));
         if left < 0 {
-            flush_frees(h);
+            free_cold(h, size);
         }
     })
 }
 
 #[cold]
+#[inline(never)]
+fn free_cold(h: &Hot, size: usize) {
+    if size >= HUGE {
+        // Undo the stand-in subtraction and count this free directly.
+        h.free_budget
+            .set(h.free_budget.get().wrapping_add(i64::MAX));
+        add_freed(h, size as u64, 1);
+    }
+    flush_frees(h);
+}
+
 fn flush_frees(h: &Hot) {
     charge_frees(h);
-    totals::flush_free(h.free_pending.replace(0), h.free_count.replace(0));
-    h.free_count_at_arm.set(0);
+    totals::flush_free(h.free_pending.replace(0), h.free_pending_count.replace(0));
     let budget = batch_budget(h);
     h.free_mode.set(budget);
-    h.free_armed.set(budget);
-    h.free_budget.set(budget);
+    h.free_armed.set(armed_word(budget));
+    h.free_budget.set(armed_word(budget));
 }
 
 /// What the cold path decided about one allocation.
@@ -189,13 +232,23 @@ pub(crate) struct SampleInfo {
 #[inline(never)]
 pub(crate) fn decide(size: usize) -> Decision {
     with_hot(|h| {
+        let huge = size >= HUGE;
+        if huge {
+            // Undo the stand-in subtraction; this allocation is counted below, by its size.
+            h.countdown.set(h.countdown.get().wrapping_add(i64::MAX));
+        }
         let size = size.max(1) as i64;
         let since_arm = charge(h);
+        let before = if huge {
+            add_allocated(h, size as u64, 1);
+            since_arm
+        } else {
+            since_arm.saturating_sub(size).max(0)
+        };
         if h.guard.get() > 0 {
             arm(h);
             return Decision::Skip;
         }
-        let before = since_arm.saturating_sub(size).max(0);
         if h.config_gen.get() != CONFIG_GEN.load(Ordering::Relaxed) {
             // The bytes before this allocation belong to the old configuration's gap; the gap
             // is redrawn anyway, and the draw is memoryless.
@@ -288,40 +341,48 @@ fn batch_budget(h: &Hot) -> i64 {
 /// Moves the bytes allocated since the last arm point into the pending totals and makes
 /// "now" the arm point; returns those bytes. Charging twice never counts a byte twice.
 fn charge(h: &Hot) -> i64 {
-    let since_arm = h.armed.get().wrapping_sub(h.countdown.get()).max(0);
-    h.alloc_pending
-        .set(h.alloc_pending.get().wrapping_add(since_arm as u64));
-    // Only when there is something to add: an unconditional shared add per guard exit would
-    // bounce these lines between cores on every sample.
-    if h.guard.get() > 0 && since_arm > 0 {
-        GUARDED_BYTES.fetch_add(since_arm as u64, Ordering::Relaxed);
-        let objects = h.alloc_count.get().wrapping_sub(h.count_at_arm.get());
-        GUARDED_OBJECTS.fetch_add(objects, Ordering::Relaxed);
-    }
-    h.count_at_arm.set(h.alloc_count.get());
+    let (bytes, calls) = unpack(h.armed.get(), h.countdown.get());
+    add_allocated(h, bytes, calls);
     charge_frees(h);
     h.armed.set(0);
     h.countdown.set(0);
-    since_arm
+    bytes as i64
+}
+
+/// Adds allocations to the pending totals, and to the profiler's own when the guard is held.
+fn add_allocated(h: &Hot, bytes: u64, calls: u64) {
+    h.alloc_pending
+        .set(h.alloc_pending.get().wrapping_add(bytes));
+    h.alloc_pending_count
+        .set(h.alloc_pending_count.get().wrapping_add(calls));
+    // Only when there is something to add: an unconditional shared add per guard exit would
+    // bounce these lines between cores on every sample.
+    if h.guard.get() > 0 && calls > 0 {
+        GUARDED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        GUARDED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
+    }
 }
 
 /// The free-side half of [`charge`]: frees since the last arm point become pending, and count
 /// as the profiler's own when the guard is held.
 fn charge_frees(h: &Hot) {
-    let freed = h.free_armed.get().wrapping_sub(h.free_budget.get()).max(0) as u64;
-    h.free_pending.set(h.free_pending.get().wrapping_add(freed));
-    if h.guard.get() > 0 && freed > 0 {
-        GUARDED_FREED_BYTES.fetch_add(freed, Ordering::Relaxed);
-        let objects = h.free_count.get().wrapping_sub(h.free_count_at_arm.get());
-        GUARDED_FREED_OBJECTS.fetch_add(objects, Ordering::Relaxed);
-    }
-    h.free_count_at_arm.set(h.free_count.get());
+    let (bytes, calls) = unpack(h.free_armed.get(), h.free_budget.get());
+    add_freed(h, bytes, calls);
     h.free_armed.set(h.free_budget.get());
 }
 
+fn add_freed(h: &Hot, bytes: u64, calls: u64) {
+    h.free_pending.set(h.free_pending.get().wrapping_add(bytes));
+    h.free_pending_count
+        .set(h.free_pending_count.get().wrapping_add(calls));
+    if h.guard.get() > 0 && calls > 0 {
+        GUARDED_FREED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        GUARDED_FREED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
+    }
+}
+
 fn flush_allocs(h: &Hot) {
-    totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_count.replace(0));
-    h.count_at_arm.set(0);
+    totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_pending_count.replace(0));
 }
 
 /// Sets the countdowns from the current gap and mode; the arm point is "now".
@@ -335,8 +396,8 @@ fn arm(h: &Hot) {
     } else {
         h.gap.get().min(budget).max(0)
     };
-    h.armed.set(limit);
-    h.countdown.set(limit);
+    h.armed.set(armed_word(limit));
+    h.countdown.set(armed_word(limit));
     if h.alloc_pending.get() >= TOTALS_BATCH_BYTES || budget == 0 {
         flush_allocs(h);
     }
@@ -500,6 +561,28 @@ impl Drop for Guard {
     }
 }
 
+/// Enters the guard for the `fork()` window: from the prepare handler, which is about to take
+/// every table lock, to the parent or child handler. Allocations in between (parking_lot may
+/// allocate while unlocking a contended lock) go straight to the inner allocator.
+pub(crate) fn enter_fork() {
+    core::mem::forget(enter_guard());
+    with_hot(|h| h.forking.set(true));
+}
+
+/// Leaves the window [`enter_fork`] opened (in the parent, or in the child, whose thread-local
+/// state is a copy of the parent's).
+pub(crate) fn leave_fork() {
+    with_hot(|h| h.forking.set(false));
+    drop(Guard {
+        _not_send: core::marker::PhantomData,
+    });
+}
+
+/// Whether this thread is inside the `fork()` window and holds every table lock.
+pub(crate) fn forking() -> bool {
+    with_hot(|h| h.forking.get())
+}
+
 /// Whether the calling thread is inside the profiler (the guard is held).
 pub(crate) fn in_guard() -> bool {
     with_hot(|h| h.guard.get() > 0)
@@ -552,6 +635,32 @@ mod tests {
         assert!((p - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
         let tiny = sample_probability(1, 1 << 20);
         assert!((tiny - 1.0 / (1u64 << 20) as f64).abs() / tiny < 1e-6);
+    }
+
+    #[test]
+    fn packed_countdowns_count_bytes_and_calls_apart() {
+        let armed = armed_word(BATCH);
+        let mut now = armed;
+        let mut bytes = 0;
+        let mut calls = 0;
+        // Any mix of sizes until the countdown goes negative, as the fast path would.
+        for size in [1usize, 7, 4096, 1, 100_000, 3, 65_536, 200_000] {
+            now = now.wrapping_sub(packed(size));
+            bytes += size as u64;
+            calls += 1;
+            assert_eq!(unpack(armed, now), (bytes, calls));
+            assert_eq!(now >= 0, bytes <= BATCH as u64, "negative exactly past the batch");
+        }
+        // One call of a byte each: the call field never borrows before the countdown is spent.
+        let mut now = armed;
+        for n in 1..=BATCH as u64 {
+            now -= packed(1);
+            assert!(now >= 0);
+            assert_eq!(unpack(armed, now), (n, n));
+        }
+        assert!(now - packed(1) < 0);
+        // A huge size stands in as i64::MAX: certainly negative, and undone on the cold path.
+        assert!(armed.wrapping_sub(packed(HUGE)) < 0);
     }
 
     #[test]

@@ -35,7 +35,11 @@ pub(crate) fn flush_alloc(bytes: u64, count: u64) {
         .wrapping_add(bytes);
     ALLOCATED.count.fetch_add(count, Ordering::Relaxed);
     let live = allocated.saturating_sub(FREED.bytes.load(Ordering::Relaxed));
-    PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
+    // A plain load first: the peak rarely moves, and a read-modify-write on every flush would
+    // take the line exclusive on every core in turn.
+    if live > PEAK_LIVE.load(Ordering::Relaxed) {
+        PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
+    }
 }
 
 pub(crate) fn flush_free(bytes: u64, count: u64) {
