@@ -649,7 +649,11 @@ mod tests {
             bytes += size as u64;
             calls += 1;
             assert_eq!(unpack(armed, now), (bytes, calls));
-            assert_eq!(now >= 0, bytes <= BATCH as u64, "negative exactly past the batch");
+            assert_eq!(
+                now >= 0,
+                bytes <= BATCH as u64,
+                "negative exactly past the batch"
+            );
         }
         // One call of a byte each: the call field never borrows before the countdown is spent.
         let mut now = armed;
