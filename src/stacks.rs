@@ -279,20 +279,42 @@ impl<'a> FrameSink<'a> {
         self.depth < MAX_STACK_DEPTH
     }
 
+    /// The allocator's own functions this sink skips.
+    pub(crate) fn own(&self) -> &OwnFunctions {
+        self.own
+    }
+
+    /// Stores `frames` as the result, as a walk that kept exactly them would (a replay).
+    pub(crate) fn replay(&mut self, frames: &[usize]) {
+        let n = frames.len().min(MAX_STACK_DEPTH);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(..n), frames.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.depth = n;
+        self.started = true;
+    }
+
+    /// Ends the walk and returns the frames kept (a walker's memo stores them). Called after
+    /// the last push; calling it again returns the same frames.
+    pub(crate) fn settle(&mut self) -> &[usize] {
+        if !self.started {
+            // A short stack that never left the allocator's frames, or had none of them.
+            let from = self.last_own.map_or(0, |i| i + 1);
+            let mut depth = 0;
+            let head = self.head.iter().take(self.seen).skip(from);
+            for (slot, &h) in self.buf.iter_mut().zip(head) {
+                *slot = h;
+                depth += 1;
+            }
+            self.depth = depth;
+            self.started = true;
+        }
+        self.buf.get(..self.depth).unwrap_or(&[])
+    }
+
     /// Number of addresses stored.
-    pub(crate) fn finish(self) -> usize {
-        if self.started {
-            return self.depth;
-        }
-        // A short stack that never left the allocator's frames, or had none of them.
-        let from = self.last_own.map_or(0, |i| i + 1);
-        let mut depth = 0;
-        let head = self.head.iter().take(self.seen).skip(from);
-        for (slot, &h) in self.buf.iter_mut().zip(head) {
-            *slot = h;
-            depth += 1;
-        }
-        depth
+    pub(crate) fn finish(mut self) -> usize {
+        self.settle().len()
     }
 }
 

@@ -1,7 +1,10 @@
-//! The default unwinder for exact recording (leak checks, interval 1): DWARF CFI unwinding
-//! with a per-thread cache of unwind rules keyed by address (the `framehop` crate): about
-//! 10 ns a frame against ~100 ns for `_Unwind_Backtrace`, which searches and interprets the
-//! unwind tables again for every frame of every stack (feature `fast-unwind`, on by default).
+//! The default unwinder for exact recording (leak checks, interval 1) and for samples: DWARF
+//! CFI unwinding with the unwind rules of the program's frames learnt once per address
+//! (through the `framehop` crate) and kept in a table shared by all threads, plus a per-thread
+//! memo that replays the previous stack when none of the words that decided it changed: a few
+//! nanoseconds a frame against ~100 ns for `_Unwind_Backtrace`, which searches and interprets
+//! the unwind tables again for every frame of every stack (feature `fast-unwind`, on by
+//! default).
 //!
 //! The loaded objects and their `.eh_frame_hdr`/`.eh_frame` (already mapped in memory) are
 //! enumerated once with `dl_iterate_phdr`; when a walk reaches an address outside every known
@@ -10,10 +13,13 @@
 //! Unloading is watched for: the loader counts the objects it ever removed (`dlpi_subs`), and
 //! every walk compares that count with the one the object list was built at, so a list that may
 //! point into an unloaded object's tables is never used (it is rebuilt, or after
-//! [`MAX_REBUILDS`] the system unwinder takes over).
+//! [`MAX_REBUILDS`] the system unwinder takes over). Learnt rules belong to one object list.
+//!
+//! Memory: 64 KiB of rules per object list, framehop's cache (~37 KiB) once per process, and a
+//! ~3.3 KiB memo per sampling thread.
 
 use crate::lock::ForkMutex;
-use crate::stacks::FrameSink;
+use crate::stacks::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
 use core::cell::RefCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -27,14 +33,16 @@ type Native = UnwinderX86_64<Section, MustNotAllocateDuringUnwind>;
 type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 
 /// Frames followed at most: the deepest stack kept plus the allocator's own frames.
-const MAX_WALK: usize = crate::stacks::MAX_STACK_DEPTH + 16;
+const MAX_WALK: usize = MAX_STACK_DEPTH + 16;
 /// Rebuilds of the object list at most (each leaks the previous list, which other threads may
 /// still be reading); past this, walks through unknown objects just stop early.
 const MAX_REBUILDS: usize = 16;
 
-/// The loaded objects' unwind tables, and the loader's unload count when they were listed.
+/// The loaded objects' unwind tables, the rules learnt for them, and the loader's unload count
+/// when they were listed.
 struct Objects {
     unwinder: Native,
+    rules: RuleTable,
     subs: u64,
 }
 
@@ -43,59 +51,651 @@ static CURRENT: AtomicPtr<Objects> = AtomicPtr::new(core::ptr::null_mut());
 static REBUILDS: AtomicUsize = AtomicUsize::new(0);
 static STALE: AtomicBool = AtomicBool::new(false);
 
-/// Stack words one walk may read and still be remembered for replay.
-const MEMO_READS: usize = 2 * MAX_WALK;
-
-/// The previous walk of this thread, to be replayed when nothing it depended on changed.
-///
-/// A walk is a pure function of its starting registers, the object list, and the stack words
-/// it read. A program allocating in a loop walks the same stack again and again: when the
-/// registers and object list are the same and every word the last walk read still holds the
-/// value it read then, the walk would yield the same return addresses, so they are replayed
-/// after checking those words (~40 loads) instead of re-running the unwind rules.
-struct Memo {
-    valid: bool,
-    sp: u64,
-    bp: u64,
-    objects: usize,
-    reads: [(u64, u64); MEMO_READS],
-    n_reads: usize,
-    frames: [usize; MAX_WALK],
-    n_frames: usize,
+/// How one frame is unwound, as framehop's cached rule for its address does it (x86-64 DWARF
+/// CFI reduces to these for nearly every function; see [`classify`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rule {
+    /// No caller: the walk ends here.
+    End,
+    /// The caller's sp is `sp + 8 * sp_by_8` and its return address the word below that; its
+    /// bp is this frame's bp (`bp_at_by_8` = `None`) or the word at `sp + 8 * bp_at_by_8`.
+    Sp {
+        sp_by_8: u16,
+        bp_at_by_8: Option<i16>,
+    },
+    /// Frame-pointer chain: the caller's sp is `bp + 16`, its bp `[bp]`, its return address
+    /// `[bp + 8]`.
+    Fp,
+    /// Anything else: framehop evaluates the frame every time.
+    General,
 }
 
-/// Per-thread unwinding state: framehop's rule cache and the replay memo (~20 KiB, boxed).
-struct ThreadState {
-    cache: Cache,
-    memo: Memo,
-}
+/// Largest `sp_by_8` and `|bp_at_by_8|` a table entry holds (12 bits each); frames outside
+/// this are left to framehop.
+const SP_BY_8_MAX: u16 = (1 << 12) - 1;
+const BP_AT_BY_8_MAX: i16 = (1 << 11) - 1;
 
-impl ThreadState {
-    fn new() -> Self {
-        ThreadState {
-            cache: Cache::new_in(),
-            memo: Memo {
-                valid: false,
-                sp: 0,
-                bp: 0,
-                objects: 0,
-                reads: [(0, 0); MEMO_READS],
-                n_reads: 0,
-                frames: [0; MAX_WALK],
-                n_frames: 0,
+/// The bits of a table entry that hold the rule: kind in bits 0..3 (0 = empty), a bp-restore
+/// flag in bit 3, `sp_by_8` in bits 4..16, `bp_at_by_8` in bits 16..28.
+const RULE_BITS: u64 = (1 << 28) - 1;
+
+impl Rule {
+    fn pack(self) -> u64 {
+        match self {
+            Rule::End => 1,
+            Rule::Fp => 3,
+            Rule::General => 4,
+            Rule::Sp {
+                sp_by_8,
+                bp_at_by_8,
+            } => {
+                let bp = bp_at_by_8.map_or(0, |o| (1 << 3) | ((o as u64 & 0xfff) << 16));
+                2 | bp | ((sp_by_8 as u64 & 0xfff) << 4)
+            }
+        }
+    }
+
+    fn unpack(bits: u64) -> Option<Rule> {
+        Some(match bits & 7 {
+            1 => Rule::End,
+            2 => Rule::Sp {
+                sp_by_8: ((bits >> 4) & 0xfff) as u16,
+                // Sign-extends the 12-bit field.
+                bp_at_by_8: (bits & (1 << 3) != 0)
+                    .then_some(((((bits >> 16) & 0xfff) as i16) << 4) >> 4),
             },
+            3 => Rule::Fp,
+            4 => Rule::General,
+            _ => return None,
+        })
+    }
+
+    /// Whether a table entry can hold the rule exactly.
+    fn fits(self) -> bool {
+        match self {
+            Rule::Sp {
+                sp_by_8,
+                bp_at_by_8,
+            } => {
+                sp_by_8 <= SP_BY_8_MAX
+                    && bp_at_by_8.is_none_or(|o| (-BP_AT_BY_8_MAX..=BP_AT_BY_8_MAX).contains(&o))
+            }
+            _ => true,
         }
     }
 }
 
+/// Rules by frame address, shared by all threads (one table per object list, so a rule never
+/// outlives the objects it was read from). 2-way set-associative, indexed by the address's low
+/// 12 bits, so two hot frames whose addresses collide both stay (framehop's own per-thread
+/// cache is direct-mapped: with ~25 frames a walk, two often evicted each other on every walk).
+/// 64 KiB per process.
+///
+/// An entry is one word — the rule, a first-frame flag (bit 28) and the address's bits 12..47
+/// (bits 29..64) — so a reader never sees half an entry.
+struct RuleTable {
+    entries: Box<[AtomicU64]>,
+}
+
+const RULE_SETS: usize = 1 << 12;
+/// Addresses below this fit an entry (35 tag bits above the 12 index bits).
+const RULE_ADDRESS_LIMIT: u64 = 1 << 47;
+
+impl RuleTable {
+    fn new() -> Self {
+        RuleTable {
+            entries: (0..2 * RULE_SETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn tag(lookup: u64, first: bool) -> u64 {
+        ((lookup >> 12) << 29) | ((first as u64) << 28)
+    }
+
+    fn set(&self, lookup: u64) -> &[AtomicU64] {
+        let i = (lookup as usize % RULE_SETS) * 2;
+        self.entries.get(i..i + 2).unwrap_or(&[])
+    }
+
+    #[inline(always)]
+    fn get(&self, lookup: u64, first: bool) -> Option<Rule> {
+        if lookup >= RULE_ADDRESS_LIMIT {
+            return None;
+        }
+        let tag = Self::tag(lookup, first);
+        self.set(lookup).iter().find_map(|e| {
+            let bits = e.load(Ordering::Relaxed);
+            (bits & !RULE_BITS == tag)
+                .then(|| Rule::unpack(bits & RULE_BITS))
+                .flatten()
+        })
+    }
+
+    /// Stores a rule, moving the set's newest entry to the other way. Racy by design: entries
+    /// are whole words, and a lost one is only learnt again.
+    fn put(&self, lookup: u64, first: bool, rule: Rule) {
+        if lookup >= RULE_ADDRESS_LIMIT || !rule.fits() {
+            return;
+        }
+        let entry = Self::tag(lookup, first) | rule.pack();
+        if let [newest, older] = self.set(lookup) {
+            let previous = newest.load(Ordering::Relaxed);
+            if previous != 0 && previous & !RULE_BITS != entry & !RULE_BITS {
+                older.store(previous, Ordering::Relaxed);
+            }
+            newest.store(entry, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The registers a walk follows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Regs {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+}
+
+/// What unwinding one frame gave: the caller's return address, the end of the stack, or a
+/// failure (unreadable stack, a rule that does not advance).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    Caller(u64),
+    End,
+    Fail,
+}
+
+/// What a stack read fed, for deciding which words a replay must check (see [`Memo`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// A return address: always decides the stack.
+    Ret,
+    /// The caller's bp: matters only if a later frame uses bp before another restores it.
+    Bp,
+    /// Read by framehop's general evaluation: anything may depend on it.
+    Any,
+}
+
+/// Executes `rule` for the frame at `regs` exactly as framehop 0.16's `UnwindRuleX86_64::exec`
+/// does (same checks, same reads); `None` where framehop must decide (a general rule, or a
+/// frame-pointer rule at bp = 0, where framehop's two frame-pointer rules differ).
+fn exec(
+    rule: Rule,
+    regs: &mut Regs,
+    first: bool,
+    read: &mut impl FnMut(u64, Role) -> Result<u64, ()>,
+) -> Option<Step> {
+    let (new_sp, new_bp) = match rule {
+        Rule::End => return Some(Step::End),
+        Rule::General => return None,
+        Rule::Sp {
+            sp_by_8,
+            bp_at_by_8,
+        } => {
+            let Some(new_sp) = regs.sp.checked_add(8 * sp_by_8 as u64) else {
+                return Some(Step::Fail);
+            };
+            let new_bp = match bp_at_by_8 {
+                None => regs.bp,
+                Some(o) => {
+                    let Some(at) = regs.sp.checked_add_signed(8 * o as i64) else {
+                        return Some(Step::Fail);
+                    };
+                    match read(at, Role::Bp) {
+                        Ok(v) => v,
+                        // framehop tolerates this in the first frame (epilogues).
+                        Err(()) if first && at < regs.sp => regs.bp,
+                        Err(()) => return Some(Step::Fail),
+                    }
+                }
+            };
+            (new_sp, new_bp)
+        }
+        Rule::Fp => {
+            if regs.bp == 0 {
+                return None;
+            }
+            let Some(new_sp) = regs.bp.checked_add(16) else {
+                return Some(Step::Fail);
+            };
+            if new_sp <= regs.sp {
+                return Some(Step::Fail);
+            }
+            let Ok(new_bp) = read(regs.bp, Role::Bp) else {
+                return Some(Step::Fail);
+            };
+            (new_sp, new_bp)
+        }
+    };
+    let Ok(ra) = read(new_sp.wrapping_sub(8), Role::Ret) else {
+        return Some(Step::Fail);
+    };
+    if ra == 0 {
+        return Some(Step::End);
+    }
+    if new_sp == regs.sp && ra == regs.ip {
+        return Some(Step::Fail);
+    }
+    *regs = Regs {
+        ip: ra,
+        sp: new_sp,
+        bp: new_bp,
+    };
+    Some(Step::Caller(ra))
+}
+
+/// The framehop address of a frame: the first frame's pc, or a return address.
+fn frame_address(ip: u64, first: bool) -> Option<FrameAddress> {
+    if first {
+        Some(FrameAddress::from_instruction_pointer(ip))
+    } else {
+        FrameAddress::from_return_address(ip)
+    }
+}
+
+/// One frame unwound by framehop itself, reading through `read`.
+fn framehop_step(
+    unwinder: &Native,
+    cache: &mut Cache,
+    regs: &mut Regs,
+    first: bool,
+    read: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Step {
+    let Some(address) = frame_address(regs.ip, first) else {
+        return Step::Fail;
+    };
+    let mut r = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    let step = match unwinder.unwind_frame(address, &mut r, cache, read) {
+        Ok(Some(0)) | Err(_) => return Step::Fail,
+        Ok(Some(ra)) => Step::Caller(ra),
+        Ok(None) => return Step::End,
+    };
+    *regs = Regs {
+        ip: r.ip(),
+        sp: r.sp(),
+        bp: r.bp(),
+    };
+    step
+}
+
+/// Probe registers: a stack and a frame pointer far apart, so every read tells which register
+/// it came from, and a second pair at other alignments.
+const PROBES: [(u64, u64); 2] = [
+    (0x1000_0000_0000, 0x3000_0000_0000),
+    (0x1000_0000_1008, 0x3000_0000_2018),
+];
+
+/// The word a probe's stack holds at `a`: distinct per address, never 0.
+fn probe_word(a: u64) -> u64 {
+    !a
+}
+
+/// Learns the rule framehop applies at a frame, without touching the real stack: framehop
+/// unwinds the frame over a synthetic stack. Its cache hit counter tells whether the frame has
+/// a cached rule (the second probe hits only if the first stored one); a cached rule is one of
+/// `UnwindRuleX86_64`'s variants, whose reads are at fixed offsets from sp or bp, so the reads
+/// and the resulting registers identify it. The result is then checked against framehop at
+/// two probe points; anything that does not match exactly is [`Rule::General`].
+fn classify(unwinder: &Native, cache: &mut Cache, ip: u64, first: bool) -> Rule {
+    /// One frame unwound by framehop over a synthetic stack at `(sp, bp)`: the step, the
+    /// registers after it, the addresses read (up to 3) and their count, and whether
+    /// framehop's rule cache answered.
+    fn probe(
+        unwinder: &Native,
+        cache: &mut Cache,
+        ip: u64,
+        first: bool,
+        (sp, bp): (u64, u64),
+    ) -> (Step, Regs, [u64; 3], usize, bool) {
+        let mut reads = [0u64; 3];
+        let mut n = 0;
+        let mut regs = Regs { ip, sp, bp };
+        let hits = cache.stats().hit_count;
+        let step = framehop_step(unwinder, cache, &mut regs, first, &mut |a| {
+            if let Some(slot) = reads.get_mut(n) {
+                *slot = a;
+            }
+            n += 1;
+            Ok(probe_word(a))
+        });
+        let hit = cache.stats().hit_count == hits + 1;
+        (step, regs, reads, n, hit)
+    }
+    let [at, other] = PROBES;
+    // The first probe makes framehop cache the frame's rule, if it has one.
+    probe(unwinder, cache, ip, first, at);
+    let (step, after, reads, n, hit) = probe(unwinder, cache, ip, first, at);
+    if !hit {
+        return Rule::General;
+    }
+    let (sp, bp) = at;
+    let rule = match (step, n) {
+        (Step::End, 0) => Rule::End,
+        (Step::Caller(ra), 1 | 2) => {
+            let ret_at = after.sp.wrapping_sub(8);
+            let last = reads.get(n - 1).copied();
+            if ra != probe_word(ret_at) || last != Some(ret_at) {
+                return Rule::General;
+            }
+            let sp_by_8 = after.sp.wrapping_sub(sp) / 8;
+            if n == 2 && reads[0] == bp && after.sp == bp + 16 && after.bp == probe_word(bp) {
+                Rule::Fp
+            } else if after.sp <= sp || (after.sp - sp) % 8 != 0 || sp_by_8 > SP_BY_8_MAX as u64 {
+                return Rule::General;
+            } else if n == 1 && after.bp == bp {
+                Rule::Sp {
+                    sp_by_8: sp_by_8 as u16,
+                    bp_at_by_8: None,
+                }
+            } else if n == 2 && after.bp == probe_word(reads[0]) {
+                let offset = reads[0].wrapping_sub(sp) as i64;
+                if offset % 8 != 0 || (offset / 8).unsigned_abs() > BP_AT_BY_8_MAX as u64 {
+                    return Rule::General;
+                }
+                Rule::Sp {
+                    sp_by_8: sp_by_8 as u16,
+                    bp_at_by_8: Some((offset / 8) as i16),
+                }
+            } else {
+                return Rule::General;
+            }
+        }
+        _ => return Rule::General,
+    };
+    // The rule must reproduce framehop exactly, here and at the other probe point.
+    for point in [at, other] {
+        let (step, after, reads, n, _) = probe(unwinder, cache, ip, first, point);
+        let mut mine = Regs {
+            ip,
+            sp: point.0,
+            bp: point.1,
+        };
+        let mut my_reads = [0u64; 3];
+        let mut m = 0;
+        let my_step = exec(rule, &mut mine, first, &mut |a, _| {
+            if let Some(slot) = my_reads.get_mut(m) {
+                *slot = a;
+            }
+            m += 1;
+            Ok(probe_word(a))
+        });
+        if my_step != Some(step) || mine != after || m != n || my_reads != reads {
+            return Rule::General;
+        }
+    }
+    rule
+}
+
+/// framehop's rule cache and DWARF evaluation context (~37 KiB), shared by all threads and
+/// used only to learn a new address's rule or to unwind a [`Rule::General`] frame. Created on
+/// first use, outside the lock (allocating under it could re-enter the profiler).
+static FRAMEHOP: ForkMutex<Option<Box<Cache>>> = ForkMutex::new(None);
+
+/// Runs `f` with framehop's cache; `None` if it could not be created.
+fn with_framehop<R>(f: impl FnOnce(&mut Cache) -> R) -> Option<R> {
+    let mut guard = FRAMEHOP.lock();
+    if guard.is_none() {
+        drop(guard);
+        let fresh = Box::new(Cache::new_in());
+        guard = FRAMEHOP.lock();
+        if guard.is_none() {
+            *guard = Some(fresh);
+        }
+    }
+    guard.as_deref_mut().map(f)
+}
+
+/// Stack words one walk may depend on and still be remembered for replay.
+const MEMO_READS: usize = 2 * MAX_WALK;
+
+/// The previous walk of this thread, to be replayed when nothing it depended on changed.
+///
+/// A walk is a pure function of its starting registers, the object list, the stack bounds and
+/// the stack words it read; the frames kept are a function of the walk and of the allocator's
+/// own functions. A program allocating in a loop walks the same stack again and again, so the
+/// result is replayed after checking the words that decided it, instead of unwinding again.
+///
+/// Only words that decided the walk are checked. A return address always does. A restored bp
+/// (a saved rbp, which code without frame pointers uses as a general register: a loop counter
+/// in it changes on every call) decides the walk only if a later frame's rule uses bp before
+/// another frame restores it; otherwise the walk gives the same frames whatever its value (the
+/// rules of [`exec`] use bp for nothing else). Likewise the starting bp. Frames framehop
+/// evaluates itself ([`Rule::General`]) count as using bp and every word they read.
+struct Memo {
+    valid: bool,
+    /// Starting pc, sp, bp (compared only if `bp_live`), stack bounds, object list.
+    key: [u64; 6],
+    bp_live: bool,
+    own: OwnFunctions,
+    reads: [(u64, u64); MEMO_READS],
+    n_reads: usize,
+    /// The walk's result: the frames the sink kept.
+    frames: [usize; MAX_STACK_DEPTH],
+    n_frames: usize,
+}
+
+impl Memo {
+    fn new() -> Self {
+        Memo {
+            valid: false,
+            key: [0; 6],
+            bp_live: false,
+            own: [0; 4],
+            reads: [(0, 0); MEMO_READS],
+            n_reads: 0,
+            frames: [0; MAX_STACK_DEPTH],
+            n_frames: 0,
+        }
+    }
+
+    /// The remembered frames, if the walk from `key` would give them again.
+    fn replay(
+        &self,
+        key: &[u64; 6],
+        own: &OwnFunctions,
+        read: impl Fn(u64) -> Option<u64>,
+    ) -> Option<&[usize]> {
+        let same_key = self.key[..2] == key[..2]
+            && (!self.bp_live || self.key[2] == key[2])
+            && self.key[3..] == key[3..];
+        if !self.valid || !same_key || self.own != *own {
+            return None;
+        }
+        for &(a, v) in self.reads.get(..self.n_reads).unwrap_or(&[]) {
+            if read(a) != Some(v) {
+                return None;
+            }
+        }
+        self.frames.get(..self.n_frames)
+    }
+}
+
+/// What one frame did with bp, for the memo's liveness pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BpUse {
+    /// Passed the frame's bp on to the caller untouched (and used it for nothing).
+    Pass,
+    /// Gave the caller a bp read from the stack, without using its own.
+    Restore,
+    /// Used its bp (frame-pointer rule, or evaluated by framehop).
+    Uses,
+}
+
+/// Where rules come from and how a frame no rule covers is unwound: the object list and
+/// framehop in a real walk, a fixed map in tests.
+trait Rules {
+    fn rule(&mut self, ip: u64, first: bool) -> Rule;
+    fn general(
+        &mut self,
+        regs: &mut Regs,
+        first: bool,
+        read: &mut dyn FnMut(u64) -> Result<u64, ()>,
+    ) -> Step;
+}
+
+/// The rules of the current object list.
+struct LiveRules<'a> {
+    objects: &'a Objects,
+}
+
+impl Rules for LiveRules<'_> {
+    #[inline(always)]
+    fn rule(&mut self, ip: u64, first: bool) -> Rule {
+        let lookup = if first { ip } else { ip.wrapping_sub(1) };
+        match self.objects.rules.get(lookup, first) {
+            Some(rule) => rule,
+            None => learn(self.objects, ip, lookup, first),
+        }
+    }
+
+    fn general(
+        &mut self,
+        regs: &mut Regs,
+        first: bool,
+        read: &mut dyn FnMut(u64) -> Result<u64, ()>,
+    ) -> Step {
+        let unwinder = &self.objects.unwinder;
+        with_framehop(|cache| framehop_step(unwinder, cache, regs, first, &mut |a| read(a)))
+            .unwrap_or(Step::Fail)
+    }
+}
+
+/// Learns the rule of a frame not in the table yet, and stores it there.
+#[cold]
+#[inline(never)]
+fn learn(objects: &Objects, ip: u64, lookup: u64, first: bool) -> Rule {
+    let unwinder = &objects.unwinder;
+    let rule = with_framehop(|cache| classify(unwinder, cache, ip, first)).unwrap_or(Rule::General);
+    objects.rules.put(lookup, first, rule);
+    rule
+}
+
+/// Walks from `start`, feeding return addresses to `sink` until it is full or the stack ends,
+/// and records in `memo` the words the walk depended on. Returns whether the stack ended (not
+/// a failure or the frame limit) and the last return address.
+fn unwind(
+    start: Regs,
+    rules: &mut impl Rules,
+    read: &impl Fn(u64) -> Option<u64>,
+    sink: &mut FrameSink<'_>,
+    memo: &mut Memo,
+) -> (bool, u64) {
+    let mut roles = [Role::Ret; MEMO_READS];
+    let mut frame_of = [0u8; MEMO_READS];
+    let mut uses = [BpUse::Pass; MAX_WALK];
+    let mut n_frames = 0;
+    memo.n_reads = 0;
+    memo.valid = true;
+    let mut regs = start;
+    let mut last = 0;
+    let mut complete = false;
+    for (frame, bp_use) in uses.iter_mut().enumerate() {
+        let first = frame == 0;
+        n_frames = frame + 1;
+        let before = memo.n_reads;
+        let mut log = |a: u64, role: Role| -> Result<u64, ()> {
+            let v = read(a).ok_or(())?;
+            let i = memo.n_reads;
+            match (memo.reads.get_mut(i), roles.get_mut(i), frame_of.get_mut(i)) {
+                (Some(r), Some(ro), Some(f)) => {
+                    *r = (a, v);
+                    *ro = role;
+                    *f = frame as u8;
+                    memo.n_reads += 1;
+                }
+                _ => memo.valid = false,
+            }
+            Ok(v)
+        };
+        let rule = rules.rule(regs.ip, first);
+        let (step, general) = match exec(rule, &mut regs, first, &mut log) {
+            Some(step) => (step, false),
+            None => (
+                rules.general(&mut regs, first, &mut |a| log(a, Role::Any)),
+                true,
+            ),
+        };
+        *bp_use = match rule {
+            _ if general => BpUse::Uses,
+            Rule::Fp => BpUse::Uses,
+            // framehop keeps the frame's bp when the first frame's saved bp is unreadable.
+            Rule::Sp {
+                bp_at_by_8: Some(_),
+                ..
+            } if roles
+                .get(before..memo.n_reads)
+                .is_some_and(|r| r.contains(&Role::Bp)) =>
+            {
+                BpUse::Restore
+            }
+            _ => BpUse::Pass,
+        };
+        match step {
+            Step::Caller(ra) => {
+                last = ra;
+                if !sink.push(ra as usize) {
+                    complete = true;
+                    break;
+                }
+            }
+            Step::End => {
+                complete = true;
+                break;
+            }
+            Step::Fail => break,
+        }
+    }
+    // Liveness of bp, from the outermost frame walked inwards: which restored bp words a
+    // later frame used, and whether the starting bp was used.
+    let mut live = false;
+    let mut keep = [false; MEMO_READS];
+    let mut i = memo.n_reads;
+    for frame in (0..n_frames).rev() {
+        let bp_use = uses.get(frame).copied().unwrap_or(BpUse::Uses);
+        while i > 0 && frame_of.get(i - 1).is_some_and(|&f| f as usize == frame) {
+            i -= 1;
+            let role = roles.get(i).copied().unwrap_or(Role::Any);
+            if let Some(k) = keep.get_mut(i) {
+                *k = role != Role::Bp || live;
+            }
+        }
+        match bp_use {
+            BpUse::Pass => {}
+            BpUse::Restore => live = false,
+            BpUse::Uses => live = true,
+        }
+    }
+    memo.bp_live = live;
+    let mut n = 0;
+    for j in 0..memo.n_reads {
+        if keep.get(j).copied().unwrap_or(true)
+            && let Some(&r) = memo.reads.get(j)
+            && let Some(slot) = memo.reads.get_mut(n)
+        {
+            *slot = r;
+            n += 1;
+        }
+    }
+    memo.n_reads = n;
+    let frames = sink.settle();
+    memo.n_frames = frames.len().min(MAX_STACK_DEPTH);
+    memo.frames[..memo.n_frames].copy_from_slice(&frames[..memo.n_frames]);
+    (complete, last)
+}
+
+/// Per-thread unwinding state: the replay memo (~3.6 KiB, boxed).
+struct ThreadState {
+    memo: Memo,
+}
+
 thread_local! {
-    /// This thread's rule cache and memo, created on its first capture.
-    static CACHE: RefCell<Option<Box<ThreadState>>> = const { RefCell::new(None) };
+    /// This thread's memo, created on its first capture.
+    static STATE: RefCell<Option<Box<ThreadState>>> = const { RefCell::new(None) };
 }
 
 /// Feeds the calling thread's return addresses, innermost first, to `sink`. `false` (nothing
-/// fed) when this path does not apply: not recording exactly, unknown stack bounds, running
-/// on another stack, or the thread's cache is unavailable (thread teardown).
+/// fed) when this path does not apply: unknown stack bounds, running on another stack, or the
+/// thread's state is unavailable (thread teardown).
 #[inline(never)]
 pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
     let (pc, sp, bp): (u64, u64, u64);
@@ -118,89 +718,39 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
         return false;
     }
     let lo = (sp as usize).min(lo);
-    let Some(unwinder) = current() else {
+    let Some(objects) = current() else {
         return false;
     };
-    let in_stack = |a: usize| a >= lo && a <= hi - 8 && a.is_multiple_of(8);
-    let objects = unwinder as *const Native as usize;
-    let walked = CACHE.try_with(|cell| {
+    let read = |a: u64| -> Option<u64> {
+        let a = a as usize;
+        // SAFETY: `a` is 8-byte aligned and inside the calling thread's stack between its
+        // current stack pointer and its top, which is mapped and readable.
+        (a >= lo && a <= hi - 8 && a.is_multiple_of(8)).then(|| unsafe { (a as *const u64).read() })
+    };
+    let key = [
+        pc,
+        sp,
+        bp,
+        lo as u64,
+        hi as u64,
+        objects as *const Objects as u64,
+    ];
+    let walked = STATE.try_with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return false;
         };
-        let state = slot.get_or_insert_with(|| Box::new(ThreadState::new()));
-        let ThreadState { cache, memo } = &mut **state;
-        if memo.valid && memo.sp == sp && memo.bp == bp && memo.objects == objects {
-            let unchanged = memo.reads[..memo.n_reads].iter().all(|&(a, v)| {
-                // SAFETY: as in `read_stack` below: aligned, inside this thread's live stack.
-                in_stack(a as usize) && unsafe { (a as *const u64).read() } == v
-            });
-            if unchanged {
-                for &ra in &memo.frames[..memo.n_frames] {
-                    if !sink.push(ra) {
-                        break;
-                    }
-                }
-                return true;
-            }
+        let memo = &mut slot
+            .get_or_insert_with(|| Box::new(ThreadState { memo: Memo::new() }))
+            .memo;
+        if let Some(frames) = memo.replay(&key, sink.own(), read) {
+            sink.replay(frames);
+            return true;
         }
-        memo.valid = true;
-        memo.n_reads = 0;
-        memo.n_frames = 0;
-        let (reads, n_reads, memo_valid) = (&mut memo.reads, &mut memo.n_reads, &mut memo.valid);
-        let mut read_stack = |addr: u64| -> Result<u64, ()> {
-            let a = addr as usize;
-            if in_stack(a) {
-                // SAFETY: `a` is 8-byte aligned and inside the calling thread's stack between
-                // its current stack pointer and its top, which is mapped and readable.
-                let v = unsafe { (a as *const u64).read() };
-                if *n_reads < MEMO_READS {
-                    reads[*n_reads] = (addr, v);
-                    *n_reads += 1;
-                } else {
-                    *memo_valid = false;
-                }
-                Ok(v)
-            } else {
-                Err(())
-            }
-        };
-        let mut frames = unwinder.iter_frames(
-            pc,
-            UnwindRegsX86_64::new(pc, sp, bp),
-            cache,
-            &mut read_stack,
-        );
-        let mut last = 0;
-        let mut complete = false;
-        let mut yielded = [0usize; MAX_WALK];
-        let mut n_yielded = 0;
-        for _ in 0..MAX_WALK {
-            match frames.next() {
-                Ok(Some(FrameAddress::InstructionPointer(_))) => {}
-                Ok(Some(FrameAddress::ReturnAddress(ra))) => {
-                    last = ra.get();
-                    if n_yielded < MAX_WALK {
-                        yielded[n_yielded] = last as usize;
-                        n_yielded += 1;
-                    }
-                    if !sink.push(last as usize) {
-                        complete = true;
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    complete = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        memo.frames = yielded;
-        memo.n_frames = n_yielded;
-        memo.sp = sp;
-        memo.bp = bp;
-        memo.objects = objects;
-        if !complete && last != 0 && !knows(unwinder, last) {
+        memo.key = key;
+        memo.own = *sink.own();
+        let start = Regs { ip: pc, sp, bp };
+        let (complete, last) = unwind(start, &mut LiveRules { objects }, &read, sink, memo);
+        if !complete && last != 0 && !knows(&objects.unwinder, last) {
             STALE.store(true, Ordering::Relaxed);
             memo.valid = false;
         }
@@ -216,7 +766,7 @@ fn knows(unwinder: &Native, address: u64) -> bool {
 
 /// The object list, built on first use and rebuilt when a walk met an unknown address.
 /// Called under the reentrancy guard: building allocates.
-fn current() -> Option<&'static Native> {
+fn current() -> Option<&'static Objects> {
     let mut ptr = CURRENT.load(Ordering::Acquire);
     let subs = recent_unloads();
     // SAFETY: a published list is never freed (see `CURRENT`).
@@ -232,6 +782,7 @@ fn current() -> Option<&'static Native> {
         let subs = unloads();
         let fresh = Box::into_raw(Box::new(Objects {
             unwinder: build(),
+            rules: RuleTable::new(),
             subs,
         }));
         match CURRENT.compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire) {
@@ -248,7 +799,7 @@ fn current() -> Option<&'static Native> {
         }
     }
     // SAFETY: a published list is never freed (see `CURRENT`), so it lives for 'static.
-    (!ptr.is_null()).then(|| unsafe { &(*ptr).unwinder })
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
 /// Held around every call into the loader's object list (`dl_iterate_phdr` takes the loader's
@@ -272,7 +823,10 @@ fn recent_unloads() -> u64 {
     // SAFETY: `ts` is a valid out-pointer; the coarse monotonic clock needs no privileges.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     let now = (ts.tv_sec as u64).wrapping_mul(1000) + ts.tv_nsec as u64 / 1_000_000 + 1;
-    if LAST_ASKED_MS.swap(now, Ordering::Relaxed) != now {
+    // Loaded first: the swap is a locked instruction, and all threads share the line.
+    if LAST_ASKED_MS.load(Ordering::Relaxed) != now
+        && LAST_ASKED_MS.swap(now, Ordering::Relaxed) != now
+    {
         LAST_UNLOADS.store(unloads(), Ordering::Relaxed);
     }
     LAST_UNLOADS.load(Ordering::Relaxed)
@@ -386,9 +940,10 @@ fn eh_frame_address(hdr: &[u8], hdr_avma: u64) -> Option<u64> {
     Some(base.wrapping_add(value as u64))
 }
 
-/// Hands the loader gate to the `pthread_atfork` handlers.
+/// Hands the loader gate and framehop's lock to the `pthread_atfork` handlers.
 pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
     f(&LOADER_GATE);
+    f(&FRAMEHOP);
 }
 
 #[cfg(test)]
@@ -408,6 +963,232 @@ mod tests {
         for _ in 0..3 {
             crate::stacks::walker_check::agrees_with_the_system_unwinder(walk, 14);
         }
+    }
+
+    #[test]
+    fn rules_pack_and_unpack() {
+        for rule in [
+            Rule::End,
+            Rule::Fp,
+            Rule::General,
+            Rule::Sp {
+                sp_by_8: 1,
+                bp_at_by_8: None,
+            },
+            Rule::Sp {
+                sp_by_8: SP_BY_8_MAX,
+                bp_at_by_8: Some(-BP_AT_BY_8_MAX),
+            },
+            Rule::Sp {
+                sp_by_8: 7,
+                bp_at_by_8: Some(BP_AT_BY_8_MAX),
+            },
+        ] {
+            assert_eq!(Rule::unpack(rule.pack()), Some(rule));
+            let table = RuleTable::new();
+            table.put(0x5555_1234, false, rule);
+            assert_eq!(table.get(0x5555_1234, false), Some(rule));
+            assert_eq!(table.get(0x5555_1234, true), None);
+            assert_eq!(table.get(0x6555_1234, false), None);
+        }
+        assert!(
+            !Rule::Sp {
+                sp_by_8: SP_BY_8_MAX + 1,
+                bp_at_by_8: None
+            }
+            .fits()
+        );
+    }
+
+    #[test]
+    fn two_colliding_addresses_both_stay() {
+        let table = RuleTable::new();
+        let (a, b, c) = (0x10_0123, 0x20_0123, 0x30_0123);
+        table.put(a, false, Rule::Fp);
+        table.put(b, false, Rule::End);
+        assert_eq!(table.get(a, false), Some(Rule::Fp));
+        assert_eq!(table.get(b, false), Some(Rule::End));
+        table.put(c, false, Rule::General);
+        assert_eq!(table.get(a, false), None, "the oldest goes");
+        assert_eq!(table.get(b, false), Some(Rule::End));
+        assert_eq!(table.get(c, false), Some(Rule::General));
+    }
+
+    #[test]
+    fn this_code_has_exact_rules() {
+        // The frames of this test are ordinary compiled code: framehop has cached rules for
+        // them, which the probes identify (not `General`).
+        let objects = Objects {
+            unwinder: build(),
+            rules: RuleTable::new(),
+            subs: 0,
+        };
+        let ra = this_code_has_exact_rules as *const () as usize as u64 + 1;
+        let rule = with_framehop(|cache| classify(&objects.unwinder, cache, ra, false)).unwrap();
+        assert!(matches!(rule, Rule::Sp { .. } | Rule::Fp), "{rule:?}");
+    }
+
+    /// A synthetic stack: words from `BASE`, a rule per return address, no general frames.
+    struct Synthetic {
+        rules: Vec<(u64, Rule)>,
+        memory: RefCell<Vec<u64>>,
+    }
+
+    const BASE: u64 = 0x7000_0000;
+
+    impl Rules for &Synthetic {
+        fn rule(&mut self, ip: u64, _first: bool) -> Rule {
+            self.rules
+                .iter()
+                .find(|r| r.0 == ip)
+                .map_or(Rule::End, |r| r.1)
+        }
+        fn general(
+            &mut self,
+            _: &mut Regs,
+            _: bool,
+            _: &mut dyn FnMut(u64) -> Result<u64, ()>,
+        ) -> Step {
+            unreachable!("no general frames here")
+        }
+    }
+
+    impl Synthetic {
+        fn read(&self, a: u64) -> Option<u64> {
+            let i = a.checked_sub(BASE)? / 8;
+            self.memory.borrow().get(i as usize).copied()
+        }
+        fn set(&self, a: u64, v: u64) {
+            self.memory.borrow_mut()[((a - BASE) / 8) as usize] = v;
+        }
+        /// Walks (or replays) from `start`: the frames kept, and whether it was a replay.
+        fn capture(&self, memo: &mut Memo, start: Regs) -> (Vec<usize>, bool) {
+            let own = [0usize; 4];
+            let mut buf = [0usize; MAX_STACK_DEPTH];
+            let key = [start.ip, start.sp, start.bp, 0, 0, 0];
+            let replayed = memo
+                .replay(&key, &own, |a| self.read(a))
+                .map(|f| f.to_vec());
+            if let Some(frames) = replayed {
+                return (frames, true);
+            }
+            let mut sink = FrameSink::new(&mut buf, &own);
+            memo.key = key;
+            memo.own = own;
+            let mut rules = self;
+            unwind(start, &mut rules, &|a| self.read(a), &mut sink, memo);
+            (sink.settle().to_vec(), false)
+        }
+    }
+
+    #[test]
+    fn a_replay_checks_exactly_the_words_that_decide_the_walk() {
+        // Frames, innermost first. f0 at pc 0x100 (sp BASE): restores bp from [sp], returns
+        // through [sp + 8]. f1 (0x200, sp BASE+16): keeps bp, returns through [sp + 8].
+        // f2 (0x300, sp BASE+32): restores bp from [sp + 8], returns through [sp + 16].
+        // f3 (0x400, sp BASE+56): frame pointer: sp' = bp + 16, bp' = [bp], ra = [bp + 8].
+        // f4 (0x500): the end.
+        let sp = |o: u64| Some(o as i16);
+        let stack = Synthetic {
+            rules: vec![
+                (
+                    0x100,
+                    Rule::Sp {
+                        sp_by_8: 2,
+                        bp_at_by_8: sp(0),
+                    },
+                ),
+                (
+                    0x200,
+                    Rule::Sp {
+                        sp_by_8: 2,
+                        bp_at_by_8: None,
+                    },
+                ),
+                (
+                    0x300,
+                    Rule::Sp {
+                        sp_by_8: 3,
+                        bp_at_by_8: sp(1),
+                    },
+                ),
+                (0x400, Rule::Fp),
+                (0x500, Rule::End),
+            ],
+            memory: RefCell::new(vec![0; 16]),
+        };
+        let w = |i: u64| BASE + 8 * i;
+        stack.set(w(0), 1234); // f0's saved bp: overwritten by f2 before f3 uses bp
+        stack.set(w(1), 0x200);
+        stack.set(w(3), 0x300);
+        stack.set(w(5), w(9)); // f2's saved bp: f3's frame pointer
+        stack.set(w(6), 0x400);
+        stack.set(w(9), 77); // f3's caller's bp: nothing after uses it
+        stack.set(w(10), 0x500);
+        let start = Regs {
+            ip: 0x100,
+            sp: w(0),
+            bp: 999,
+        };
+        let mut memo = Memo::new();
+        let expected = vec![0x200, 0x300, 0x400, 0x500];
+        assert_eq!(stack.capture(&mut memo, start), (expected.clone(), false));
+        assert_eq!(stack.capture(&mut memo, start), (expected.clone(), true));
+        // Words that do not decide the walk: the starting bp (f0 restores bp before any use),
+        // f0's saved bp, the bp f3 restores, and words no rule reads.
+        stack.set(w(0), 4321);
+        stack.set(w(9), 78);
+        stack.set(w(2), 5);
+        let other_bp = Regs { bp: 1000, ..start };
+        assert_eq!(stack.capture(&mut memo, other_bp), (expected.clone(), true));
+        // A return address decides it.
+        stack.set(w(3), 0x301);
+        assert!(!stack.capture(&mut memo, start).1);
+        stack.set(w(3), 0x300);
+        assert_eq!(stack.capture(&mut memo, start), (expected.clone(), false));
+        // So does a saved bp that a later frame-pointer frame follows: f3 now unwinds from
+        // w(11), where nothing valid is.
+        stack.set(w(5), w(11));
+        let (frames, replayed) = stack.capture(&mut memo, start);
+        assert!(!replayed);
+        assert_eq!(frames, vec![0x200, 0x300, 0x400]);
+        // A different starting sp always does.
+        stack.set(w(5), w(9));
+        assert!(!stack.capture(&mut memo, start).1);
+        assert!(!stack.capture(&mut memo, Regs { sp: w(1), ..start }).1);
+    }
+
+    #[test]
+    fn the_starting_bp_decides_when_a_frame_pointer_frame_uses_it() {
+        let stack = Synthetic {
+            rules: vec![
+                (
+                    0x100,
+                    Rule::Sp {
+                        sp_by_8: 2,
+                        bp_at_by_8: None,
+                    },
+                ),
+                (0x200, Rule::Fp),
+                (0x300, Rule::End),
+            ],
+            memory: RefCell::new(vec![0; 16]),
+        };
+        let w = |i: u64| BASE + 8 * i;
+        stack.set(w(1), 0x200);
+        stack.set(w(4), 0);
+        stack.set(w(5), 0x300);
+        let start = Regs {
+            ip: 0x100,
+            sp: w(0),
+            bp: w(4),
+        };
+        let mut memo = Memo::new();
+        assert_eq!(stack.capture(&mut memo, start), (vec![0x200, 0x300], false));
+        assert!(stack.capture(&mut memo, start).1);
+        let (frames, replayed) = stack.capture(&mut memo, Regs { bp: w(6), ..start });
+        assert!(!replayed);
+        assert_eq!(frames, vec![0x200]);
     }
 
     #[test]
