@@ -14,6 +14,10 @@ use core::ptr;
 /// the last one at exit. Unsampled allocations cost a thread-local subtraction on `alloc` and a
 /// pointer test on `dealloc`; a sampled one captures its stack and is recorded.
 ///
+/// A sampled block of up to 64 KiB (about one allocation in `T / size`) is served from whole
+/// pages of the profiler's own rather than by `A`, so `A`'s own statistics do not include it;
+/// every other block, and every larger sampled one, comes from `A`.
+///
 /// ```
 /// use heapsampler::Sampler;
 /// use std::alloc::System;
