@@ -145,12 +145,9 @@ impl<A: GlobalAlloc> Sampler<A> {
         if block.is_null() {
             return block;
         }
-        let give_back = |this: &Self| match pool {
-            // SAFETY: the block came from `pages::alloc(class)` and was never handed out.
-            Some(class) => unsafe { pages::free(block, class) },
-            // SAFETY: the block came from the inner allocator with `block_layout`, unused.
-            None => unsafe { this.inner.dealloc(block, block_layout) },
-        };
+        let pool = pool.map_or(0, |class| class + 1);
+        // SAFETY: the block came from `pool` with `block_layout` and was never handed out.
+        let give_back = |this: &Self| unsafe { this.free_block(block, pool, block_layout) };
         let Some((stack, site)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
         else {
             give_back(self);
@@ -159,7 +156,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         let record = LiveRecord {
             size: block_layout.size(),
             align: block_layout.align(),
-            pool: pool.map_or(0, |class| class + 1),
+            pool,
             stack,
             site,
             sample: info,
@@ -198,13 +195,23 @@ impl<A: GlobalAlloc> Sampler<A> {
         };
         // Outside the guard: this free is the program's, not the profiler's.
         sampler::free_fast(layout.size());
-        match record.pool {
-            // SAFETY: the record holds the layout this block was allocated with from `inner`.
-            0 => unsafe { self.inner.dealloc(ptr, record.layout()) },
-            // SAFETY: the block came from the pool's class `pool - 1` and is freed once.
-            pool => unsafe { pages::free(ptr, pool - 1) },
-        }
+        // SAFETY: the record holds where this block came from and the layout it was given.
+        unsafe { self.free_block(ptr, record.pool, record.layout()) };
         true
+    }
+
+    /// Gives a sampled block back where it came from: the inner allocator (`pool` 0) or the
+    /// page pool's class `pool - 1`.
+    ///
+    /// # Safety
+    /// `block` came from that source with `layout` and is not used after this call.
+    unsafe fn free_block(&self, block: *mut u8, pool: u8, layout: Layout) {
+        match pool {
+            // SAFETY: forwarded from the caller: an inner block of `layout`.
+            0 => unsafe { self.inner.dealloc(block, layout) },
+            // SAFETY: forwarded from the caller: a block of the pool's class `pool - 1`.
+            pool => unsafe { pages::free(block, pool - 1) },
+        }
     }
 
     #[cold]
