@@ -417,16 +417,22 @@ fn rebase(h: &Hot) {
 
 /// Brings the thread up to date with the global configuration (and initialises it first time).
 fn refresh(h: &Hot) {
-    h.guard.set(h.guard.get() + 1);
     if h.config_gen.get() == 0 {
+        // Registering allocates (the registry may grow, parking_lot sets up its parking data
+        // under contention, the destructor list may grow). The real guard, not a bare depth
+        // bump, so that the allocations which pass the fast path inside it are charged as the
+        // profiler's own when it is dropped, not as the program's at the next arm point.
+        let _guard = enter_guard();
         let index = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
         h.thread.set(index);
         crate::fork::install();
         crate::threads::register(index);
-        // Registering the destructor may allocate; the guard above makes that pass through.
         EXIT_HOOK.with(|_| {});
+        #[cfg(test)]
+        if let Some(registration_allocates) = tests::ON_REGISTER.with(|c| c.get()) {
+            registration_allocates();
+        }
     }
-    h.guard.set(h.guard.get() - 1);
     h.config_gen.set(CONFIG_GEN.load(Ordering::Relaxed));
     let interval = INTERVAL.load(Ordering::Relaxed);
     h.gap_interval.set(interval);
@@ -627,6 +633,61 @@ pub(crate) fn reseed_after_fork() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Stands in for allocations made while a thread registers (in unit tests the
+        /// wrapper is not the global allocator, so nothing else would pass through here).
+        pub(super) static ON_REGISTER: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    /// What the wrapper does for one allocation: the fast path, and the cold path if told.
+    fn wrapper_alloc(size: usize) {
+        if !alloc_fast(size) {
+            decide(size);
+        }
+    }
+
+    #[test]
+    fn registration_traffic_is_the_profilers_own() {
+        // Regression: registration ran under a bare depth bump, so the second and later of
+        // its allocations (which pass the fast path) and its batched frees were charged to
+        // the program at the next arm point (parking_lot's 1 KiB + 32 B table, seen in CI).
+        std::thread::spawn(|| {
+            ON_REGISTER.with(|c| {
+                c.set(Some(|| {
+                    wrapper_alloc(1024);
+                    wrapper_alloc(32);
+                    free_fast(512);
+                }))
+            });
+            // As `totals()` before a thread's first allocation: arms the free side with a
+            // batch, so the registration's free passes the fast path.
+            flush_current_thread();
+            let guarded_before = (guarded_bytes(), guarded_objects(), guarded_frees());
+            wrapper_alloc(100);
+            free_fast(100);
+            let pending = with_hot(|h| {
+                rebase(h);
+                [
+                    h.alloc_pending.get(),
+                    h.alloc_pending_count.get(),
+                    h.free_pending.get(),
+                    h.free_pending_count.get(),
+                ]
+            });
+            let guarded = [
+                guarded_bytes() - guarded_before.0,
+                guarded_objects() - guarded_before.1,
+                guarded_frees().0 - guarded_before.2.0,
+                guarded_frees().1 - guarded_before.2.1,
+            ];
+            assert_eq!(guarded, [1056, 2, 512, 1], "the profiler's own");
+            let program: Vec<u64> = pending.iter().zip(guarded).map(|(p, g)| p - g).collect();
+            assert_eq!(program, [100, 1, 100, 1], "the program's");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn probability_matches_formula() {
