@@ -148,7 +148,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         let pool = pool.map_or(0, |class| class + 1);
         // SAFETY: the block came from `pool` with `block_layout` and was never handed out.
         let give_back = |this: &Self| unsafe { this.free_block(block, pool, block_layout) };
-        let Some((stack, site)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
+        let Some((stack, slot)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
         else {
             give_back(self);
             return plain(self);
@@ -158,11 +158,10 @@ impl<A: GlobalAlloc> Sampler<A> {
             align: block_layout.align(),
             pool,
             stack,
-            site,
+            slot,
             sample: info,
         };
         if !live::insert(block, record) {
-            stacks::release(site, &info);
             give_back(self);
             return plain(self);
         }
@@ -187,7 +186,6 @@ impl<A: GlobalAlloc> Sampler<A> {
             let Some(record) = live::remove(ptr) else {
                 return false;
             };
-            stacks::release(record.site, &record.sample);
             if record.sample.tag != 0 {
                 check::scopes::on_free(record.sample.tag, record.size);
             }

@@ -35,12 +35,33 @@ static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
 static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
 
 const FILTER_BITS: u32 = 16;
-/// Live records per bucket of pointer hashes (256 KiB of zero pages until used).
+const _: () = assert!(
+    FILTER_BITS >= SHARD_BITS,
+    "a filter bucket must lie in one shard"
+);
+/// Live records per bucket of pointer hashes (256 KiB of zero pages until used). A bucket's
+/// top bits are its shard's index, so each bucket is written only under one shard lock: a
+/// plain load and store there, no locked read-modify-write (two fewer per sample, ~10 ns).
 static FILTER: [AtomicU32; 1 << FILTER_BITS] = [const { AtomicU32::new(0) }; 1 << FILTER_BITS];
+
+fn pointer_hash(ptr: usize) -> u64 {
+    // Fibonacci hashing spreads page-aligned addresses, whose low 12 bits are all zero.
+    (ptr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 
 #[inline(always)]
 fn filter_slot(ptr: usize) -> &'static AtomicU32 {
-    &FILTER[((ptr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize]
+    &FILTER[(pointer_hash(ptr) >> (64 - FILTER_BITS)) as usize]
+}
+
+/// Adds `delta` to `ptr`'s bucket. Only under the lock of `ptr`'s shard, the bucket's only
+/// writer; readers (the free path) load it without a lock.
+fn filter_add(ptr: usize, delta: i32) {
+    let slot = filter_slot(ptr);
+    slot.store(
+        slot.load(Ordering::Relaxed).wrapping_add_signed(delta),
+        Ordering::Relaxed,
+    );
 }
 
 /// What is remembered of a live sampled block.
@@ -53,8 +74,8 @@ pub(crate) struct LiveRecord {
     /// `pool - 1` (see `pages`).
     pub pool: u8,
     pub stack: StackId,
-    /// Where the sample's live weights were added, to take them off on free.
-    pub site: crate::stacks::SiteRef,
+    /// The sample's thread-share slot in its site (see `stacks::SiteSums`).
+    pub slot: u8,
     pub sample: SampleInfo,
 }
 
@@ -69,9 +90,7 @@ static TABLE: [ForkMutex<Option<Map<usize, LiveRecord>>>; SHARDS] =
     [const { ForkMutex::new(None) }; SHARDS];
 
 fn shard(ptr: usize) -> &'static ForkMutex<Option<Map<usize, LiveRecord>>> {
-    // Fibonacci hashing spreads page-aligned addresses, whose low 12 bits are all zero.
-    let h = (ptr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    &TABLE[(h >> (64 - SHARD_BITS)) as usize]
+    &TABLE[(pointer_hash(ptr) >> (64 - SHARD_BITS)) as usize]
 }
 
 /// The free-path test: can `ptr` be a recorded block? False for almost every free, and
@@ -87,36 +106,31 @@ pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
 /// so it is checked under the shard's own lock, with no process-wide counter to bounce between
 /// cores) or could not grow. Must run before `ptr` is handed to the program.
 pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
-    let unaligned = (ptr as usize) & (PAGE - 1) != 0;
-    // Both counts are raised before the pointer escapes, so any later free of it (on any
-    // thread: the pointer's hand-over orders these writes before that free) sees them.
-    if unaligned {
-        UNALIGNED_LIVE.0.fetch_add(1, Ordering::SeqCst);
-    }
-    filter_slot(ptr as usize).fetch_add(1, Ordering::SeqCst);
     let mut guard = shard(ptr as usize).lock();
     let map = guard.get_or_insert_with(new_map);
     let per_shard = (MAX_LIVE.load(Ordering::Relaxed) / SHARDS).max(1);
     if map.len() >= per_shard || map.try_reserve(1).is_err() {
-        drop(guard);
-        filter_slot(ptr as usize).fetch_sub(1, Ordering::Relaxed);
-        if unaligned {
-            UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
-        }
         return false;
     }
     map.insert(ptr as usize, record);
+    // Both counts are raised before the pointer escapes, so any later free of it (on any
+    // thread: the pointer's hand-over orders these writes before that free) sees them.
+    filter_add(ptr as usize, 1);
+    if (ptr as usize) & (PAGE - 1) != 0 {
+        UNALIGNED_LIVE.0.fetch_add(1, Ordering::Relaxed);
+    }
     true
 }
 
 /// Removes and returns the record of `ptr`, if it is a recorded block. Must run before the
 /// block goes back to the inner allocator, which may hand the address out again at once.
 pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
-    let record = shard(ptr as usize)
-        .lock()
-        .as_mut()?
-        .remove(&(ptr as usize))?;
-    filter_slot(ptr as usize).fetch_sub(1, Ordering::Relaxed);
+    let record = {
+        let mut guard = shard(ptr as usize).lock();
+        let record = guard.as_mut()?.remove(&(ptr as usize))?;
+        filter_add(ptr as usize, -1);
+        record
+    };
     if (ptr as usize) & (PAGE - 1) != 0 {
         UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
     }

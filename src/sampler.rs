@@ -130,6 +130,8 @@ impl Drop for ExitHook {
             flush_allocs(h);
             arm(h);
         });
+        // After `exiting` is set: nothing this thread frees from now on is kept as a spare.
+        crate::pages::close_thread();
         crate::threads::mark_exited(current_thread());
     }
 }
@@ -510,6 +512,12 @@ pub(crate) fn flush_current_thread() {
         flush_frees(h);
         arm(h);
     });
+}
+
+/// Whether the calling thread may keep a spare page for its next sample: only a thread whose
+/// exit hook is registered and has not run (it hands the spare back), outside a fork window.
+pub(crate) fn may_keep_spare() -> bool {
+    with_hot(|h| h.config_gen.get() != 0 && !h.exiting.get() && !h.forking.get())
 }
 
 /// Index of the calling thread (0 before its first cold path).

@@ -1,7 +1,7 @@
 //! Stack capture and the table of call sites.
 //!
 //! A sampled allocation's stack is captured as raw return addresses (no symbolization), then
-//! interned into a [`StackId`] in a sharded table. Each entry also holds the site's
+//! interned into a [`StackId`] in a sharded table. Each entry also holds the site's cumulative
 //! Horvitz–Thompson sums, so recording a sample takes one shard lock. The table is bounded:
 //! when full, new stacks are refused and the sample is counted as dropped.
 
@@ -9,7 +9,6 @@ use crate::internal_alloc::{Map, TableAlloc, TableVec, new_map};
 use crate::lock::ForkMutex;
 use crate::sampler::SampleInfo;
 use core::hash::BuildHasher;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The deepest stack recorded; deeper stacks keep their innermost frames.
@@ -90,43 +89,18 @@ impl SiteSums {
     }
 }
 
-/// The live half of a site's sums. A free subtracts from it without the shard lock (see
-/// [`release`]): two threads freeing blocks of one site would otherwise contend on that lock.
-/// Fixed point like the rest; a site's live bytes stay far below 2^48.
-#[derive(Default)]
-struct LiveSums {
-    count: AtomicU64,
-    bytes: AtomicU64,
-    samples: AtomicU64,
-    thread_bytes: [AtomicU64; SITE_THREADS],
-}
-
-/// Where a live sample's weights went: the site (stable in memory, see [`release`]) and its
-/// thread-share slot.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SiteRef {
-    site: NonNull<Site>,
-    slot: u8,
-}
-
-// SAFETY: a `SiteRef` only reaches the site's atomic live sums; the site outlives every live
-// record that holds the reference (see `release`).
-unsafe impl Send for SiteRef {}
-// SAFETY: as above: shared access is to atomics only.
-unsafe impl Sync for SiteRef {}
-
 struct Site {
     hash: u64,
     frames: TableVec<usize>,
     /// Allocation-side sums and thread slots; changed under the shard lock. Its live fields
-    /// stay zero: the live sums are in `live`.
+    /// stay zero: live sums are added up from the live table when the sites are collected
+    /// (see [`collect`]), so neither a sample nor a free touches a shared counter for them.
     sums: SiteSums,
-    live: LiveSums,
     /// `sums.samples` at the previous collection; unchanged and nothing live means evictable.
     samples_at_collect: u64,
 }
 
-/// Boxed so a site never moves: live records point at its live sums.
+/// Boxed so that growing the shard's map moves pointers, not sites.
 type SiteBox = allocator_api2::boxed::Box<Site, TableAlloc>;
 
 struct Shard {
@@ -349,9 +323,10 @@ pub(crate) fn function_entry(ip: usize) -> usize {
     unsafe { _Unwind_FindEnclosingFunction(ip.wrapping_sub(1) as *mut _) as usize }
 }
 
-/// Interns `frames` and adds the sample's weights to its site. `None` when the stack table is
+/// Interns `frames` and adds the sample's allocation weights to its site;
+/// returns the stack and the sample's thread-share slot there. `None` when the stack table is
 /// full (or out of memory): the caller drops the sample.
-pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, SiteRef)> {
+pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, u8)> {
     let hash = hash_frames(frames);
     let shard_index = shard_of_hash(hash);
     let mut guard = TABLE[shard_index].lock();
@@ -388,7 +363,6 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, 
                 hash,
                 frames: copy,
                 sums: SiteSums::default(),
-                live: LiveSums::default(),
                 samples_at_collect: 0,
             };
             let site = SiteBox::try_new_in(site, TableAlloc).ok()?;
@@ -398,31 +372,11 @@ pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, 
             id
         }
     };
-    let site = sites.get_mut(&id)?;
-    let slot = site.sums.add_alloc(sample);
-    let live = &site.live;
-    live.thread_bytes[slot as usize].fetch_add(sample.w_bytes, Ordering::Relaxed);
-    live.bytes.fetch_add(sample.w_bytes, Ordering::Relaxed);
-    live.count.fetch_add(sample.w_count, Ordering::Relaxed);
-    live.samples.fetch_add(1, Ordering::Relaxed);
+    let slot = sites.get_mut(&id)?.sums.add_alloc(sample);
     // Counted in the shard, under the lock already held: a process-wide counter here would
     // bounce between cores on every sample.
     *samples += 1;
-    let site = NonNull::from(&**site);
-    Some((id, SiteRef { site, slot }))
-}
-
-/// Removes a freed sample's weights from its site's live sums, without any lock.
-pub(crate) fn release(site: SiteRef, sample: &SampleInfo) {
-    // SAFETY: a site is freed only by eviction in `collect`, under its shard lock, after it
-    // read a live sample count of 0 (Acquire). This sample keeps the count at 1 or more until
-    // the last (Release) subtraction below, after which the site is not touched again.
-    let live = unsafe { &site.site.as_ref().live };
-    live.thread_bytes[site.slot as usize % SITE_THREADS]
-        .fetch_sub(sample.w_bytes, Ordering::Relaxed);
-    live.bytes.fetch_sub(sample.w_bytes, Ordering::Relaxed);
-    live.count.fetch_sub(sample.w_count, Ordering::Relaxed);
-    live.samples.fetch_sub(1, Ordering::Release);
+    Some((id, slot))
 }
 
 /// Appends the raw return addresses of stack `id` to `out` (nothing if it was evicted or
@@ -448,10 +402,47 @@ pub(crate) struct SiteCopy {
     pub sums: SiteSums,
 }
 
-/// Copies every site out of the table, evicting sites with nothing live and no sample since
-/// the previous collection once the table is more than half full.
+/// Live sums of one stack, added up from the live table (fixed point, like [`SiteSums`]).
+#[derive(Clone, Copy, Default)]
+struct LiveSums {
+    count: u64,
+    bytes: u64,
+    samples: u64,
+    thread_bytes: [u64; SITE_THREADS],
+}
+
+/// Adds up the live records per stack. Sums that could not be stored (out of memory) are
+/// left out, as the stack would be.
+fn live_sums() -> Map<StackId, LiveSums> {
+    let mut sums: Map<StackId, LiveSums> = new_map();
+    crate::live::for_each(|_, rec| {
+        if sums.try_reserve(1).is_err() {
+            return;
+        }
+        let s = sums.entry(rec.stack).or_default();
+        s.count = s.count.wrapping_add(rec.sample.w_count);
+        s.bytes = s.bytes.wrapping_add(rec.sample.w_bytes);
+        s.samples += 1;
+        if let Some(t) = s.thread_bytes.get_mut(rec.slot as usize) {
+            *t = t.wrapping_add(rec.sample.w_bytes);
+        }
+    });
+    sums
+}
+
+/// Copies every site out of the table with its live sums, evicting sites with nothing live and
+/// no sample since the previous collection once the table is more than half full.
+///
+/// Live sums are added up here, from the live table, rather than kept per site: that keeps
+/// four shared read-modify-writes off every sample and four more off every sampled free. A
+/// sample is counted in its site (under the shard lock) just before its live record is
+/// inserted; a site seen without live records is evicted only if it also took no sample
+/// since the previous collection, so a record still on its way would have to stall for a
+/// whole collection period to lose its site (its weights would then be left out of the sites,
+/// never attributed to another: stack ids are not reused).
 pub(crate) fn collect() -> TableVec<SiteCopy> {
     let mut out = TableVec::new_in(TableAlloc);
+    let live = live_sums();
     let evict = STACK_COUNT.load(Ordering::Relaxed) > MAX_STACKS.load(Ordering::Relaxed) / 2;
     for shard in &TABLE {
         let mut guard = shard.lock();
@@ -461,9 +452,8 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
         let Shard { index, sites, .. } = shard;
         if evict {
             let mut evicted = 0;
-            sites.retain(|_, s| {
-                let dead = s.live.samples.load(Ordering::Acquire) == 0
-                    && s.sums.samples == s.samples_at_collect;
+            sites.retain(|id, s| {
+                let dead = !live.contains_key(id) && s.sums.samples == s.samples_at_collect;
                 evicted += dead as usize;
                 !dead
             });
@@ -484,11 +474,13 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
             }
             frames.extend_from_slice(&site.frames);
             let mut sums = site.sums;
-            sums.live_count = site.live.count.load(Ordering::Relaxed) as u128;
-            sums.live_bytes = site.live.bytes.load(Ordering::Relaxed) as u128;
-            sums.live_samples = site.live.samples.load(Ordering::Relaxed);
-            for (share, live) in sums.threads.iter_mut().zip(&site.live.thread_bytes) {
-                share.live_bytes = live.load(Ordering::Relaxed) as u128;
+            if let Some(l) = live.get(&id) {
+                sums.live_count = l.count as u128;
+                sums.live_bytes = l.bytes as u128;
+                sums.live_samples = l.samples;
+                for (share, &bytes) in sums.threads.iter_mut().zip(&l.thread_bytes) {
+                    share.live_bytes = bytes as u128;
+                }
             }
             out.push(SiteCopy { id, frames, sums });
         }
