@@ -171,6 +171,28 @@ impl<A: GlobalAlloc> Sampler<A> {
         block
     }
 
+    /// A free whose block may be a recorded one: frees it as one if it is, as any other if not.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_cold(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller.
+        if unsafe { self.dealloc_tracked(ptr, layout) } {
+            return;
+        }
+        sampler::free_fast(layout.size());
+        // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// An untracked free, already counted, whose thread must flush its free totals first.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_flush(&self, ptr: *mut u8, layout: Layout) {
+        sampler::flush_free_batch(layout.size());
+        // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
     /// Frees `ptr` if it is a recorded block; `false` if it is not one.
     #[cold]
     #[inline(never)]
@@ -303,13 +325,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded from our caller: `ptr` is a live block of ours with `layout`.
-        if live::may_be_tracked(ptr) && unsafe { self.dealloc_tracked(ptr, layout) } {
-            return;
+        // Every branch ends in a tail call: the fast path needs no stack frame of its own
+        // (calling `dealloc_tracked` and carrying on here cost three pushes and pops a free).
+        if live::may_be_tracked(ptr) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { self.dealloc_cold(ptr, layout) };
         }
-        sampler::free_fast(layout.size());
-        // SAFETY: forwarded from our caller; untracked blocks keep the caller's layout.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        if sampler::free_counted(layout.size()) {
+            // SAFETY: forwarded from our caller; untracked blocks keep the caller's layout.
+            return unsafe { self.inner.dealloc(ptr, layout) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.dealloc_flush(ptr, layout) }
     }
 
     #[inline(always)]

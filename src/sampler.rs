@@ -184,6 +184,24 @@ pub(crate) fn free_fast(size: usize) {
     })
 }
 
+/// [`free_fast`] without its cold call: counts the free; `false` when the caller must call
+/// [`flush_free_batch`] (so that the caller's own fast path can end in a tail call).
+#[inline(always)]
+pub(crate) fn free_counted(size: usize) -> bool {
+    with_hot(|h| {
+        let left = h.free_budget.get().wrapping_sub(packed(size));
+        h.free_budget.set(left);
+        left >= 0
+    })
+}
+
+/// The cold half of a free counted by [`free_counted`].
+#[cold]
+#[inline(never)]
+pub(crate) fn flush_free_batch(size: usize) {
+    with_hot(|h| free_cold(h, size))
+}
+
 #[cold]
 #[inline(never)]
 fn free_cold(h: &Hot, size: usize) {
