@@ -116,6 +116,9 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     // Both counts are raised before the pointer escapes, so any later free of it (on any
     // thread: the pointer's hand-over orders these writes before that free) sees them.
     filter_add(ptr as usize, 1);
+    // The unaligned count is shared by every thread recording exactly: its line bounces, so
+    // it is raised after the lock is released, not while other threads wait for the shard.
+    drop(guard);
     if (ptr as usize) & (PAGE - 1) != 0 {
         UNALIGNED_LIVE.0.fetch_add(1, Ordering::Relaxed);
     }
