@@ -175,13 +175,9 @@ pub(crate) fn alloc_fast(size: usize) -> bool {
 /// Fast path of every free: batches the freed bytes into the thread's totals.
 #[inline(always)]
 pub(crate) fn free_fast(size: usize) {
-    with_hot(|h| {
-        let left = h.free_budget.get().wrapping_sub(packed(size));
-        h.free_budget.set(left);
-        if left < 0 {
-            free_cold(h, size);
-        }
-    })
+    if !free_counted(size) {
+        flush_free_batch(size);
+    }
 }
 
 /// [`free_fast`] without its cold call: counts the free; `false` when the caller must call
