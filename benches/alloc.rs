@@ -1,7 +1,7 @@
 //! What every allocation pays: an alloc+free pair through `System` and through
 //! `Sampler<System>`, side by side in one binary, and the cost of one sample (the cold path).
 //!
-//! Run: `cargo bench --bench alloc`. The sampler is called directly, not installed as the
+//! Run: `cargo bench --bench alloc` (the `paired/…` lines are printed, not criterion ids). The sampler is called directly, not installed as the
 //! global allocator, so criterion's own allocations do not disturb it.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -107,6 +107,61 @@ fn fast_path_same_heap(c: &mut Criterion) {
     g.finish();
 }
 
+/// The added cost measured pairwise, on exactly the same heap states: rounds of one timed chunk
+/// through each allocator, back to back, the order swapped every round. Printed, not a
+/// criterion benchmark: criterion times each benchmark id in its own stretch of the run, and at
+/// 4 KiB glibc's cost depends on the heap's history (exact reuse of a free chunk, or
+/// split-and-coalesce, ~13 ns a pair dearer). Two ids timed a second apart can each land in a
+/// different state (`same_heap/system/4096` at 16 ns and `same_heap/sampler_512k/4096` at 30 ns
+/// in one run, while the `System` chunks interleaved into the latter took 28 ns). Here every
+/// sampler chunk has a `System` chunk next to it, so the difference is the sampler's own.
+fn paired(_: &mut Criterion) {
+    heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    const CHUNK: usize = 256;
+    const ROUNDS: usize = 8000;
+    fn chunk<A: GlobalAlloc>(a: &A, l: Layout) -> Duration {
+        let start = Instant::now();
+        for _ in 0..CHUNK {
+            pair(a, l);
+        }
+        start.elapsed()
+    }
+    for size in [16usize, 256, 4096] {
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // Warm both paths (the sampler's first samples learn the stack's unwind rules).
+        for _ in 0..ROUNDS / 8 {
+            chunk(&System, l);
+            chunk(&SAMPLER, l);
+        }
+        let (mut system, mut sampler) = (Duration::ZERO, Duration::ZERO);
+        let mut diffs = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let (y, s) = if round % 2 == 0 {
+                let y = chunk(&System, l);
+                (y, chunk(&SAMPLER, l))
+            } else {
+                let s = chunk(&SAMPLER, l);
+                (chunk(&System, l), s)
+            };
+            system += y;
+            sampler += s;
+            diffs.push(s.as_nanos() as f64 - y.as_nanos() as f64);
+        }
+        diffs.sort_by(f64::total_cmp);
+        let pairs = (ROUNDS * CHUNK) as f64;
+        let (y, s) = (
+            system.as_nanos() as f64 / pairs,
+            sampler.as_nanos() as f64 / pairs,
+        );
+        println!(
+            "paired/{size}: system {y:.2} ns, sampler_512k {s:.2} ns, added {:.2} ns a pair \
+             (median round {:.2})",
+            s - y,
+            diffs[ROUNDS / 2] / CHUNK as f64
+        );
+    }
+}
+
 /// The same pair with a `Reporter` running (asleep between reports, as in production), to show
 /// the reporter costs allocation nothing between reports.
 fn with_reporter(c: &mut Criterion) {
@@ -159,6 +214,7 @@ criterion_group!(
     benches,
     fast_path,
     fast_path_same_heap,
+    paired,
     with_reporter,
     cold_path
 );
