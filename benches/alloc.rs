@@ -126,7 +126,19 @@ fn paired(_: &mut Criterion) {
         }
         start.elapsed()
     }
-    for size in [16usize, 256, 4096] {
+    for (size, interval) in [
+        (16usize, heapsampler::DEFAULT_SAMPLE_INTERVAL),
+        (256, heapsampler::DEFAULT_SAMPLE_INTERVAL),
+        (4096, heapsampler::DEFAULT_SAMPLE_INTERVAL),
+        // Sampling off: what the unsampled path and the batched totals cost without samples.
+        (4096, 0),
+    ] {
+        heapsampler::set_sample_interval(interval);
+        let name = if interval == 0 {
+            "sampler_off"
+        } else {
+            "sampler_512k"
+        };
         let l = Layout::from_size_align(size, 8).unwrap();
         // Warm both paths (the sampler's first samples learn the stack's unwind rules).
         for _ in 0..ROUNDS / 8 {
@@ -154,12 +166,13 @@ fn paired(_: &mut Criterion) {
             sampler.as_nanos() as f64 / pairs,
         );
         println!(
-            "paired/{size}: system {y:.2} ns, sampler_512k {s:.2} ns, added {:.2} ns a pair \
+            "paired/{size}: system {y:.2} ns, {name} {s:.2} ns, added {:.2} ns a pair \
              (median round {:.2})",
             s - y,
             diffs[ROUNDS / 2] / CHUNK as f64
         );
     }
+    heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
 }
 
 /// The same pair with a `Reporter` running (asleep between reports, as in production), to show

@@ -90,6 +90,8 @@ struct Hot {
     forking: Cell<bool>,
     thread: Cell<u32>,
     rng: Cell<Option<SmallRng>>,
+    /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
+    last_weights: Cell<(u64, u64, u64, u64)>,
 }
 
 thread_local! {
@@ -113,6 +115,7 @@ thread_local! {
             forking: Cell::new(false),
             thread: Cell::new(0),
             rng: Cell::new(None),
+            last_weights: Cell::new((0, 0, 0, 0)),
         }
     };
     /// Flushes the thread's batched totals when the thread exits.
@@ -284,7 +287,7 @@ pub(crate) fn decide(size: usize) -> Decision {
             } else if interval == 0 {
                 h.gap.set(NEVER);
             } else if gap < size {
-                decision = Decision::Sample(weights(size as u64, interval, thread));
+                decision = Decision::Sample(memo_weights(h, size as u64, interval, thread));
                 h.gap.set(draw_gap(h, interval));
             } else {
                 h.gap.set(gap - size);
@@ -303,6 +306,24 @@ fn exact_sample(size: i64, tag: u32, thread: u32) -> SampleInfo {
         tag,
         thread,
     }
+}
+
+/// [`weights`], remembered for the thread's last sampled (size, interval): programs sample
+/// the same sizes over and over, and `expm1` and two divisions are ~10 % of a sample.
+fn memo_weights(h: &Hot, size: u64, t: u64, thread: u32) -> SampleInfo {
+    let (msize, mt, w_count, w_bytes) = h.last_weights.get();
+    if msize == size && mt == t {
+        return SampleInfo {
+            w_count,
+            w_bytes,
+            exact: false,
+            tag: 0,
+            thread,
+        };
+    }
+    let info = weights(size, t, thread);
+    h.last_weights.set((size, t, info.w_count, info.w_bytes));
+    info
 }
 
 /// Horvitz–Thompson weights of an allocation of `size` bytes sampled at mean interval `t`.
@@ -567,10 +588,12 @@ pub(crate) struct Guard {
 pub(crate) fn enter_guard() -> Guard {
     with_hot(|h| {
         if h.guard.get() == 0 {
+            // Not re-armed: `rebase` leaves the countdown at zero, so the guard's first
+            // allocation (rare: a table growing, parking_lot under contention) takes the cold
+            // path, which arms for the guard. Saves an arm on every guard entry.
             rebase(h);
         }
         h.guard.set(h.guard.get() + 1);
-        arm(h);
     });
     Guard {
         _not_send: core::marker::PhantomData,
@@ -748,6 +771,27 @@ mod tests {
         assert!(now - packed(1) < 0);
         // A huge size stands in as i64::MAX: certainly negative, and undone on the cold path.
         assert!(armed.wrapping_sub(packed(HUGE)) < 0);
+    }
+
+    #[test]
+    fn remembered_weights_are_the_computed_ones() {
+        std::thread::spawn(|| {
+            with_hot(|h| {
+                for (size, t) in [
+                    (4096, 512 * 1024),
+                    (4096, 512 * 1024),
+                    (100, 4096),
+                    (4096, 4096),
+                ] {
+                    let m = memo_weights(h, size, t, 7);
+                    let w = weights(size, t, 7);
+                    assert_eq!((m.w_count, m.w_bytes, m.thread), (w.w_count, w.w_bytes, 7));
+                    assert!(!m.exact && m.tag == 0);
+                }
+            })
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
