@@ -107,6 +107,7 @@ mod profile;
 pub mod report;
 mod reporter;
 mod sampler;
+mod stack_cache;
 mod stacks;
 pub mod symbolize;
 mod thread_stack;

@@ -135,6 +135,7 @@ impl Drop for ExitHook {
         });
         // After `exiting` is set: nothing this thread frees from now on is kept as a spare.
         crate::pages::close_thread();
+        crate::stacks::close_thread();
         crate::threads::mark_exited(current_thread());
     }
 }

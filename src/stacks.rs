@@ -8,6 +8,7 @@
 use crate::internal_alloc::{Map, TableAlloc, TableVec, new_map};
 use crate::lock::ForkMutex;
 use crate::sampler::SampleInfo;
+use crate::stack_cache::{self, PendingSums};
 use core::hash::BuildHasher;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -62,6 +63,16 @@ impl SiteSums {
             share.alloc_bytes += b;
         }
         slot as u8
+    }
+
+    /// Adds a thread's pending sums for this site (see `stack_cache`).
+    fn add_pending(&mut self, p: &PendingSums) {
+        self.alloc_count += p.count as u128;
+        self.alloc_bytes += p.bytes as u128;
+        self.samples += p.samples;
+        if let Some(share) = self.threads.get_mut(p.share as usize) {
+            share.alloc_bytes += p.bytes as u128;
+        }
     }
 
     /// The thread's share slot, claimed if new; the last slot collects all further threads.
@@ -327,10 +338,61 @@ pub(crate) fn function_entry(ip: usize) -> usize {
 /// returns the stack and the sample's thread-share slot there. `None` when the stack table is
 /// full (or out of memory): the caller drops the sample.
 pub(crate) fn record(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, u8)> {
+    if let Some(repeat) = stack_cache::record_repeat(frames, sample) {
+        return Some(repeat);
+    }
     let hash = hash_frames(frames);
     let shard_index = shard_of_hash(hash);
-    let mut guard = TABLE[shard_index].lock();
-    let shard = guard.get_or_insert_with(Shard::new);
+    let (id, slot) = {
+        let mut guard = TABLE[shard_index].lock();
+        let shard = guard.get_or_insert_with(Shard::new);
+        let recorded = record_in(shard, shard_index, hash, frames, sample)?;
+        // The thread's pending sums for its previous stack go in now if that stack lives in
+        // this shard (one lock for both), else just below.
+        if stack_cache::pending_id().is_some_and(|id| shard_of_id(id) == shard_index) {
+            stack_cache::flush_pending(|p| add_pending(shard, p));
+        }
+        recorded
+    };
+    flush_pending_sums();
+    stack_cache::remember(frames, id, slot);
+    Some((id, slot))
+}
+
+/// Puts the calling thread's pending sums (if any) into their site.
+fn flush_pending_sums() {
+    if let Some(id) = stack_cache::pending_id() {
+        let mut guard = TABLE[shard_of_id(id)].lock();
+        if let Some(shard) = guard.as_mut() {
+            stack_cache::flush_pending(|p| add_pending(shard, p));
+        }
+    }
+}
+
+/// Flushes the calling thread's pending sums and gives up its stack cache: at thread exit.
+pub(crate) fn close_thread() {
+    let _guard = crate::sampler::enter_guard();
+    flush_pending_sums();
+    stack_cache::close_thread();
+}
+
+/// Adds a thread's pending sums to their site (under the shard's lock). A cached stack is never
+/// evicted, so the site is there; were it not, the sums would be dropped, not misattributed.
+fn add_pending(shard: &mut Shard, p: &PendingSums) {
+    shard.samples += p.samples;
+    if let Some(site) = shard.sites.get_mut(&p.id) {
+        site.sums.add_pending(p);
+    }
+}
+
+/// The locked half of [`record`]: finds or interns `frames` in `shard` and adds the sample.
+fn record_in(
+    shard: &mut Shard,
+    shard_index: usize,
+    hash: u64,
+    frames: &[usize],
+    sample: &SampleInfo,
+) -> Option<(StackId, u8)> {
     let Shard {
         index,
         sites,
@@ -444,16 +506,26 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
     let mut out = TableVec::new_in(TableAlloc);
     let live = live_sums();
     let evict = STACK_COUNT.load(Ordering::Relaxed) > MAX_STACKS.load(Ordering::Relaxed) / 2;
-    for shard in &TABLE {
+    for (shard_index, shard) in TABLE.iter().enumerate() {
         let mut guard = shard.lock();
         let Some(shard) = guard.as_mut() else {
             continue;
         };
+        // Threads' cached stacks of this shard and their pending sums, read under the lock the
+        // owners flush under: each sample is in its site or in a pending sum, not both.
+        let mut pending: TableVec<PendingSums> = TableVec::new_in(TableAlloc);
+        stack_cache::for_each_pending(|p| {
+            if shard_of_id(p.id) == shard_index && pending.try_reserve(1).is_ok() {
+                pending.push(*p);
+            }
+        });
         let Shard { index, sites, .. } = shard;
         if evict {
             let mut evicted = 0;
             sites.retain(|id, s| {
-                let dead = !live.contains_key(id) && s.sums.samples == s.samples_at_collect;
+                let dead = !live.contains_key(id)
+                    && s.sums.samples == s.samples_at_collect
+                    && !pending.iter().any(|p| p.id == *id);
                 evicted += dead as usize;
                 !dead
             });
@@ -474,6 +546,9 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
             }
             frames.extend_from_slice(&site.frames);
             let mut sums = site.sums;
+            for p in pending.iter().filter(|p| p.id == id) {
+                sums.add_pending(p);
+            }
             if let Some(l) = live.get(&id) {
                 sums.live_count = l.count as u128;
                 sums.live_bytes = l.bytes as u128;
@@ -502,7 +577,12 @@ pub(crate) fn stats() -> StackStats {
         samples: TABLE
             .iter()
             .map(|t| t.lock().as_ref().map_or(0, |s| s.samples))
-            .sum(),
+            .sum::<u64>()
+            + {
+                let mut pending = 0;
+                stack_cache::for_each_pending(|p| pending += p.samples);
+                pending
+            },
         dropped: DROPPED.load(Ordering::Relaxed),
         stacks: STACK_COUNT.load(Ordering::Relaxed) as u64,
         evicted: EVICTED.load(Ordering::Relaxed),
