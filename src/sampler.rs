@@ -92,6 +92,9 @@ struct Hot {
     rng: Cell<Option<SmallRng>>,
     /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
     last_weights: Cell<(u64, u64, u64, u64)>,
+    /// The program's countdown (packed) and configuration generation when the outermost guard
+    /// was entered, given back when it is dropped (see [`Guard`]).
+    saved_countdown: Cell<(i64, u64)>,
 }
 
 thread_local! {
@@ -116,6 +119,7 @@ thread_local! {
             thread: Cell::new(0),
             rng: Cell::new(None),
             last_weights: Cell::new((0, 0, 0, 0)),
+            saved_countdown: Cell::new((0, 0)),
         }
     };
     /// Flushes the thread's batched totals when the thread exits.
@@ -589,10 +593,14 @@ pub(crate) struct Guard {
 pub(crate) fn enter_guard() -> Guard {
     with_hot(|h| {
         if h.guard.get() == 0 {
-            // Not re-armed: `rebase` leaves the countdown at zero, so the guard's first
-            // allocation (rare: a table growing, parking_lot under contention) takes the cold
-            // path, which arms for the guard. Saves an arm on every guard entry.
+            // The program's countdown is put aside, and given back untouched when the guard is
+            // dropped: no re-arming on either side (two cold `arm` calls a sampled alloc+free
+            // fewer). `rebase` leaves the countdown at zero, so the guard's first allocation
+            // (rare: a table growing, parking_lot under contention) takes the cold path, which
+            // counts it as the profiler's and arms for the guard.
+            let remaining = h.countdown.get();
             rebase(h);
+            h.saved_countdown.set((remaining, h.config_gen.get()));
         }
         h.guard.set(h.guard.get() + 1);
     });
@@ -604,11 +612,30 @@ pub(crate) fn enter_guard() -> Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         with_hot(|h| {
-            if h.guard.get() == 1 {
-                rebase(h);
+            if h.guard.get() != 1 {
+                h.guard.set(h.guard.get().saturating_sub(1));
+                return;
             }
-            h.guard.set(h.guard.get().saturating_sub(1));
-            arm(h);
+            // What the guard's own allocations and frees used is the profiler's.
+            rebase(h);
+            h.guard.set(0);
+            let (remaining, generation) = h.saved_countdown.get();
+            if remaining < 0 || generation != h.config_gen.get() || batch_budget(h) == 0 {
+                // Nothing to give back, a new configuration, or exact mode (which flushes on
+                // every call): arm afresh.
+                arm(h);
+                return;
+            }
+            // The bytes before the guard were charged when it was entered; the rest of the
+            // countdown is still the program's, below both its gap and its batch.
+            h.armed.set(remaining);
+            h.countdown.set(remaining);
+            if h.alloc_pending.get() >= TOTALS_BATCH_BYTES {
+                flush_allocs(h);
+            }
+            if h.free_pending.get() >= TOTALS_BATCH_BYTES {
+                flush_frees(h);
+            }
         });
     }
 }
