@@ -116,61 +116,68 @@ fn fast_path_same_heap(c: &mut Criterion) {
 /// in one run, while the `System` chunks interleaved into the latter took 28 ns). Here every
 /// sampler chunk has a `System` chunk next to it, so the difference is the sampler's own.
 fn paired(_: &mut Criterion) {
-    heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
-    const CHUNK: usize = 256;
-    const ROUNDS: usize = 8000;
-    fn chunk<A: GlobalAlloc>(a: &A, l: Layout) -> Duration {
+    /// Pairs timed per allocator in each configuration (2 M, ~40–60 ms at 4 KiB).
+    const PAIRS: usize = 2 << 20;
+    fn chunk<A: GlobalAlloc>(a: &A, l: Layout, n: usize) -> Duration {
         let start = Instant::now();
-        for _ in 0..CHUNK {
+        for _ in 0..n {
             pair(a, l);
         }
         start.elapsed()
     }
-    for (size, interval) in [
-        (16usize, heapsampler::DEFAULT_SAMPLE_INTERVAL),
-        (256, heapsampler::DEFAULT_SAMPLE_INTERVAL),
-        (4096, heapsampler::DEFAULT_SAMPLE_INTERVAL),
-        // Sampling off: what the unsampled path and the batched totals cost without samples.
-        (4096, 0),
-    ] {
-        heapsampler::set_sample_interval(interval);
-        let name = if interval == 0 {
-            "sampler_off"
-        } else {
-            "sampler_512k"
-        };
-        let l = Layout::from_size_align(size, 8).unwrap();
-        // Warm both paths (the sampler's first samples learn the stack's unwind rules).
-        for _ in 0..ROUNDS / 8 {
-            chunk(&System, l);
-            chunk(&SAMPLER, l);
-        }
-        let (mut system, mut sampler) = (Duration::ZERO, Duration::ZERO);
-        let mut diffs = Vec::with_capacity(ROUNDS);
-        for round in 0..ROUNDS {
-            let (y, s) = if round % 2 == 0 {
-                let y = chunk(&System, l);
-                (y, chunk(&SAMPLER, l))
+    // Two chunk lengths: switching allocators itself costs the sampler's side ~150–500 ns a
+    // switch (measured with sampling off as well: the first pairs after a stretch of `System`
+    // run slower), which weighs 0.6–2 ns a pair in chunks of 256 and 16 times less in chunks
+    // of 4096 (~80 µs, still short next to the heap-state drift this design guards against).
+    // No program switches allocators; both are printed.
+    for chunk_len in [256usize, 4096] {
+        for (size, interval) in [
+            (16usize, heapsampler::DEFAULT_SAMPLE_INTERVAL),
+            (256, heapsampler::DEFAULT_SAMPLE_INTERVAL),
+            (4096, heapsampler::DEFAULT_SAMPLE_INTERVAL),
+            // Sampling off: the unsampled path and the batched totals, without samples.
+            (4096, 0),
+        ] {
+            heapsampler::set_sample_interval(interval);
+            let name = if interval == 0 {
+                "sampler_off"
             } else {
-                let s = chunk(&SAMPLER, l);
-                (chunk(&System, l), s)
+                "sampler_512k"
             };
-            system += y;
-            sampler += s;
-            diffs.push(s.as_nanos() as f64 - y.as_nanos() as f64);
+            let l = Layout::from_size_align(size, 8).unwrap();
+            let rounds = PAIRS / chunk_len;
+            // Warm both paths (the sampler's first samples learn the stack's unwind rules).
+            for _ in 0..rounds / 8 {
+                chunk(&System, l, chunk_len);
+                chunk(&SAMPLER, l, chunk_len);
+            }
+            let (mut system, mut sampler) = (Duration::ZERO, Duration::ZERO);
+            let mut diffs = Vec::with_capacity(rounds);
+            for round in 0..rounds {
+                let (y, s) = if round % 2 == 0 {
+                    let y = chunk(&System, l, chunk_len);
+                    (y, chunk(&SAMPLER, l, chunk_len))
+                } else {
+                    let s = chunk(&SAMPLER, l, chunk_len);
+                    (chunk(&System, l, chunk_len), s)
+                };
+                system += y;
+                sampler += s;
+                diffs.push(s.as_nanos() as f64 - y.as_nanos() as f64);
+            }
+            diffs.sort_by(f64::total_cmp);
+            let pairs = (rounds * chunk_len) as f64;
+            let (y, s) = (
+                system.as_nanos() as f64 / pairs,
+                sampler.as_nanos() as f64 / pairs,
+            );
+            println!(
+                "paired/{size} (chunks of {chunk_len}): system {y:.2} ns, {name} {s:.2} ns, \
+                 added {:.2} ns a pair (median round {:.2})",
+                s - y,
+                diffs[rounds / 2] / chunk_len as f64
+            );
         }
-        diffs.sort_by(f64::total_cmp);
-        let pairs = (ROUNDS * CHUNK) as f64;
-        let (y, s) = (
-            system.as_nanos() as f64 / pairs,
-            sampler.as_nanos() as f64 / pairs,
-        );
-        println!(
-            "paired/{size}: system {y:.2} ns, {name} {s:.2} ns, added {:.2} ns a pair \
-             (median round {:.2})",
-            s - y,
-            diffs[ROUNDS / 2] / CHUNK as f64
-        );
     }
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
 }
