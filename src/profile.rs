@@ -146,8 +146,9 @@ fn from_fixed(v: u128) -> f64 {
 
 /// Takes a snapshot of the heap profile: exact totals and per-site estimates.
 ///
-/// Cheap enough to call every few seconds: it copies the stack table, one shard at a time,
-/// without stopping allocation. Frames are not symbolized; call [`Profile::symbolize`].
+/// Cheap enough to call every few seconds: it adds up the live table (one pass over the live
+/// samples) and copies the stack table, one shard at a time, without stopping allocation.
+/// Frames are not symbolized; call [`Profile::symbolize`].
 ///
 /// ```
 /// let profile = heapsampler::snapshot();

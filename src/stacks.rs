@@ -2,8 +2,10 @@
 //!
 //! A sampled allocation's stack is captured as raw return addresses (no symbolization), then
 //! interned into a [`StackId`] in a sharded table. Each entry also holds the site's cumulative
-//! Horvitz–Thompson sums, so recording a sample takes one shard lock. The table is bounded:
-//! when full, new stacks are refused and the sample is counted as dropped.
+//! Horvitz–Thompson sums, so recording a sample takes one shard lock — and a repeat of the
+//! thread's previous stack none (`stack_cache`). Live sums are not kept here but added up from
+//! the live table when the sites are collected. The table is bounded: when full, new stacks
+//! are refused and the sample is counted as dropped.
 
 use crate::internal_alloc::{Map, TableAlloc, TableVec, new_map};
 use crate::lock::ForkMutex;
