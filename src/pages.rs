@@ -18,12 +18,13 @@
 //!
 //! Each thread keeps one spare single-page block, the last one it freed, for its next sample:
 //! a thread that samples and frees in turn then never takes the pool lock (two lock round trips,
-//! ~20 ns of a ~200 ns sample). Spares are listed in the pool, so their bytes are counted in
-//! [`idle_bytes`], and a thread hands its spare back when it exits.
+//! ~20 ns of a ~200 ns sample). A spare sits in the thread's entry of [`SPARES`] (indexed by its
+//! `thread_slot`), so [`idle_bytes`] counts it, and the thread hands it back when it exits.
 
 use crate::lock::ForkMutex;
+use crate::single_writer::SingleWriter;
+use crate::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::alloc::Layout;
-use core::cell::Cell;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// The page size the pool works in (and the alignment of every block it hands out).
@@ -36,45 +37,29 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// Idle bytes a class keeps for reuse; frees beyond this go back to the system.
 const MAX_IDLE_BYTES: usize = 1024 * 1024;
 
-/// Threads that may keep a spare block at once; later threads go to the pool every time.
-const MAX_SPARES: usize = 1024;
-
 struct Pool {
     /// Top of each class's stack of free blocks (0 = empty).
     free: [usize; CLASSES],
     idle: [usize; CLASSES],
-    /// The spare slots of the threads that keep one (addresses of their `Spare::block`).
-    spares: [usize; MAX_SPARES],
 }
 
 static POOL: ForkMutex<Pool> = ForkMutex::new(Pool {
     free: [0; CLASSES],
     idle: [0; CLASSES],
-    spares: [0; MAX_SPARES],
 });
 
-/// A thread's spare block of class 0.
-struct Spare {
-    /// The block (0 = none). Atomic only so that `idle_bytes` may read it from another thread:
-    /// its owner uses plain loads and stores, no read-modify-write.
-    block: AtomicUsize,
-    /// 0: not listed yet; 1: listed in `Pool::spares`; 2: keeps no spare (no room, or exited).
-    state: Cell<u8>,
-}
+/// A thread's spare class-0 block (0 = none), on a line of its own: its owner writes it on
+/// every sample it frees. Atomic only so that `idle_bytes` may read it; the owner updates it
+/// with plain loads and stores.
+#[repr(align(64))]
+struct Spare(AtomicUsize);
 
-thread_local! {
-    // `const` and without `Drop`: reachable from any allocation, including during teardown.
-    static SPARE: Spare = const {
-        Spare {
-            block: AtomicUsize::new(0),
-            state: Cell::new(0),
-        }
-    };
-}
+/// The spare of the thread holding each `thread_slot`.
+static SPARES: [Spare; MAX_THREAD_SLOTS] = [const { Spare(AtomicUsize::new(0)) }; MAX_THREAD_SLOTS];
 
-const UNLISTED: u8 = 0;
-const LISTED: u8 = 1;
-const NO_SPARE: u8 = 2;
+fn own_spare() -> Option<&'static AtomicUsize> {
+    SPARES.get(thread_slot::current()?).map(|s| &s.0)
+}
 
 /// 0 = not asked yet, 1 = 4 KiB pages (pool on), 2 = other (pool off).
 static PAGES_FIT: AtomicU8 = AtomicU8::new(0);
@@ -114,7 +99,7 @@ pub(crate) fn alloc(class: u8) -> *mut u8 {
         return core::ptr::null_mut();
     }
     if c == 0 {
-        let spare = SPARE.with(|s| s.block.swap_plain(0));
+        let spare = own_spare().map_or(0, |s| s.update_unshared(|_| 0));
         if spare != 0 {
             return spare as *mut u8;
         }
@@ -176,9 +161,23 @@ pub(crate) unsafe fn free(block: *mut u8, class: u8) {
     if c >= CLASSES {
         return;
     }
-    if c == 0 && crate::sampler::may_keep_spare() && SPARE.with(|s| keep_spare(s, block as usize)) {
+    if c == 0
+        && let Some(spare) = own_spare()
+        && spare.load(Ordering::Relaxed) == 0
+    {
+        spare.store(block as usize, Ordering::Relaxed);
         return;
     }
+    // SAFETY: passed on from the caller.
+    unsafe { give_back(block, class) }
+}
+
+/// [`free`] without the spare: the block goes to its class's free stack or back to the system.
+///
+/// # Safety
+/// As for [`free`].
+unsafe fn give_back(block: *mut u8, class: u8) {
+    let c = class as usize;
     let size = block_bytes(class);
     {
         let mut pool = POOL.lock();
@@ -193,73 +192,30 @@ pub(crate) unsafe fn free(block: *mut u8, class: u8) {
     unsafe { libc::munmap(block.cast(), size) };
 }
 
-trait SwapPlain {
-    /// `swap` for a value only its owner thread writes: a load and a store, not a locked
-    /// exchange.
-    fn swap_plain(&self, new: usize) -> usize;
-}
-
-impl SwapPlain for AtomicUsize {
-    fn swap_plain(&self, new: usize) -> usize {
-        let old = self.load(Ordering::Relaxed);
-        self.store(new, Ordering::Relaxed);
-        old
-    }
-}
-
-/// Keeps `block` as the thread's spare if it has none; `false` if it must go to the pool.
-fn keep_spare(s: &Spare, block: usize) -> bool {
-    if s.state.get() == UNLISTED {
-        let mut pool = POOL.lock();
-        let me = &s.block as *const AtomicUsize as usize;
-        match pool.spares.iter_mut().find(|slot| **slot == 0) {
-            Some(slot) => {
-                *slot = me;
-                s.state.set(LISTED);
-            }
-            None => s.state.set(NO_SPARE),
-        }
-    }
-    if s.state.get() != LISTED || s.block.load(Ordering::Relaxed) != 0 {
-        return false;
-    }
-    s.block.store(block, Ordering::Relaxed);
-    true
-}
-
-/// Gives the calling thread's spare back to the pool and stops it keeping one: called when the
-/// thread exits, before its thread-local memory goes away.
-pub(crate) fn close_thread() {
-    let spare = SPARE.with(|s| {
-        let listed = s.state.replace(NO_SPARE) == LISTED;
-        if !listed {
-            return 0;
-        }
-        let me = &s.block as *const AtomicUsize as usize;
-        let mut pool = POOL.lock();
-        if let Some(slot) = pool.spares.iter_mut().find(|slot| **slot == me) {
-            *slot = 0;
-        }
-        s.block.swap_plain(0)
-    });
+/// Gives the spare of the thread that held `slot` back to the pool: called as the thread exits
+/// and releases its slot (it no longer keeps spares by then).
+pub(crate) fn close_slot(slot: usize) {
+    let spare = SPARES
+        .get(slot)
+        .map_or(0, |s| s.0.swap(0, Ordering::Relaxed));
     if spare != 0 {
         // SAFETY: the spare is a free class-0 block from `alloc`, now no one's.
-        unsafe { free(spare as *mut u8, 0) };
+        unsafe { give_back(spare as *mut u8, 0) };
     }
 }
 
 /// Bytes the pool holds for reuse, threads' spares included: the profiler's own memory.
 pub(crate) fn idle_bytes() -> u64 {
+    let mut spares = 0;
+    thread_slot::for_each_claimed(|slot| {
+        if SPARES
+            .get(slot)
+            .is_some_and(|s| s.0.load(Ordering::Relaxed) != 0)
+        {
+            spares += 1;
+        }
+    });
     let pool = POOL.lock();
-    let spares = pool
-        .spares
-        .iter()
-        .filter(|&&slot| {
-            // SAFETY: a listed slot is the `block` field of a live thread's `Spare`: the thread
-            // unlists it, under this lock, before it exits. Only an atomic load is made.
-            slot != 0 && unsafe { (*(slot as *const AtomicUsize)).load(Ordering::Relaxed) } != 0
-        })
-        .count();
     (pool.idle.iter().sum::<usize>() + spares * PAGE) as u64
 }
 
@@ -294,34 +250,29 @@ mod tests {
             return;
         }
         std::thread::spawn(|| {
-            // Registers the thread (and so its exit hook), as its first allocation would.
+            // Registers the thread (its exit hook and slot), as its first allocation would.
             crate::sampler::leave_scope(crate::sampler::enter_scope(0));
+            let spare = || own_spare().expect("a slot").load(Ordering::Relaxed);
             let a = alloc(0);
             // SAFETY: `a` came from `alloc(0)` and is not used again.
             unsafe { free(a, 0) };
-            let me = SPARE.with(|s| &s.block as *const AtomicUsize as usize);
-            assert!(POOL.lock().spares.contains(&me), "the spare is listed");
+            assert_eq!(spare(), a as usize, "kept as the spare");
+            let idle = idle_bytes();
             assert_eq!(alloc(0), a, "the spare serves the next class-0 block");
+            assert_eq!(idle_bytes(), idle - PAGE as u64, "counted while kept");
             let b = alloc(0);
             // SAFETY: as above, for both blocks.
             unsafe { free(a, 0) };
             unsafe { free(b, 0) };
-            assert_eq!(
-                SPARE.with(|s| s.block.load(Ordering::Relaxed)),
-                a as usize,
-                "one spare only"
-            );
-            close_thread();
-            assert_eq!(SPARE.with(|s| s.block.load(Ordering::Relaxed)), 0);
-            assert!(!POOL.lock().spares.contains(&me), "unlisted at exit");
+            assert_eq!(spare(), a as usize, "one spare only");
+            let slot = thread_slot::current().unwrap();
+            thread_slot::release(close_slot);
+            assert_eq!(SPARES[slot].0.load(Ordering::Relaxed), 0, "handed back");
             let c = alloc(0);
             // SAFETY: as above.
             unsafe { free(c, 0) };
-            assert_eq!(
-                SPARE.with(|s| s.block.load(Ordering::Relaxed)),
-                0,
-                "none after exit"
-            );
+            assert!(own_spare().is_none(), "none after exit");
+            assert_eq!(SPARES[slot].0.load(Ordering::Relaxed), 0);
         })
         .join()
         .unwrap();

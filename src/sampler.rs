@@ -137,9 +137,12 @@ impl Drop for ExitHook {
             flush_allocs(h);
             arm(h);
         });
-        // After `exiting` is set: nothing this thread frees from now on is kept as a spare.
-        crate::pages::close_thread();
-        crate::stacks::close_thread();
+        // The slot is given up first (no spare kept, no repeat cached from here on), then its
+        // spare and pending sums are handed back.
+        crate::thread_slot::release(|slot| {
+            crate::pages::close_slot(slot);
+            crate::stacks::close_slot(slot);
+        });
         crate::threads::mark_exited(current_thread());
     }
 }
@@ -469,7 +472,10 @@ fn refresh(h: &Hot) {
         h.thread.set(index);
         crate::fork::install();
         crate::threads::register(index);
-        EXIT_HOOK.with(|_| {});
+        if EXIT_HOOK.try_with(|_| {}).is_ok() {
+            // Only a thread whose exit hook will run may hold a slot: the hook releases it.
+            crate::thread_slot::claim();
+        }
         #[cfg(test)]
         if let Some(registration_allocates) = tests::ON_REGISTER.with(|c| c.get()) {
             registration_allocates();
@@ -552,12 +558,6 @@ pub(crate) fn flush_current_thread() {
         flush_frees(h);
         arm(h);
     });
-}
-
-/// Whether the calling thread may keep a spare page for its next sample: only a thread whose
-/// exit hook is registered and has not run (it hands the spare back), outside a fork window.
-pub(crate) fn may_keep_spare() -> bool {
-    with_hot(|h| h.config_gen.get() != 0 && !h.exiting.get() && !h.forking.get())
 }
 
 /// Index of the calling thread (0 before its first cold path).

@@ -13,21 +13,21 @@
 //! a sample is seen either in the site or in the pending sums, never in both or neither. Each
 //! slot is a sequence lock (one writer, its owner), so a reader never sees a torn update. A
 //! cached stack is never evicted ([`for_each_pending`] reports it even with nothing pending).
+//! Pending sums sit in the entry of the thread's `thread_slot`; a thread without one records
+//! every sample the long way.
 
 use crate::sampler::SampleInfo;
+use crate::single_writer::SingleWriter;
 use crate::stacks::{MAX_STACK_DEPTH, StackId};
+use crate::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::cell::{Cell, UnsafeCell};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
-
-/// Threads that may keep a cached stack at once; later threads record every sample the long way.
-const MAX_THREADS: usize = 256;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 /// Samples a thread adds to its pending sums before it flushes them into the site.
 pub(crate) const MAX_PENDING_SAMPLES: u64 = 256;
 
 /// One thread's pending sums, published for `collect`. Written only by its owner.
 #[repr(align(128))]
 struct Slot {
-    owned: AtomicBool,
     /// Even when stable, odd while the owner writes.
     seq: AtomicU64,
     /// The cached stack (0 = none; stack ids are never 0).
@@ -39,9 +39,8 @@ struct Slot {
     samples: AtomicU64,
 }
 
-static SLOTS: [Slot; MAX_THREADS] = [const {
+static SLOTS: [Slot; MAX_THREAD_SLOTS] = [const {
     Slot {
-        owned: AtomicBool::new(false),
         seq: AtomicU64::new(0),
         id: AtomicU32::new(0),
         share: AtomicU32::new(0),
@@ -49,7 +48,7 @@ static SLOTS: [Slot; MAX_THREADS] = [const {
         bytes: AtomicU64::new(0),
         samples: AtomicU64::new(0),
     }
-}; MAX_THREADS];
+}; MAX_THREAD_SLOTS];
 
 /// A thread's pending sums for one stack, in fixed point like the site's.
 #[derive(Clone, Copy, Debug)]
@@ -64,8 +63,7 @@ pub(crate) struct PendingSums {
 impl Slot {
     /// Owner only: publishes new values under the sequence lock.
     fn write(&self, id: StackId, share: u8, count: u64, bytes: u64, samples: u64) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        let seq = self.seq.update_unshared(|seq| seq.wrapping_add(1));
         fence(Ordering::Release);
         self.id.store(id, Ordering::Relaxed);
         self.share.store(share as u32, Ordering::Relaxed);
@@ -102,8 +100,6 @@ impl Slot {
 
 /// The calling thread's cache.
 struct Cache {
-    /// 0: no slot yet; `u32::MAX`: none to be had (or the thread exited); else slot index + 1.
-    slot: Cell<u32>,
     len: Cell<usize>,
     frames: UnsafeCell<[usize; MAX_STACK_DEPTH]>,
 }
@@ -112,27 +108,21 @@ thread_local! {
     // `const` and without `Drop`: usable from any allocation, including during teardown.
     static CACHE: Cache = const {
         Cache {
-            slot: Cell::new(0),
             len: Cell::new(0),
             frames: UnsafeCell::new([0; MAX_STACK_DEPTH]),
         }
     };
 }
 
-const NO_SLOT: u32 = u32::MAX;
-
-fn own_slot(c: &Cache) -> Option<&'static Slot> {
-    match c.slot.get() {
-        0 | NO_SLOT => None,
-        i => SLOTS.get(i as usize - 1),
-    }
+fn own_slot() -> Option<&'static Slot> {
+    SLOTS.get(thread_slot::current()?)
 }
 
 /// Records a repeat of the thread's cached stack without a lock: its id and the thread's share
 /// slot there, or `None` if `frames` is not the cached stack (or the pending sums are full).
 pub(crate) fn record_repeat(frames: &[usize], sample: &SampleInfo) -> Option<(StackId, u8)> {
     CACHE.with(|c| {
-        let slot = own_slot(c)?;
+        let slot = own_slot()?;
         if c.len.get() != frames.len() {
             return None;
         }
@@ -163,40 +153,31 @@ pub(crate) fn record_repeat(frames: &[usize], sample: &SampleInfo) -> Option<(St
 
 /// The shard-independent id of the stack the calling thread has pending sums for, if any.
 pub(crate) fn pending_id() -> Option<StackId> {
-    CACHE.with(|c| {
-        let slot = own_slot(c)?;
-        (slot.samples.load(Ordering::Relaxed) > 0).then(|| slot.id.load(Ordering::Relaxed))
-    })
+    pending_id_of(thread_slot::current()?)
 }
 
 /// Hands the calling thread's pending sums to `add` and zeroes them. The caller holds the lock
 /// of the shard of their stack ([`pending_id`]).
 pub(crate) fn flush_pending(add: impl FnOnce(&PendingSums)) {
-    CACHE.with(|c| {
-        let Some(slot) = own_slot(c) else {
-            return;
-        };
-        let p = slot.read();
-        if p.samples == 0 {
-            return;
-        }
-        add(&p);
-        slot.write(p.id, p.share, 0, 0, 0);
-    })
+    if let Some(slot) = own_slot() {
+        flush_slot(slot, add);
+    }
+}
+
+/// Zeroes `slot`'s pending sums after handing them to `add`. Only the slot's writer calls it.
+fn flush_slot(slot: &Slot, add: impl FnOnce(&PendingSums)) {
+    let p = slot.read();
+    if p.samples == 0 {
+        return;
+    }
+    add(&p);
+    slot.write(p.id, p.share, 0, 0, 0);
 }
 
 /// Makes `frames` the calling thread's cached stack (its pending sums must be flushed).
 pub(crate) fn remember(frames: &[usize], id: StackId, share: u8) {
     CACHE.with(|c| {
-        if c.slot.get() == 0 {
-            let free = SLOTS.iter().position(|s| {
-                s.owned
-                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            });
-            c.slot.set(free.map_or(NO_SLOT, |i| i as u32 + 1));
-        }
-        let Some(slot) = own_slot(c) else {
+        let Some(slot) = own_slot() else {
             return;
         };
         if slot.samples.load(Ordering::Relaxed) != 0 || frames.len() > MAX_STACK_DEPTH {
@@ -212,28 +193,31 @@ pub(crate) fn remember(frames: &[usize], id: StackId, share: u8) {
     })
 }
 
-/// Gives up the calling thread's slot (its pending sums must be flushed): at thread exit.
-pub(crate) fn close_thread() {
-    CACHE.with(|c| {
-        if let Some(slot) = own_slot(c) {
-            slot.write(0, 0, 0, 0, 0);
-            slot.owned.store(false, Ordering::Release);
-        }
-        c.slot.set(NO_SLOT);
-    })
+/// The pending sums of `slot`, whose thread is exiting, if any; the slot is emptied after `add`
+/// has them. Called by the exiting thread (the slot's last writer) with the stack's shard lock
+/// held, as for [`flush_pending`].
+pub(crate) fn close_slot(slot: usize, add: impl FnOnce(&PendingSums)) {
+    if let Some(slot) = SLOTS.get(slot) {
+        flush_slot(slot, add);
+        slot.write(0, 0, 0, 0, 0);
+    }
+}
+
+/// The stack whose pending sums `slot` holds, if any (see [`close_slot`]).
+pub(crate) fn pending_id_of(slot: usize) -> Option<StackId> {
+    let slot = SLOTS.get(slot)?;
+    (slot.samples.load(Ordering::Relaxed) > 0).then(|| slot.id.load(Ordering::Relaxed))
 }
 
 /// Calls `f` with every thread's cached stack and pending sums (sums may be zero).
 pub(crate) fn for_each_pending(mut f: impl FnMut(&PendingSums)) {
-    for slot in &SLOTS {
-        if !slot.owned.load(Ordering::Acquire) {
-            continue;
-        }
-        let p = slot.read();
-        if p.id != 0 {
+    thread_slot::for_each_claimed(|slot| {
+        if let Some(p) = SLOTS.get(slot).map(Slot::read)
+            && p.id != 0
+        {
             f(&p);
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -253,6 +237,8 @@ mod tests {
     #[test]
     fn repeats_add_up_pending_until_flushed() {
         std::thread::spawn(|| {
+            // What registering the thread does (the wrapper is not the global allocator here).
+            thread_slot::claim();
             let frames = [0x1000usize, 0x2000, 0x3000];
             assert_eq!(
                 record_repeat(&frames, &sample(8)),
@@ -292,8 +278,9 @@ mod tests {
                 assert!(record_repeat(&frames, &sample(8)).is_some());
             }
             assert_eq!(record_repeat(&frames, &sample(8)), None);
-            flush_pending(|_| {});
-            close_thread();
+            let mut at_exit = None;
+            thread_slot::release(|slot| close_slot(slot, |p| at_exit = Some(p.samples)));
+            assert_eq!(at_exit, Some(MAX_PENDING_SAMPLES), "handed over at exit");
             assert_eq!(
                 record_repeat(&frames, &sample(8)),
                 None,

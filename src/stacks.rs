@@ -371,11 +371,15 @@ fn flush_pending_sums() {
     }
 }
 
-/// Flushes the calling thread's pending sums and gives up its stack cache: at thread exit.
-pub(crate) fn close_thread() {
+/// Puts the pending sums of `slot` into their site and empties it: the slot's thread exits.
+pub(crate) fn close_slot(slot: usize) {
     let _guard = crate::sampler::enter_guard();
-    flush_pending_sums();
-    stack_cache::close_thread();
+    let mut guard = stack_cache::pending_id_of(slot).map(|id| TABLE[shard_of_id(id)].lock());
+    stack_cache::close_slot(slot, |p| {
+        if let Some(shard) = guard.as_mut().and_then(|g| g.as_mut()) {
+            add_pending(shard, p);
+        }
+    });
 }
 
 /// Adds a thread's pending sums to their site (under the shard's lock). A cached stack is never

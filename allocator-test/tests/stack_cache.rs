@@ -6,8 +6,9 @@ use allocator_test::config_lock;
 use std::alloc::{Layout, alloc, dealloc};
 use std::sync::{Arc, Barrier};
 
-/// More than the 256 cache slots: the last threads record every sample the long way.
-const THREADS: usize = 300;
+/// More than the 512 thread slots (`src/thread_slot.rs`): the last threads to start record
+/// every sample the long way.
+const THREADS: usize = 600;
 const PER_THREAD: usize = 40;
 const SIZE: usize = 48;
 
