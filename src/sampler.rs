@@ -92,9 +92,9 @@ struct Hot {
     rng: Cell<Option<SmallRng>>,
     /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
     last_weights: Cell<(u64, u64, u64, u64)>,
-    /// The program's countdown (packed) and configuration generation when the outermost guard
-    /// was entered, given back when it is dropped (see [`Guard`]).
-    saved_countdown: Cell<(i64, u64)>,
+    /// The program's countdown and its arm point (packed) and configuration generation when the
+    /// outermost guard was entered, given back when it is dropped (see [`enter_guard`]).
+    saved_countdown: Cell<(i64, i64, u64)>,
 }
 
 thread_local! {
@@ -119,7 +119,7 @@ thread_local! {
             thread: Cell::new(0),
             rng: Cell::new(None),
             last_weights: Cell::new((0, 0, 0, 0)),
-            saved_countdown: Cell::new((0, 0)),
+            saved_countdown: Cell::new((0, 0, 0)),
         }
     };
     /// Flushes the thread's batched totals when the thread exits.
@@ -593,14 +593,18 @@ pub(crate) struct Guard {
 pub(crate) fn enter_guard() -> Guard {
     with_hot(|h| {
         if h.guard.get() == 0 {
-            // The program's countdown is put aside, and given back untouched when the guard is
-            // dropped: no re-arming on either side (two cold `arm` calls a sampled alloc+free
-            // fewer). `rebase` leaves the countdown at zero, so the guard's first allocation
-            // (rare: a table growing, parking_lot under contention) takes the cold path, which
-            // counts it as the profiler's and arms for the guard.
-            let remaining = h.countdown.get();
-            rebase(h);
-            h.saved_countdown.set((remaining, h.config_gen.get()));
+            // The program's countdown is put aside and a zero one put in its place, so the
+            // guard's first allocation (rare: a table growing, parking_lot under contention)
+            // takes the cold path, which counts it as the profiler's and arms for the guard.
+            // Nothing is charged: the program's bytes since its arm point stay in the saved
+            // pair, and a guard that allocates nothing gives it back untouched (two cold
+            // `charge`s a guard fewer; a sample and its free each take a guard).
+            h.saved_countdown
+                .set((h.countdown.get(), h.armed.get(), h.config_gen.get()));
+            h.countdown.set(0);
+            h.armed.set(0);
+            // The frees so far are the program's; from here until the drop, the guard's.
+            charge_frees(h);
         }
         h.guard.set(h.guard.get() + 1);
     });
@@ -616,20 +620,26 @@ impl Drop for Guard {
                 h.guard.set(h.guard.get().saturating_sub(1));
                 return;
             }
-            // What the guard's own allocations and frees used is the profiler's.
-            rebase(h);
+            let (countdown, armed, generation) = h.saved_countdown.get();
+            let untouched = h.countdown.get() == 0
+                && h.armed.get() == 0
+                && h.free_budget.get() == h.free_armed.get();
+            if !untouched {
+                // What the guard's own allocations and frees used is the profiler's.
+                rebase(h);
+            }
             h.guard.set(0);
-            let (remaining, generation) = h.saved_countdown.get();
-            if remaining < 0 || generation != h.config_gen.get() || batch_budget(h) == 0 {
-                // Nothing to give back, a new configuration, or exact mode (which flushes on
-                // every call): arm afresh.
+            h.countdown.set(countdown);
+            h.armed.set(armed);
+            if untouched && generation == h.config_gen.get() {
+                return;
+            }
+            if generation != h.config_gen.get() || batch_budget(h) == 0 {
+                // A new configuration, or exact mode (which flushes on every call): arm afresh,
+                // which charges the program's bytes since its own arm point.
                 arm(h);
                 return;
             }
-            // The bytes before the guard were charged when it was entered; the rest of the
-            // countdown is still the program's, below both its gap and its batch.
-            h.armed.set(remaining);
-            h.countdown.set(remaining);
             if h.alloc_pending.get() >= TOTALS_BATCH_BYTES {
                 flush_allocs(h);
             }
