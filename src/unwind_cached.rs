@@ -488,7 +488,8 @@ impl Memo {
         }
     }
 
-    /// The remembered frames, if the walk from `key` would give them again.
+    /// The remembered frames, if the walk from `key` would give them again. `read` is called
+    /// only with addresses this memo recorded, and only once `key` matched the memo's.
     fn replay(
         &self,
         key: &[u64; 6],
@@ -742,7 +743,16 @@ pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
         let memo = &mut slot
             .get_or_insert_with(|| Box::new(ThreadState { memo: Memo::new() }))
             .memo;
-        if let Some(frames) = memo.replay(&key, sink.own(), read) {
+        // Every address a memo holds was read in bounds by a walk with the same key (the same
+        // sp and stack bounds), and `replay` reads only once the key matched: those reads need
+        // no bounds checks (~40 fewer compares and branches a sample at depth 30).
+        let checked_once = |a: u64| -> Option<u64> {
+            debug_assert!(a as usize >= lo && a as usize <= hi - 8 && a.is_multiple_of(8));
+            // SAFETY: as above, `a` is 8-byte aligned and between the current stack pointer and
+            // the top of this thread's stack, which is mapped and readable.
+            Some(unsafe { (a as usize as *const u64).read() })
+        };
+        if let Some(frames) = memo.replay(&key, sink.own(), checked_once) {
             sink.replay(frames);
             return true;
         }
