@@ -114,38 +114,39 @@ impl<A: GlobalAlloc> Sampler<A> {
         // profiler's pool (the inner allocator is left undisturbed, see `pages`), larger ones
         // are asked of the inner allocator with page alignment. Exact records keep their
         // layout: a page each would be ruinous.
-        let pool = if info.exact {
+        let pooled = if info.exact {
             None
         } else {
             pages::class_for(layout)
+                .map(|class| (pages::alloc(class), class))
+                .filter(|(block, _)| !block.is_null())
         };
-        let block_layout = if info.exact || pool.is_some() {
-            layout
-        } else {
-            match layout.align_to(PAGE) {
-                Ok(l) => l,
-                Err(_) => return plain(self),
-            }
-        };
-        let block = match pool {
-            Some(class) => {
-                let block = pages::alloc(class);
-                if block.is_null() {
-                    return plain(self);
-                }
+        let (block, pool, block_layout) = match pooled {
+            Some((block, class)) => {
                 if zeroed {
                     // SAFETY: the block is at least `layout.size()` bytes, mapped and ours.
                     unsafe { block.write_bytes(0, layout.size()) };
                 }
-                block
+                (block, class + 1, layout)
             }
-            // SAFETY: `block_layout` has the caller's non-zero size and a valid alignment.
-            None => unsafe { self.inner_alloc(block_layout, zeroed) },
+            None => {
+                // Larger than the pool serves, or the pool is used up or absent.
+                let block_layout = if info.exact {
+                    layout
+                } else {
+                    match layout.align_to(PAGE) {
+                        Ok(l) => l,
+                        Err(_) => return plain(self),
+                    }
+                };
+                // SAFETY: `block_layout` has the caller's non-zero size and a valid alignment.
+                let block = unsafe { self.inner_alloc(block_layout, zeroed) };
+                if block.is_null() {
+                    return block;
+                }
+                (block, 0, block_layout)
+            }
         };
-        if block.is_null() {
-            return block;
-        }
-        let pool = pool.map_or(0, |class| class + 1);
         // SAFETY: the block came from `pool` with `block_layout` and was never handed out.
         let give_back = |this: &Self| unsafe { this.free_block(block, pool, block_layout) };
         let Some((stack, slot)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
@@ -204,7 +205,9 @@ impl<A: GlobalAlloc> Sampler<A> {
             return true;
         }
         let record = {
-            let _guard = sampler::enter_guard();
+            // A pooled block's record is removed without a lock (`pooled`), so without the
+            // guard that keeps a contended lock's own allocations out of the program's.
+            let _guard = (!pages::in_region(ptr as usize)).then(sampler::enter_guard);
             let Some(record) = live::remove(ptr) else {
                 return false;
             };

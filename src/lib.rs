@@ -103,6 +103,7 @@ mod leaks;
 mod live;
 mod lock;
 mod pages;
+mod pooled;
 mod profile;
 pub mod report;
 mod reporter;
@@ -152,9 +153,12 @@ pub use totals::{Totals, totals};
 pub struct Limits {
     /// Distinct call stacks held at once (default [`DEFAULT_MAX_STACKS`]).
     pub max_stacks: usize,
-    /// Live sampled blocks held at once (default [`DEFAULT_MAX_LIVE_SAMPLES`]). The bound is
-    /// split evenly over the live table's 64 shards, so a shard can fill up before the total
-    /// reaches it (blocks hash evenly, so only slightly before).
+    /// Live sampled blocks held at once in the live table (default
+    /// [`DEFAULT_MAX_LIVE_SAMPLES`]). The bound is split evenly over the table's 64 shards, so a
+    /// shard can fill up before the total reaches it (blocks hash evenly, so only slightly
+    /// before). Sampled blocks of up to 64 KiB served by the profiler's page pool keep their
+    /// records beside their pages instead, in a fixed area bounded by the pool itself (16,384
+    /// pages); past it they come from the inner allocator and count against this bound.
     pub max_live_samples: usize,
 }
 

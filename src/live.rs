@@ -94,18 +94,23 @@ fn shard(ptr: usize) -> &'static ForkMutex<Option<Map<usize, LiveRecord>>> {
 }
 
 /// The free-path test: can `ptr` be a recorded block? False for almost every free, and
-/// decided without a lock: the alignment test, then the bucket count.
+/// decided without a lock: the alignment test, then the page pool's region (every block there
+/// is a recorded one) or the bucket count.
 #[inline(always)]
 pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
     let p = ptr as usize;
     (p & (PAGE - 1) == 0 || UNALIGNED_LIVE.0.load(Ordering::Relaxed) != 0)
-        && filter_slot(p).load(Ordering::Relaxed) != 0
+        && (crate::pages::in_region(p) || filter_slot(p).load(Ordering::Relaxed) != 0)
 }
 
 /// Inserts a record. `false` if its shard is full (the bound is split evenly over the shards,
 /// so it is checked under the shard's own lock, with no process-wide counter to bounce between
 /// cores) or could not grow. Must run before `ptr` is handed to the program.
 pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
+    if record.pool != 0 {
+        // A pooled block's record sits beside its pages, outside the bound (see `pooled`).
+        return crate::pooled::insert(ptr as usize, &record);
+    }
     let mut guard = shard(ptr as usize).lock();
     let map = guard.get_or_insert_with(new_map);
     let per_shard = (MAX_LIVE.load(Ordering::Relaxed) / SHARDS).max(1);
@@ -128,6 +133,9 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
 /// Removes and returns the record of `ptr`, if it is a recorded block. Must run before the
 /// block goes back to the inner allocator, which may hand the address out again at once.
 pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
+    if crate::pages::in_region(ptr as usize) {
+        return crate::pooled::remove(ptr as usize);
+    }
     let record = {
         let mut guard = shard(ptr as usize).lock();
         let record = guard.as_mut()?.remove(&(ptr as usize))?;
@@ -142,6 +150,9 @@ pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
 
 /// The record of `ptr`, left in place.
 pub(crate) fn get(ptr: *mut u8) -> Option<LiveRecord> {
+    if crate::pages::in_region(ptr as usize) {
+        return crate::pooled::get(ptr as usize);
+    }
     shard(ptr as usize)
         .lock()
         .as_ref()?
@@ -150,7 +161,7 @@ pub(crate) fn get(ptr: *mut u8) -> Option<LiveRecord> {
 }
 
 /// Calls `f` with every live record (one shard locked at a time; `f` must not allocate
-/// through the global allocator).
+/// through the global allocator), then with every pooled block's.
 pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
     for shard in &TABLE {
         let guard = shard.lock();
@@ -160,10 +171,12 @@ pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
             }
         }
     }
+    crate::pooled::for_each(f);
 }
 
 /// Moves every live record tagged `from` to tag `to` (a finished leak check hands its live
-/// blocks to the check enclosing it).
+/// blocks to the check enclosing it). Tagged records are exact, never pooled, so only the
+/// shared table holds them.
 pub(crate) fn retag(from: u32, to: u32) {
     for shard in &TABLE {
         let mut guard = shard.lock();

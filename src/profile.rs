@@ -55,8 +55,8 @@ pub struct ProfilerStats {
     pub max_stacks: u64,
     /// Bound on live sampled blocks.
     pub max_live_samples: u64,
-    /// Bytes held by the profiler's tables now, and pages it keeps for reuse by sampled
-    /// blocks.
+    /// Bytes held by the profiler's tables now (the live records of sampled blocks in its page
+    /// pool included), and pages it keeps for reuse by sampled blocks.
     pub table_bytes: u64,
     /// Bytes the profiler allocated for its own work (symbolization, rendering) since start;
     /// never sampled, never a user site.
@@ -201,7 +201,7 @@ pub fn snapshot() -> Profile {
             stacks_evicted: stats.evicted,
             max_stacks: stats.max_stacks,
             max_live_samples: live::max_len() as u64,
-            table_bytes: crate::internal_alloc::table_bytes() + crate::pages::idle_bytes(),
+            table_bytes: crate::internal_alloc::table_bytes() + crate::pages::own_bytes(),
             overhead_alloc_bytes: sampler::guarded_bytes(),
         },
         sites,
