@@ -14,8 +14,8 @@
 use crate::live::LiveRecord;
 use crate::pages::{self, Cell, LINK};
 use crate::sampler::SampleInfo;
-use crate::single_writer::SingleWriter;
-use core::sync::atomic::{Ordering, fence};
+use crate::single_writer::{seq_read, seq_write};
+use core::sync::atomic::Ordering;
 
 const SEQ: usize = 0;
 const STATE: usize = 1;
@@ -29,15 +29,14 @@ const LIVE: u64 = 1;
 
 /// Writes `words` into `cell` under its sequence lock. The caller is the cell's only writer.
 fn publish(cell: &Cell, state: u64, words: Option<&[u64; 6]>) {
-    let seq = cell.words[SEQ].update_unshared(|s| s.wrapping_add(1));
-    fence(Ordering::Release);
-    if let Some(words) = words {
-        for (dst, &w) in cell.words[SIZE..].iter().zip(words) {
-            dst.store(w, Ordering::Relaxed);
+    seq_write(&cell.words[SEQ], || {
+        if let Some(words) = words {
+            for (dst, &w) in cell.words[SIZE..].iter().zip(words) {
+                dst.store(w, Ordering::Relaxed);
+            }
         }
-    }
-    cell.words[STATE].store(state, Ordering::Relaxed);
-    cell.words[SEQ].store(seq.wrapping_add(2), Ordering::Release);
+        cell.words[STATE].store(state, Ordering::Relaxed);
+    })
 }
 
 /// Records the live block at `ptr`, which the pool handed out and the program does not have
@@ -89,17 +88,7 @@ pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
 /// nothing) after a bounded number of tries: a cell whose writer was mid-write at `fork()`
 /// stays odd for ever in the child.
 fn read(cell: &Cell) -> Option<LiveRecord> {
-    for _ in 0..1000 {
-        let before = cell.words[SEQ].load(Ordering::Acquire);
-        let record = decode(cell);
-        fence(Ordering::Acquire);
-        let after = cell.words[SEQ].load(Ordering::Relaxed);
-        if before == after && before.is_multiple_of(2) {
-            return record;
-        }
-        core::hint::spin_loop();
-    }
-    None
+    seq_read(&cell.words[SEQ], || decode(cell)).flatten()
 }
 
 fn decode(cell: &Cell) -> Option<LiveRecord> {

@@ -4,8 +4,12 @@
 //! one lock — and readers elsewhere. The writer needs no locked instruction (`lock xadd`,
 //! `xchg`: ~5–20 ns each on the cold path, more when the line is contended): a plain load and a
 //! plain store are enough, and readers still never see a torn value.
+//!
+//! Values of several words written that way are published under a sequence count
+//! ([`seq_write`], [`seq_read`]): odd while the writer is at it, so a reader that sees the
+//! same even count before and after its read saw one write's values, whole.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// An atomic updated by its only writer with a load and a store.
 pub(crate) trait SingleWriter {
@@ -35,6 +39,31 @@ macro_rules! single_writer {
 
 single_writer!(AtomicU32 => u32, AtomicU64 => u64, AtomicUsize => usize);
 
+/// Runs `write` (relaxed stores to the words `seq` guards) with `seq` odd. The caller is the
+/// words' only writer.
+pub(crate) fn seq_write(seq: &AtomicU64, write: impl FnOnce()) {
+    let before = seq.update_unshared(|s| s.wrapping_add(1));
+    fence(Ordering::Release);
+    write();
+    seq.store(before.wrapping_add(2), Ordering::Release);
+}
+
+/// Runs `read` (relaxed loads of the words `seq` guards) until it ran while no write was under
+/// way, and returns what it read; `None` after a bounded number of tries (a writer interrupted
+/// by `fork()` leaves `seq` odd for ever in the child).
+pub(crate) fn seq_read<T>(seq: &AtomicU64, read: impl Fn() -> T) -> Option<T> {
+    for _ in 0..1000 {
+        let before = seq.load(Ordering::Acquire);
+        let value = read();
+        fence(Ordering::Acquire);
+        if before.is_multiple_of(2) && seq.load(Ordering::Relaxed) == before {
+            return Some(value);
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +76,20 @@ mod tests {
         let b = AtomicUsize::new(7);
         assert_eq!(b.update_unshared(|_| 0), 7);
         assert_eq!(b.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_sequenced_read_sees_a_whole_write_and_gives_up_on_a_stuck_one() {
+        let seq = AtomicU64::new(0);
+        let (a, b) = (AtomicU64::new(0), AtomicU64::new(0));
+        seq_write(&seq, || {
+            a.store(1, Ordering::Relaxed);
+            b.store(2, Ordering::Relaxed);
+        });
+        let read = || (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+        assert_eq!(seq_read(&seq, read), Some((1, 2)));
+        assert_eq!(seq.load(Ordering::Relaxed), 2, "even again after the write");
+        seq.store(3, Ordering::Relaxed); // a writer that never finished
+        assert_eq!(seq_read(&seq, read), None);
     }
 }

@@ -17,11 +17,11 @@
 //! every sample the long way.
 
 use crate::sampler::SampleInfo;
-use crate::single_writer::SingleWriter;
+use crate::single_writer::{seq_read, seq_write};
 use crate::stacks::{MAX_STACK_DEPTH, StackId};
 use crate::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::cell::{Cell, UnsafeCell};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// Samples a thread adds to its pending sums before it flushes them into the site.
 pub(crate) const MAX_PENDING_SAMPLES: u64 = 256;
 
@@ -63,38 +63,26 @@ pub(crate) struct PendingSums {
 impl Slot {
     /// Owner only: publishes new values under the sequence lock.
     fn write(&self, id: StackId, share: u8, count: u64, bytes: u64, samples: u64) {
-        let seq = self.seq.update_unshared(|seq| seq.wrapping_add(1));
-        fence(Ordering::Release);
-        self.id.store(id, Ordering::Relaxed);
-        self.share.store(share as u32, Ordering::Relaxed);
-        self.count.store(count, Ordering::Relaxed);
-        self.bytes.store(bytes, Ordering::Relaxed);
-        self.samples.store(samples, Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+        seq_write(&self.seq, || {
+            self.id.store(id, Ordering::Relaxed);
+            self.share.store(share as u32, Ordering::Relaxed);
+            self.count.store(count, Ordering::Relaxed);
+            self.bytes.store(bytes, Ordering::Relaxed);
+            self.samples.store(samples, Ordering::Relaxed);
+        })
     }
 
-    /// Any thread: a consistent copy, or the last one read after a bounded number of retries
+    /// Any thread: a consistent copy, or an unchecked one after a bounded number of retries
     /// (a slot whose owner was mid-write at `fork()` stays odd for ever in the child).
     fn read(&self) -> PendingSums {
-        let mut out;
-        let mut tries = 0;
-        loop {
-            let before = self.seq.load(Ordering::Acquire);
-            out = PendingSums {
-                id: self.id.load(Ordering::Relaxed),
-                share: self.share.load(Ordering::Relaxed) as u8,
-                count: self.count.load(Ordering::Relaxed),
-                bytes: self.bytes.load(Ordering::Relaxed),
-                samples: self.samples.load(Ordering::Relaxed),
-            };
-            fence(Ordering::Acquire);
-            let after = self.seq.load(Ordering::Relaxed);
-            tries += 1;
-            if (before == after && before.is_multiple_of(2)) || tries >= 1000 {
-                return out;
-            }
-            core::hint::spin_loop();
-        }
+        let load = || PendingSums {
+            id: self.id.load(Ordering::Relaxed),
+            share: self.share.load(Ordering::Relaxed) as u8,
+            count: self.count.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            samples: self.samples.load(Ordering::Relaxed),
+        };
+        seq_read(&self.seq, load).unwrap_or_else(load)
     }
 }
 
