@@ -19,13 +19,14 @@ pub(crate) fn install() {
 }
 
 /// Every table lock, in one fixed order: stacks, live blocks, the page pool, thread names,
-/// symbols, the loader gate.
+/// the totals' fold lock, symbols, the loader gate.
 /// The cold path never holds two of these at once, so this order cannot deadlock with it.
 fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
     crate::stacks::each_fork_lock(f);
     crate::live::each_fork_lock(f);
     crate::pages::each_fork_lock(f);
     crate::threads::each_fork_lock(f);
+    crate::totals::each_fork_lock(f);
     crate::symbolize::each_fork_lock(f);
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
     crate::unwind_cached::each_fork_lock(f);

@@ -69,8 +69,6 @@ struct Hot {
     free_budget: Cell<i64>,
     /// `free_budget` at the last arm point.
     free_armed: Cell<i64>,
-    /// The budget in bytes the free side was last armed with (the batch, or 0 in exact mode).
-    free_mode: Cell<i64>,
     /// Freed bytes charged at earlier arm points, not yet flushed.
     free_pending: Cell<u64>,
     free_pending_count: Cell<u64>,
@@ -107,7 +105,6 @@ thread_local! {
             alloc_pending_count: Cell::new(0),
             free_budget: Cell::new(0),
             free_armed: Cell::new(0),
-            free_mode: Cell::new(-1),
             free_pending: Cell::new(0),
             free_pending_count: Cell::new(0),
             gap: Cell::new(0),
@@ -143,6 +140,8 @@ impl Drop for ExitHook {
         crate::thread_slot::release(|slot| {
             crate::pages::close_slot(slot);
             crate::stacks::close_slot(slot);
+            // Last: the thread published its final batch above, into the slot.
+            crate::totals::fold_slot(slot);
         });
         crate::threads::mark_exited(current_thread());
     }
@@ -221,14 +220,38 @@ fn free_cold(h: &Hot, size: usize) {
         // The fast path left it uncounted: count it directly.
         add_freed(h, size as u64, 1);
     }
-    flush_frees(h);
+    // A full arm point, not only the free side's flush: the allocation side is published and
+    // re-armed too. A program that frees what it allocates runs both budgets down together,
+    // the free side a block ahead (a block is freed after it is allocated); re-arming only the
+    // free side here would leave the allocation side to run out one pair later, two cold
+    // visits per batch where one does.
+    rebase(h);
+    arm(h);
 }
 
 fn flush_frees(h: &Hot) {
+    publish(h, false);
+}
+
+/// Publishes the thread's pending frees — and its pending allocations too if `allocs` — in one
+/// batch, and re-arms the free side with a fresh budget.
+fn publish(h: &Hot, allocs: bool) {
     charge_frees(h);
-    totals::flush_free(h.free_pending.replace(0), h.free_pending_count.replace(0));
+    let (alloc_bytes, alloc_calls) = if allocs {
+        (h.alloc_pending.replace(0), h.alloc_pending_count.replace(0))
+    } else {
+        (0, 0)
+    };
+    totals::publish(
+        [
+            alloc_bytes,
+            alloc_calls,
+            h.free_pending.replace(0),
+            h.free_pending_count.replace(0),
+        ],
+        live_hold(h),
+    );
     let budget = batch_budget(h);
-    h.free_mode.set(budget);
     h.free_armed.set(armed_word(budget));
     h.free_budget.set(armed_word(budget));
 }
@@ -375,6 +398,12 @@ pub(crate) fn exponential_gap(bits: u64, t: u64) -> i64 {
     }
 }
 
+/// How far a thread's published live bytes may run from the shared live counter (see
+/// `totals::publish`): the batch, or nothing in exact mode and at thread exit.
+fn live_hold(h: &Hot) -> u64 {
+    batch_budget(h) as u64
+}
+
 fn batch_budget(h: &Hot) -> i64 {
     // A leak-check scope keeps its own exact counters: its thread batches the process totals
     // like any other (flushing shared counters on every call would bounce their cache lines
@@ -427,7 +456,15 @@ fn add_freed(h: &Hot, bytes: u64, calls: u64) {
 }
 
 fn flush_allocs(h: &Hot) {
-    totals::flush_alloc(h.alloc_pending.replace(0), h.alloc_pending_count.replace(0));
+    totals::publish(
+        [
+            h.alloc_pending.replace(0),
+            h.alloc_pending_count.replace(0),
+            0,
+            0,
+        ],
+        live_hold(h),
+    );
 }
 
 /// Sets the countdowns from the current gap and mode; the arm point is "now".
@@ -443,12 +480,10 @@ fn arm(h: &Hot) {
     };
     h.armed.set(armed_word(limit));
     h.countdown.set(armed_word(limit));
-    if h.alloc_pending.get() >= TOTALS_BATCH_BYTES || budget == 0 {
-        flush_allocs(h);
-    }
-    if budget == 0 || h.free_mode.get() != budget {
-        flush_frees(h);
-    }
+    // Every arm point publishes both sides (plain stores into the thread's slot) and starts the
+    // free budget afresh: a program that frees about as much as it allocates then never runs
+    // its free budget out, and pays one cold visit per batch, not two.
+    publish(h, true);
 }
 
 /// Makes "now" the arm point, charging the bytes since the last one to the current mode: they
@@ -772,6 +807,9 @@ mod tests {
             let guarded_before = (guarded_bytes(), guarded_objects(), guarded_frees());
             wrapper_alloc(100);
             free_fast(100);
+            // Counted: published into the thread's slot (it claimed one while registering,
+            // so every publish after that went there), or still pending.
+            let published = totals::own_published();
             let pending = with_hot(|h| {
                 rebase(h);
                 [
@@ -781,6 +819,7 @@ mod tests {
                     h.free_pending_count.get(),
                 ]
             });
+            let pending: Vec<u64> = pending.iter().zip(published).map(|(p, q)| p + q).collect();
             let guarded = [
                 guarded_bytes() - guarded_before.0,
                 guarded_objects() - guarded_before.1,

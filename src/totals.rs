@@ -1,61 +1,182 @@
 //! Exact process-wide allocation totals.
 //!
-//! Threads batch their counts (see `sampler`) and add them here at most every
+//! Threads batch their counts (see `sampler`) and publish them at most every
 //! [`TOTALS_BATCH_BYTES`](crate::TOTALS_BATCH_BYTES) bytes, so no shared cache line is written
-//! on the fast path. A thread's batch is flushed when it exits, when it takes a snapshot, and on
-//! every call in exact mode.
+//! on the fast path. A thread's batch is published when it exits, when it takes a snapshot, and
+//! on every call in exact mode.
+//!
+//! A thread holding a `thread_slot` publishes into its slot's own counters, with plain stores:
+//! a locked read-modify-write waits for every store the program has in flight, and where the
+//! program's frees leave many (glibc splitting 4 KiB blocks from its top chunk), the four a
+//! batch took cost ~0.3 ns a pair there (BENCHMARKS.md, session 5). Readers add up the shared
+//! counters and every slot's; a thread's slot is folded into the shared counters when it
+//! exits, under a sequence count that readers check so a fold is seen whole or not at all.
+//! Threads without a slot (more than `thread_slot` has) add to the shared counters directly.
+//!
+//! The peak is tracked from one shared live-bytes counter. A slot holds its thread's change of
+//! live bytes back from it until that change reaches a batch either way: a program that frees
+//! about what it allocates then writes no shared line at all, and the counter is never off by
+//! more than a batch per thread, plus the thread's unpublished batches.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::lock::ForkMutex;
+use crate::single_writer::SingleWriter;
+use crate::thread_slot::{self, MAX_THREAD_SLOTS};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// Keeps the allocation and free counters on different cache lines: they are written by
-/// different events and should not bounce together.
+/// Allocation and free counters: cumulative bytes and calls.
 #[repr(align(128))]
-struct Line {
-    bytes: AtomicU64,
-    count: AtomicU64,
+struct Counters {
+    alloc_bytes: AtomicU64,
+    alloc_count: AtomicU64,
+    free_bytes: AtomicU64,
+    free_count: AtomicU64,
+    /// A slot's live-bytes change not yet added to [`LIVE`] (unused in [`SHARED`]).
+    held_live: AtomicI64,
 }
 
-static ALLOCATED: Line = Line {
-    bytes: AtomicU64::new(0),
-    count: AtomicU64::new(0),
-};
-static FREED: Line = Line {
-    bytes: AtomicU64::new(0),
-    count: AtomicU64::new(0),
-};
+impl Counters {
+    const fn new() -> Self {
+        Counters {
+            alloc_bytes: AtomicU64::new(0),
+            alloc_count: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            free_count: AtomicU64::new(0),
+            held_live: AtomicI64::new(0),
+        }
+    }
+
+    fn load(&self) -> [u64; 4] {
+        [
+            self.alloc_bytes.load(Ordering::Relaxed),
+            self.alloc_count.load(Ordering::Relaxed),
+            self.free_bytes.load(Ordering::Relaxed),
+            self.free_count.load(Ordering::Relaxed),
+        ]
+    }
+
+    fn fields(&self) -> [&AtomicU64; 4] {
+        [
+            &self.alloc_bytes,
+            &self.alloc_count,
+            &self.free_bytes,
+            &self.free_count,
+        ]
+    }
+}
+
+/// Threads without a slot, and the slots of threads that exited.
+static SHARED: Counters = Counters::new();
+/// Each slot's thread's counters since it claimed the slot; written only by that thread.
+static SLOTS: [Counters; MAX_THREAD_SLOTS] = [const { Counters::new() }; MAX_THREAD_SLOTS];
+/// Odd while a slot is being folded into `SHARED`; bumped twice per fold.
+static FOLDS: AtomicU64 = AtomicU64::new(0);
+static FOLD_LOCK: ForkMutex<()> = ForkMutex::new(());
+/// Live bytes as published (allocated minus freed), for the peak.
+static LIVE: AtomicI64 = AtomicI64::new(0);
 static PEAK_LIVE: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) fn flush_alloc(bytes: u64, count: u64) {
-    if bytes == 0 && count == 0 {
+/// Publishes a thread's batch: `[alloc bytes, alloc calls, free bytes, free calls]`. The
+/// batch's live-bytes change reaches the shared live counter (and the peak) once the thread's
+/// held-back change reaches `hold` bytes either way (0: at once).
+#[inline]
+pub(crate) fn publish(batch: [u64; 4], hold: u64) {
+    // Every call counted is at least a byte: no calls, nothing to add. (Compared word by word:
+    // the batch was just stored, and one wide load of it would wait for those stores.)
+    if batch[1] == 0 && batch[3] == 0 {
         return;
     }
-    let allocated = ALLOCATED
-        .bytes
-        .fetch_add(bytes, Ordering::Relaxed)
-        .wrapping_add(bytes);
-    ALLOCATED.count.fetch_add(count, Ordering::Relaxed);
-    let live = allocated.saturating_sub(FREED.bytes.load(Ordering::Relaxed));
-    // A plain load first: the peak rarely moves, and a read-modify-write on every flush would
-    // take the line exclusive on every core in turn.
-    if live > PEAK_LIVE.load(Ordering::Relaxed) {
-        PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
+    let delta = batch[0].wrapping_sub(batch[2]) as i64;
+    let delta = match thread_slot::current().and_then(|slot| SLOTS.get(slot)) {
+        Some(own) => {
+            for (field, add) in own.fields().into_iter().zip(batch) {
+                field.update_unshared(|v| v.wrapping_add(add));
+            }
+            // A program that frees about what it allocates moves its live bytes little from
+            // batch to batch: held back, that change costs no shared write at all.
+            let held = own.held_live.load(Ordering::Relaxed).wrapping_add(delta);
+            if held.unsigned_abs() < hold {
+                own.held_live.store(held, Ordering::Relaxed);
+                return;
+            }
+            own.held_live.store(0, Ordering::Relaxed);
+            held
+        }
+        None => {
+            for (field, add) in SHARED.fields().into_iter().zip(batch) {
+                if add != 0 {
+                    field.fetch_add(add, Ordering::Relaxed);
+                }
+            }
+            delta
+        }
+    };
+    add_live(delta);
+}
+
+/// Adds a published live-bytes change to the shared live counter and raises the peak.
+fn add_live(delta: i64) {
+    if delta == 0 {
+        return;
+    }
+    let live = LIVE.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
+    // A plain load first: the peak rarely moves, and a read-modify-write on every publish
+    // would take the line exclusive on every core in turn.
+    if live > 0 && live as u64 > PEAK_LIVE.load(Ordering::Relaxed) {
+        PEAK_LIVE.fetch_max(live as u64, Ordering::Relaxed);
     }
 }
 
-pub(crate) fn flush_free(bytes: u64, count: u64) {
-    if bytes == 0 && count == 0 {
+/// Folds `slot`'s counters into the shared ones and zeroes them: its thread is exiting (and has
+/// published its last batch).
+pub(crate) fn fold_slot(slot: usize) {
+    let Some(own) = SLOTS.get(slot) else {
         return;
+    };
+    // parking_lot may allocate when the lock is contended: that is the profiler's own.
+    let _guard = crate::sampler::enter_guard();
+    let _lock = FOLD_LOCK.lock();
+    FOLDS.fetch_add(1, Ordering::AcqRel);
+    for (from, to) in own.fields().into_iter().zip(SHARED.fields()) {
+        to.fetch_add(from.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     }
-    FREED.bytes.fetch_add(bytes, Ordering::Relaxed);
-    FREED.count.fetch_add(count, Ordering::Relaxed);
+    FOLDS.fetch_add(1, Ordering::Release);
+    add_live(own.held_live.swap(0, Ordering::Relaxed));
+}
+
+/// The four counters summed over the shared ones and every slot.
+fn sum() -> [u64; 4] {
+    // A fold moves a slot's counts into the shared ones: a sum taken across one could see them
+    // twice or not at all, so it is taken again. Bounded all the same (folds run under a lock
+    // that `fork()` takes too, so none is ever half done in a child): after 1000 tries the sum
+    // is off by at most the folding threads' counts.
+    let mut total = [0u64; 4];
+    for _ in 0..1000 {
+        let before = FOLDS.load(Ordering::Acquire);
+        total = SHARED.load();
+        thread_slot::for_each_claimed(|slot| {
+            if let Some(own) = SLOTS.get(slot) {
+                for (t, v) in total.iter_mut().zip(own.load()) {
+                    *t = t.wrapping_add(v);
+                }
+            }
+        });
+        core::sync::atomic::fence(Ordering::Acquire);
+        if before.is_multiple_of(2) && FOLDS.load(Ordering::Relaxed) == before {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    total
 }
 
 /// Exact process-wide counters of every allocation made through the [`Sampler`](crate::Sampler).
 ///
 /// Each running thread may hold up to [`TOTALS_BATCH_BYTES`](crate::TOTALS_BATCH_BYTES)
 /// allocated and as many freed bytes not yet added (threads that have exited hold none; the
-/// thread taking the snapshot holds none). `peak_live_bytes` is the highest live value seen at
-/// a flush, so it is exact in exact mode and within the same per-thread bound otherwise.
+/// thread taking the snapshot holds none). `peak_live_bytes` is the highest live value seen
+/// when a thread published its counts: exact in exact mode, otherwise within two batches per
+/// running thread (its unpublished counts, and the change of live bytes it holds back from the
+/// shared live counter until that change reaches a batch).
 ///
 /// ```
 /// let totals = heapsampler::snapshot().totals;
@@ -94,10 +215,12 @@ pub struct Totals {
 
 /// Reads the counters (the caller flushes its own thread first).
 pub(crate) fn read() -> Totals {
-    let freed_bytes = FREED.bytes.load(Ordering::Relaxed);
-    let freed_objects = FREED.count.load(Ordering::Relaxed);
-    let allocated_bytes = ALLOCATED.bytes.load(Ordering::Relaxed);
-    let allocated_objects = ALLOCATED.count.load(Ordering::Relaxed);
+    let [
+        allocated_bytes,
+        allocated_objects,
+        freed_bytes,
+        freed_objects,
+    ] = sum();
     let live_bytes = allocated_bytes.saturating_sub(freed_bytes);
     Totals {
         allocated_bytes,
@@ -112,6 +235,19 @@ pub(crate) fn read() -> Totals {
         overhead_freed_bytes: crate::sampler::guarded_frees().0,
         overhead_freed_objects: crate::sampler::guarded_frees().1,
     }
+}
+
+/// What the calling thread published into its slot (zeros without one).
+#[cfg(test)]
+pub(crate) fn own_published() -> [u64; 4] {
+    thread_slot::current()
+        .and_then(|slot| SLOTS.get(slot))
+        .map_or([0; 4], Counters::load)
+}
+
+/// Hands this module's lock to the `pthread_atfork` handlers.
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+    f(&FOLD_LOCK);
 }
 
 /// The exact process-wide totals, without building a [`Profile`](crate::Profile).
