@@ -10,9 +10,11 @@ use std::sync::{Arc, Barrier};
 
 /// More than `thread_slot::MAX_THREAD_SLOTS` (512).
 const THREADS: usize = 600;
-const BLOCKS: usize = 80;
-/// 80 × 4 KiB = 320 KiB a thread: more than a totals batch (256 KiB).
+const BLOCKS: usize = 160;
+/// 160 × 4 KiB = 640 KiB a thread: more than a totals batch (512 KiB).
 const SIZE: usize = 4096;
+/// One block in this many stays live until the totals are read (~48 MiB over all threads).
+const KEEP_EVERY: usize = 8;
 
 /// One test per binary: nothing else allocates while it measures.
 #[test]
@@ -39,7 +41,7 @@ fn totals_are_exact_with_more_threads_than_slots_and_after_they_exit() {
                     // SAFETY: as above.
                     let p = unsafe { alloc(layout) };
                     assert!(!p.is_null());
-                    if i % 2 == 0 {
+                    if i % KEEP_EVERY != 0 {
                         // SAFETY: allocated just above with this layout.
                         unsafe { dealloc(p, layout) };
                     } else {
@@ -67,14 +69,10 @@ fn totals_are_exact_with_more_threads_than_slots_and_after_they_exit() {
     }
     let exited = heapsampler::totals();
     let (n, blocks, size) = (THREADS as u64, BLOCKS as u64, SIZE as u64);
+    let freed = blocks - blocks.div_ceil(KEEP_EVERY as u64);
     assert_eq!(
         program_traffic(&before, &running),
-        [
-            n * blocks * size,
-            n * blocks,
-            n * blocks / 2 * size,
-            n * blocks / 2
-        ],
+        [n * blocks * size, n * blocks, n * freed * size, n * freed],
         "while {THREADS} threads run"
     );
     let [allocated, allocations, freed, frees] = program_traffic(&before, &exited);
