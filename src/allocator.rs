@@ -87,12 +87,16 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn alloc_cold(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        match sampler::decide(layout.size()) {
+        let block = match sampler::decide(layout.size()) {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Skip => unsafe { self.inner_alloc(layout, zeroed) },
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info) },
+        };
+        if block.is_null() {
+            sampler::uncount(layout.size(), None);
         }
+        block
     }
 
     /// Allocates and records a sampled block. Any failure to record degrades to a plain,
@@ -280,7 +284,12 @@ impl<A: GlobalAlloc> Sampler<A> {
         if old_record.is_none() && matches!(decision, Decision::Skip) {
             sampler::free_fast(layout.size());
             // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
-            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+            let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            if new.is_null() {
+                // Refused: the old block stays, neither freed nor replaced.
+                sampler::uncount(new_size, Some(layout.size()));
+            }
+            return new;
         }
         // SAFETY: `GlobalAlloc::realloc` requires `new_size`, rounded up to `layout.align()`,
         // not to overflow `isize`, which makes this a valid layout.
@@ -292,6 +301,8 @@ impl<A: GlobalAlloc> Sampler<A> {
             Decision::Sample(info) => unsafe { self.alloc_sampled(new_layout, false, info) },
         };
         if new.is_null() {
+            // Refused: the old block stays (its free is counted below, only once it happens).
+            sampler::uncount(new_size, None);
             return new;
         }
         // SAFETY: both blocks are live, distinct, and at least this many bytes long.

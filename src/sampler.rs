@@ -613,6 +613,29 @@ fn bump_config() {
     });
 }
 
+/// Takes back what an allocation of `size` bytes, and with `freed` the free of a block of that
+/// many bytes, added to the thread's totals: the inner allocator refused the request (a null
+/// from `alloc`, or from `realloc`, which leaves the old block in place). Called only from cold
+/// paths, so only requests that reached one are taken back — every request larger than a batch
+/// does (no countdown is armed to more), which covers the usual refused request (a fallible
+/// reservation of an absurd size); a smaller request refused on the fast path stays counted
+/// (the process is out of memory then, and checking every allocation's result would cost every
+/// allocation).
+#[cold]
+pub(crate) fn uncount(size: usize, freed: Option<usize>) {
+    with_hot(|h| {
+        // Wrapping arithmetic all the way to the published counters, so adding the negation
+        // takes the amount back whether or not it was published already.
+        add_allocated(h, (size as u64).wrapping_neg(), 1u64.wrapping_neg());
+        if let Some(freed) = freed {
+            add_freed(h, (freed as u64).wrapping_neg(), 1u64.wrapping_neg());
+        }
+        // Published at once: a snapshot in between would show the request as made.
+        flush_allocs(h);
+        flush_frees(h);
+    });
+}
+
 /// Flushes the calling thread's batched totals into the process-wide counters.
 pub(crate) fn flush_current_thread() {
     with_hot(|h| {

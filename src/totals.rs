@@ -178,6 +178,12 @@ fn sum() -> [u64; 4] {
 /// running thread (its unpublished counts, and the change of live bytes it holds back from the
 /// shared live counter until that change reaches a batch).
 ///
+/// A request the inner allocator refuses (a null from `alloc` or `realloc`) is not counted when
+/// it went through the cold path, as every request larger than
+/// [`TOTALS_BATCH_BYTES`](crate::TOTALS_BATCH_BYTES) does (the usual refusal: a fallible
+/// reservation of an absurd size); a smaller request refused on the fast path (the process is
+/// out of memory) stays counted.
+///
 /// ```
 /// let totals = heapsampler::snapshot().totals;
 /// assert!(totals.allocated_bytes >= totals.freed_bytes);

@@ -1,0 +1,58 @@
+//! A request the inner allocator refuses is not counted: a fallible reservation of an absurd
+//! size fails (the program carries on), and the exact totals show no allocation — and, for a
+//! refused growth, no free of the old block either, which stays in place.
+
+use allocator_test::program_traffic;
+
+/// Far beyond any address space: `malloc` refuses it on every machine.
+const ABSURD: usize = 1 << 62;
+
+/// One test per binary: nothing else allocates while it measures.
+#[test]
+fn refused_requests_leave_the_totals_unchanged() {
+    heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    for round in 0..3 {
+        // A first allocation (`alloc`), refused.
+        let mut empty: Vec<u8> = Vec::new();
+        let before = heapsampler::totals();
+        assert!(empty.try_reserve_exact(ABSURD).is_err());
+        let after = heapsampler::totals();
+        assert_eq!(
+            program_traffic(&before, &after),
+            [0; 4],
+            "round {round}: a refused allocation"
+        );
+
+        // A growth (`realloc`), refused: the old block stays live, counted once.
+        let mut small: Vec<u8> = Vec::with_capacity(100);
+        small.push(1);
+        let before = heapsampler::totals();
+        assert!(small.try_reserve_exact(ABSURD).is_err());
+        let after = heapsampler::totals();
+        assert_eq!(
+            program_traffic(&before, &after),
+            [0; 4],
+            "round {round}: a refused reallocation"
+        );
+        assert_eq!(small, [1], "the old block is intact");
+        drop(small);
+        drop(empty);
+    }
+    // At the default interval a request this large is always sampled; with sampling off it is
+    // not (a plain `realloc` of the old block), and in exact mode every call is recorded.
+    for interval in [0, 1] {
+        heapsampler::set_sample_interval(interval);
+        let mut small: Vec<u8> = Vec::with_capacity(100);
+        let before = heapsampler::totals();
+        assert!(small.try_reserve_exact(ABSURD).is_err());
+        let mut empty: Vec<u8> = Vec::new();
+        assert!(empty.try_reserve_exact(ABSURD).is_err());
+        let after = heapsampler::totals();
+        heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+        assert_eq!(
+            program_traffic(&before, &after),
+            [0; 4],
+            "interval {interval}: refused requests"
+        );
+    }
+}
