@@ -1,10 +1,11 @@
 //! The table of live sampled blocks, and recognising the free of one.
 //!
 //! A block sampled by the Poisson process is handed out page-aligned (DESIGN.md section 5), so
-//! the free of a block whose address is not page-aligned cannot be a sampled one: one AND and a
-//! branch, no memory touched. Small sampled blocks take whole pages of their own (`pages`). Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep
-//! their natural alignment — a page each would be ruinous — and are counted in
-//! [`UNALIGNED_LIVE`]: while that count is non-zero, every free passes the alignment test.
+//! the free of a block whose address is not page-aligned cannot be a sampled one: an AND, a
+//! compare with one read-mostly counter, and a branch. Small sampled blocks take whole pages of
+//! their own (`pages`). Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep their
+//! natural alignment — a page each would be ruinous — and are counted in [`UNALIGNED_LIVE`]:
+//! while that count is non-zero, every free passes the alignment test.
 //!
 //! Page-aligned frees are not rare in practice: a sampled block, once freed, is recycled by the
 //! inner allocator for ordinary blocks of its size class, which are then page-aligned too, and
@@ -30,7 +31,8 @@ const SHARDS: usize = 1 << SHARD_BITS;
 #[repr(align(128))]
 struct Padded(AtomicUsize);
 
-/// Live records whose address is not page-aligned.
+/// Live records whose address is not page-aligned, counted in units of [`PAGE`] (see
+/// [`may_be_tracked`]).
 static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
 static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
 
@@ -99,7 +101,10 @@ fn shard(ptr: usize) -> &'static ForkMutex<Option<Map<usize, LiveRecord>>> {
 #[inline(always)]
 pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
     let p = ptr as usize;
-    (p & (PAGE - 1) == 0 || UNALIGNED_LIVE.0.load(Ordering::Relaxed) != 0)
+    // One compare for both "page-aligned" and "some record is not": the count is kept in
+    // units of a page, so it is 0 (only an offset of 0 passes) or at least a page (every
+    // offset passes). Two fewer instructions on every free than the test and the load apart.
+    p & (PAGE - 1) <= UNALIGNED_LIVE.0.load(Ordering::Relaxed)
         && (crate::pages::in_region(p) || filter_slot(p).load(Ordering::Relaxed) != 0)
 }
 
@@ -125,7 +130,7 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     // it is raised after the lock is released, not while other threads wait for the shard.
     drop(guard);
     if (ptr as usize) & (PAGE - 1) != 0 {
-        UNALIGNED_LIVE.0.fetch_add(1, Ordering::Relaxed);
+        UNALIGNED_LIVE.0.fetch_add(PAGE, Ordering::Relaxed);
     }
     true
 }
@@ -143,7 +148,7 @@ pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
         record
     };
     if (ptr as usize) & (PAGE - 1) != 0 {
-        UNALIGNED_LIVE.0.fetch_sub(1, Ordering::Relaxed);
+        UNALIGNED_LIVE.0.fetch_sub(PAGE, Ordering::Relaxed);
     }
     Some(record)
 }
