@@ -93,8 +93,8 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info) },
         };
-        if block.is_null() {
-            sampler::uncount(layout.size(), None);
+        if !block.is_null() && sampler::counted_once_granted(layout.size()) {
+            sampler::granted(layout.size());
         }
         block
     }
@@ -281,13 +281,17 @@ impl<A: GlobalAlloc> Sampler<A> {
         } else {
             check::scopes::follow_realloc(decision, old_record.as_ref(), new_size)
         };
+        // A large request `decide` left uncounted is counted once granted; a refused one
+        // leaves the old block in place, neither freed nor replaced.
+        let count_granted = !counted_fast && sampler::counted_once_granted(new_size);
         if old_record.is_none() && matches!(decision, Decision::Skip) {
-            sampler::free_fast(layout.size());
             // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
             let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
-            if new.is_null() {
-                // Refused: the old block stays, neither freed nor replaced.
-                sampler::uncount(new_size, Some(layout.size()));
+            if !new.is_null() {
+                sampler::free_fast(layout.size());
+                if count_granted {
+                    sampler::granted(new_size);
+                }
             }
             return new;
         }
@@ -301,9 +305,10 @@ impl<A: GlobalAlloc> Sampler<A> {
             Decision::Sample(info) => unsafe { self.alloc_sampled(new_layout, false, info) },
         };
         if new.is_null() {
-            // Refused: the old block stays (its free is counted below, only once it happens).
-            sampler::uncount(new_size, None);
             return new;
+        }
+        if count_granted {
+            sampler::granted(new_size);
         }
         // SAFETY: both blocks are live, distinct, and at least this many bytes long.
         unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };

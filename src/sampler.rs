@@ -286,16 +286,27 @@ pub(crate) struct SampleInfo {
 }
 
 /// Cold path of an allocation whose size drove the countdown below zero (already subtracted).
+///
+/// A request larger than a batch ([`counted_once_granted`]) is left out of the thread's totals:
+/// the caller counts it with [`granted`] once the inner allocator has granted it, so a refused
+/// one (a null, e.g. a fallible reservation of an absurd size) is never counted, nor raises
+/// the peak. Every such request comes here (no countdown is armed to more). A smaller request
+/// is counted when made, and stays counted if refused (the process is out of memory then, and
+/// checking every result on the fast path would cost every allocation).
 #[cold]
 #[inline(never)]
 pub(crate) fn decide(size: usize) -> Decision {
     with_hot(|h| {
-        // The fast path does not count a huge allocation: it is counted below, by its size.
+        // The fast path does not count a huge allocation; a large one was charged with the
+        // bytes before it and is taken back out, until `granted`.
         let huge = size >= HUGE;
+        let later = counted_once_granted(size);
         let size = size.max(1) as i64;
         let since_arm = charge(h);
+        if later && !huge {
+            add_allocated(h, (size as u64).wrapping_neg(), 1u64.wrapping_neg());
+        }
         let before = if huge {
-            add_allocated(h, size as u64, 1);
             since_arm
         } else {
             since_arm.saturating_sub(size).max(0)
@@ -613,26 +624,22 @@ fn bump_config() {
     });
 }
 
-/// Takes back what an allocation of `size` bytes, and with `freed` the free of a block of that
-/// many bytes, added to the thread's totals: the inner allocator refused the request (a null
-/// from `alloc`, or from `realloc`, which leaves the old block in place). Called only from cold
-/// paths, so only requests that reached one are taken back — every request larger than a batch
-/// does (no countdown is armed to more), which covers the usual refused request (a fallible
-/// reservation of an absurd size); a smaller request refused on the fast path stays counted
-/// (the process is out of memory then, and checking every allocation's result would cost every
-/// allocation).
+/// Whether [`decide`] leaves a request of `size` bytes for [`granted`] to count.
+#[inline]
+pub(crate) fn counted_once_granted(size: usize) -> bool {
+    size as u64 > TOTALS_BATCH_BYTES
+}
+
+/// Counts an allocation of `size` bytes that [`decide`] left out ([`counted_once_granted`]), now
+/// that the inner allocator granted it. Call at the guard depth `decide` ran at.
 #[cold]
-pub(crate) fn uncount(size: usize, freed: Option<usize>) {
+pub(crate) fn granted(size: usize) {
     with_hot(|h| {
-        // Wrapping arithmetic all the way to the published counters, so adding the negation
-        // takes the amount back whether or not it was published already.
-        add_allocated(h, (size as u64).wrapping_neg(), 1u64.wrapping_neg());
-        if let Some(freed) = freed {
-            add_freed(h, (freed as u64).wrapping_neg(), 1u64.wrapping_neg());
+        add_allocated(h, size as u64, 1);
+        // A request can be larger than a batch by itself: the bound holds from here.
+        if h.alloc_pending.get() >= batch_budget(h) as u64 {
+            flush_allocs(h);
         }
-        // Published at once: a snapshot in between would show the request as made.
-        flush_allocs(h);
-        flush_frees(h);
     });
 }
 
@@ -726,7 +733,9 @@ impl Drop for Guard {
                 arm(h);
                 return;
             }
-            if h.alloc_pending.get() >= TOTALS_BATCH_BYTES {
+            // The program's countdown is back with up to a batch still to spend: whatever the
+            // guard left pending is published now, or the thread could hold more than a batch.
+            if h.alloc_pending.get() > 0 {
                 flush_allocs(h);
             }
             if h.free_pending.get() >= TOTALS_BATCH_BYTES {
@@ -810,9 +819,13 @@ mod tests {
     }
 
     /// What the wrapper does for one allocation: the fast path, and the cold path if told.
+    /// What `Sampler::alloc` does with the counts of a request the inner allocator grants.
     fn wrapper_alloc(size: usize) {
         if !alloc_fast(size) {
             decide(size);
+            if counted_once_granted(size) {
+                granted(size);
+            }
         }
     }
 
@@ -932,6 +945,25 @@ mod tests {
         assert!(now - packed(1) < 0);
         // A huge size never reaches the packed arithmetic.
         assert!(!alloc_fast(HUGE) && !free_counted(HUGE));
+    }
+
+    #[test]
+    fn a_guard_publishes_what_it_left_pending() {
+        // The guard gives the program its countdown back, with up to a batch still to spend:
+        // the guard's own allocations left pending would let the thread hold more than that.
+        std::thread::spawn(|| {
+            wrapper_alloc(1); // initialises the thread
+            flush_current_thread();
+            {
+                let _guard = enter_guard();
+                wrapper_alloc(100); // the guard's first allocation arms its countdown
+                wrapper_alloc(1000); // counted on the fast path, charged at the drop
+            }
+            let pending = with_hot(|h| (h.alloc_pending.get(), h.alloc_pending_count.get()));
+            assert_eq!(pending, (0, 0), "published when the guard was dropped");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! more than a batch per thread, plus the thread's unpublished batches.
 
 use crate::lock::ForkMutex;
-use crate::single_writer::SingleWriter;
+use crate::single_writer::{SingleWriter, seq_read, seq_write};
 use crate::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -80,9 +80,9 @@ static PEAK_LIVE: AtomicU64 = AtomicU64::new(0);
 /// held-back change reaches `hold` bytes either way (0: at once).
 #[inline]
 pub(crate) fn publish(batch: [u64; 4], hold: u64) {
-    // Every call counted is at least a byte: no calls, nothing to add. (Compared word by word:
-    // the batch was just stored, and one wide load of it would wait for those stores.)
-    if batch[1] == 0 && batch[3] == 0 {
+    // Compared word by word: the batch was just stored, and one wide load of it would wait for
+    // those stores.
+    if batch[0] | batch[1] | batch[2] | batch[3] == 0 {
         return;
     }
     let delta = batch[0].wrapping_sub(batch[2]) as i64;
@@ -135,11 +135,12 @@ pub(crate) fn fold_slot(slot: usize) {
     // parking_lot may allocate when the lock is contended: that is the profiler's own.
     let _guard = crate::sampler::enter_guard();
     let _lock = FOLD_LOCK.lock();
-    FOLDS.fetch_add(1, Ordering::AcqRel);
-    for (from, to) in own.fields().into_iter().zip(SHARED.fields()) {
-        to.fetch_add(from.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-    }
-    FOLDS.fetch_add(1, Ordering::Release);
+    // The lock makes this the sequence count's only writer.
+    seq_write(&FOLDS, || {
+        for (from, to) in own.fields().into_iter().zip(SHARED.fields()) {
+            to.fetch_add(from.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+    });
     add_live(own.held_live.swap(0, Ordering::Relaxed));
 }
 
@@ -147,12 +148,10 @@ pub(crate) fn fold_slot(slot: usize) {
 fn sum() -> [u64; 4] {
     // A fold moves a slot's counts into the shared ones: a sum taken across one could see them
     // twice or not at all, so it is taken again. Bounded all the same (folds run under a lock
-    // that `fork()` takes too, so none is ever half done in a child): after 1000 tries the sum
-    // is off by at most the folding threads' counts.
-    let mut total = [0u64; 4];
-    for _ in 0..1000 {
-        let before = FOLDS.load(Ordering::Acquire);
-        total = SHARED.load();
+    // that `fork()` takes too, so none is ever half done in a child): after 1000 tries the
+    // last sum is used, off by at most the folding threads' counts.
+    let read = || {
+        let mut total = SHARED.load();
         thread_slot::for_each_claimed(|slot| {
             if let Some(own) = SLOTS.get(slot) {
                 for (t, v) in total.iter_mut().zip(own.load()) {
@@ -160,13 +159,9 @@ fn sum() -> [u64; 4] {
                 }
             }
         });
-        core::sync::atomic::fence(Ordering::Acquire);
-        if before.is_multiple_of(2) && FOLDS.load(Ordering::Relaxed) == before {
-            break;
-        }
-        core::hint::spin_loop();
-    }
-    total
+        total
+    };
+    seq_read(&FOLDS, read).unwrap_or_else(read)
 }
 
 /// Exact process-wide counters of every allocation made through the [`Sampler`](crate::Sampler).
@@ -178,11 +173,10 @@ fn sum() -> [u64; 4] {
 /// running thread (its unpublished counts, and the change of live bytes it holds back from the
 /// shared live counter until that change reaches a batch).
 ///
-/// A request the inner allocator refuses (a null from `alloc` or `realloc`) is not counted when
-/// it went through the cold path, as every request larger than
-/// [`TOTALS_BATCH_BYTES`](crate::TOTALS_BATCH_BYTES) does (the usual refusal: a fallible
-/// reservation of an absurd size); a smaller request refused on the fast path (the process is
-/// out of memory) stays counted.
+/// A request larger than [`TOTALS_BATCH_BYTES`](crate::TOTALS_BATCH_BYTES) is counted once the
+/// inner allocator has granted it, so a refused one (a null from `alloc` or `realloc`, e.g. a
+/// fallible reservation of an absurd size) counts nowhere, peak included; a smaller request is
+/// counted when made and stays counted if refused (the process is out of memory then).
 ///
 /// ```
 /// let totals = heapsampler::snapshot().totals;
