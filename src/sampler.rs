@@ -818,8 +818,8 @@ mod tests {
         pub(super) static ON_REGISTER: Cell<Option<fn()>> = const { Cell::new(None) };
     }
 
-    /// What the wrapper does for one allocation: the fast path, and the cold path if told.
-    /// What `Sampler::alloc` does with the counts of a request the inner allocator grants.
+    /// What the wrapper does with the counts of one allocation the inner allocator grants:
+    /// the fast path, and the cold path if told.
     fn wrapper_alloc(size: usize) {
         if !alloc_fast(size) {
             decide(size);
