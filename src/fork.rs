@@ -49,4 +49,12 @@ extern "C" fn child() {
     each_lock(&mut |lock| unsafe { lock.reinit_in_child() });
     crate::sampler::leave_fork();
     crate::sampler::reseed_after_fork();
+    // The parent's other threads are gone: their spares go back to the pool, their pending
+    // stack sums to their sites, their totals (and the live bytes they held back) to the shared
+    // counters, and their slots to the child's threads.
+    crate::thread_slot::release_others_in_child(|slot| {
+        crate::pages::close_slot(slot);
+        crate::stacks::close_slot(slot);
+        crate::totals::fold_slot(slot);
+    });
 }

@@ -948,6 +948,39 @@ mod tests {
     }
 
     #[test]
+    fn a_forked_child_gives_back_the_other_threads_slots() {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            wrapper_alloc(1); // registers the thread, which claims a slot
+            ready_tx.send(crate::thread_slot::current()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        let theirs = ready_rx
+            .recv()
+            .unwrap()
+            .expect("the other thread holds a slot");
+        wrapper_alloc(1); // registers this thread (and installs the fork handlers)
+        // SAFETY: the child reads one atomic and leaves with `_exit`, touching nothing else.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let still_held = crate::thread_slot::is_claimed(theirs);
+            // SAFETY: ends the child at once, without running the parent's exit handlers.
+            unsafe { libc::_exit(i32::from(still_held)) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        stop_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(waited, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child still counted the parent's other thread as holding slot {theirs}"
+        );
+    }
+
+    #[test]
     fn a_guard_publishes_what_it_left_pending() {
         // The guard gives the program its countdown back, with up to a batch still to spend:
         // the guard's own allocations left pending would let the thread hold more than that.

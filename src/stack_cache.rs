@@ -183,10 +183,17 @@ pub(crate) fn remember(frames: &[usize], id: StackId, share: u8) {
 
 /// The pending sums of `slot`, whose thread is exiting, if any; the slot is emptied after `add`
 /// has them. Called by the exiting thread (the slot's last writer) with the stack's shard lock
-/// held, as for [`flush_pending`].
+/// held, as for [`flush_pending`] — or, in the child of `fork()`, for a thread that is gone.
 pub(crate) fn close_slot(slot: usize, add: impl FnOnce(&PendingSums)) {
     if let Some(slot) = SLOTS.get(slot) {
-        flush_slot(slot, add);
+        let seq = slot.seq.load(Ordering::Relaxed);
+        if seq % 2 == 1 {
+            // Only in a forked child: the thread was writing when the parent forked. Its sums
+            // are torn and are dropped; the count is made even again for the slot's next owner.
+            slot.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        } else {
+            flush_slot(slot, add);
+        }
         slot.write(0, 0, 0, 0, 0);
     }
 }
@@ -211,6 +218,26 @@ pub(crate) fn for_each_pending(mut f: impl FnMut(&PendingSums)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closing_a_slot_left_mid_write_drops_its_sums_and_evens_the_count() {
+        // As in a forked child whose parent forked while that slot's thread was writing. The
+        // last slot: no unit test's thread gets that far.
+        let index = MAX_THREAD_SLOTS - 1;
+        let slot = &SLOTS[index];
+        slot.write(7, 1, 10, 100, 1);
+        slot.seq.fetch_add(1, Ordering::Relaxed);
+        let mut handed = None;
+        close_slot(index, |p| handed = Some(p.samples));
+        assert_eq!(handed, None, "torn sums are not handed on");
+        assert_eq!(slot.seq.load(Ordering::Relaxed) % 2, 0, "even again");
+        let p = slot.read();
+        assert_eq!((p.id, p.samples), (0, 0), "emptied");
+        // A whole write is handed on as before.
+        slot.write(7, 1, 10, 100, 1);
+        close_slot(index, |p| handed = Some(p.samples));
+        assert_eq!(handed, Some(1));
+    }
 
     fn sample(bytes: u64) -> SampleInfo {
         SampleInfo {

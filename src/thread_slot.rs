@@ -66,6 +66,25 @@ pub(crate) fn release(close: impl FnOnce(usize)) {
     }
 }
 
+/// In the child of `fork()`: gives back every slot but the calling thread's, after `close`
+/// empties each user's entry. The threads that held them do not exist in the child, and would
+/// otherwise keep them (and what they hold back from the shared counters) for ever.
+pub(crate) fn release_others_in_child(mut close: impl FnMut(usize)) {
+    let mine = current();
+    for (i, claimed) in CLAIMED.iter().enumerate() {
+        if Some(i) != mine && claimed.load(Ordering::Acquire) {
+            close(i);
+            claimed.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Whether some thread holds slot `i`.
+#[cfg(test)]
+pub(crate) fn is_claimed(i: usize) -> bool {
+    CLAIMED.get(i).is_some_and(|c| c.load(Ordering::Acquire))
+}
+
 /// Calls `f` with every slot some thread holds.
 pub(crate) fn for_each_claimed(mut f: impl FnMut(usize)) {
     for (i, claimed) in CLAIMED.iter().enumerate() {
