@@ -13,60 +13,43 @@ const ABSURD: usize = 1 << 62;
 fn refused_requests_leave_the_totals_unchanged() {
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
     for round in 0..3 {
-        // A first allocation (`alloc`), refused.
         let mut empty: Vec<u8> = Vec::new();
-        let before = heapsampler::totals();
-        assert!(empty.try_reserve_exact(ABSURD).is_err());
-        let after = heapsampler::totals();
-        assert_eq!(
-            program_traffic(&before, &after),
-            [0; 4],
-            "round {round}: a refused allocation"
-        );
-        assert_peak_unmoved(&before, &after);
-
+        assert_uncounted(&format!("round {round}: a refused allocation"), || {
+            assert!(empty.try_reserve_exact(ABSURD).is_err());
+        });
         // A growth (`realloc`), refused: the old block stays live, counted once.
         let mut small: Vec<u8> = Vec::with_capacity(100);
         small.push(1);
-        let before = heapsampler::totals();
-        assert!(small.try_reserve_exact(ABSURD).is_err());
-        let after = heapsampler::totals();
-        assert_eq!(
-            program_traffic(&before, &after),
-            [0; 4],
-            "round {round}: a refused reallocation"
-        );
-        assert_peak_unmoved(&before, &after);
+        assert_uncounted(&format!("round {round}: a refused reallocation"), || {
+            assert!(small.try_reserve_exact(ABSURD).is_err());
+        });
         assert_eq!(small, [1], "the old block is intact");
-        drop(small);
-        drop(empty);
     }
     // At the default interval a request this large is always sampled; with sampling off it is
     // not (a plain `realloc` of the old block), and in exact mode every call is recorded.
     for interval in [0, 1] {
         heapsampler::set_sample_interval(interval);
         let mut small: Vec<u8> = Vec::with_capacity(100);
-        let before = heapsampler::totals();
-        assert!(small.try_reserve_exact(ABSURD).is_err());
         let mut empty: Vec<u8> = Vec::new();
-        assert!(empty.try_reserve_exact(ABSURD).is_err());
-        let after = heapsampler::totals();
+        assert_uncounted(&format!("interval {interval}: refused requests"), || {
+            assert!(small.try_reserve_exact(ABSURD).is_err());
+            assert!(empty.try_reserve_exact(ABSURD).is_err());
+        });
         heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
-        assert_eq!(
-            program_traffic(&before, &after),
-            [0; 4],
-            "interval {interval}: refused requests"
-        );
-        assert_peak_unmoved(&before, &after);
     }
 }
 
-/// The peak may move by what other threads publish meanwhile (libtest's own, within the
-/// documented bound), never by a refused request.
-fn assert_peak_unmoved(before: &heapsampler::Totals, after: &heapsampler::Totals) {
+/// Runs `refused` and checks that the program's exact totals did not move, nor the peak of
+/// live bytes beyond what other threads may publish meanwhile (libtest's own, within the
+/// documented bound).
+fn assert_uncounted(what: &str, refused: impl FnOnce()) {
+    let before = heapsampler::totals();
+    refused();
+    let after = heapsampler::totals();
+    assert_eq!(program_traffic(&before, &after), [0; 4], "{what}");
     assert!(
         after.peak_live_bytes <= before.peak_live_bytes + 2 * heapsampler::TOTALS_BATCH_BYTES,
-        "peak {} bytes after, {} before",
+        "{what}: peak {} bytes after, {} before",
         after.peak_live_bytes,
         before.peak_live_bytes
     );
