@@ -93,7 +93,7 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info) },
         };
-        if !block.is_null() && sampler::counted_once_granted(layout.size()) {
+        if !block.is_null() {
             sampler::granted(layout.size());
         }
         block
@@ -283,15 +283,12 @@ impl<A: GlobalAlloc> Sampler<A> {
         };
         // A large request `decide` left uncounted is counted once granted; a refused one
         // leaves the old block in place, neither freed nor replaced.
-        let count_granted = !counted_fast && sampler::counted_once_granted(new_size);
         if old_record.is_none() && matches!(decision, Decision::Skip) {
             // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
             let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
             if !new.is_null() {
                 sampler::free_fast(layout.size());
-                if count_granted {
-                    sampler::granted(new_size);
-                }
+                sampler::granted(new_size);
             }
             return new;
         }
@@ -307,9 +304,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         if new.is_null() {
             return new;
         }
-        if count_granted {
-            sampler::granted(new_size);
-        }
+        sampler::granted(new_size);
         // SAFETY: both blocks are live, distinct, and at least this many bytes long.
         unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
         // SAFETY: `ptr` is the caller's live block of `layout`, now copied and not used again.

@@ -136,8 +136,7 @@ impl Drop for ExitHook {
         with_hot(|h| {
             h.exiting.set(true);
             rebase(h);
-            flush_frees(h);
-            flush_allocs(h);
+            // Publishes everything: an exiting thread's batch is zero.
             arm(h);
         });
         // The slot is given up first (no spare kept, no repeat cached from here on), then its
@@ -626,14 +625,23 @@ fn bump_config() {
 
 /// Whether [`decide`] leaves a request of `size` bytes for [`granted`] to count.
 #[inline]
-pub(crate) fn counted_once_granted(size: usize) -> bool {
+fn counted_once_granted(size: usize) -> bool {
     size as u64 > TOTALS_BATCH_BYTES
 }
 
-/// Counts an allocation of `size` bytes that [`decide`] left out ([`counted_once_granted`]), now
-/// that the inner allocator granted it. Call at the guard depth `decide` ran at.
-#[cold]
+/// After the inner allocator granted a request of `size` bytes that went through [`decide`]:
+/// counts it if `decide` left it out ([`counted_once_granted`]). Call at the guard depth
+/// `decide` ran at. (A request counted on the fast path is never left out: no countdown is
+/// armed to more than a batch.)
+#[inline]
 pub(crate) fn granted(size: usize) {
+    if counted_once_granted(size) {
+        count_granted(size);
+    }
+}
+
+#[cold]
+fn count_granted(size: usize) {
     with_hot(|h| {
         add_allocated(h, size as u64, 1);
         // A request can be larger than a batch by itself: the bound holds from here.
@@ -647,8 +655,7 @@ pub(crate) fn granted(size: usize) {
 pub(crate) fn flush_current_thread() {
     with_hot(|h| {
         rebase(h);
-        flush_allocs(h);
-        flush_frees(h);
+        // `arm` publishes both sides.
         arm(h);
     });
 }
@@ -823,9 +830,7 @@ mod tests {
     fn wrapper_alloc(size: usize) {
         if !alloc_fast(size) {
             decide(size);
-            if counted_once_granted(size) {
-                granted(size);
-            }
+            granted(size);
         }
     }
 
