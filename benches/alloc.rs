@@ -118,6 +118,11 @@ fn fast_path_same_heap(c: &mut Criterion) {
 fn paired(_: &mut Criterion) {
     /// Pairs timed per allocator in each configuration (2 M, ~40–60 ms at 4 KiB).
     const PAIRS: usize = 2 << 20;
+    // Not inlined: the sampler's chunk is then one function reached from one call site (below),
+    // so its samples see the same stack round after round, as in a program's allocating loop.
+    // (Inlined at two call sites, its stack changed every round and the first sample of each
+    // round unwound every frame afresh, ~0.8 µs: see `one_sample_depth_30/sampled_new_stack_x2`.)
+    #[inline(never)]
     fn chunk<A: GlobalAlloc>(a: &A, l: Layout, n: usize) -> Duration {
         let start = Instant::now();
         for _ in 0..n {
@@ -154,13 +159,15 @@ fn paired(_: &mut Criterion) {
             let (mut system, mut sampler) = (Duration::ZERO, Duration::ZERO);
             let mut diffs = Vec::with_capacity(rounds);
             for round in 0..rounds {
-                let (y, s) = if round % 2 == 0 {
-                    let y = chunk(&System, l, chunk_len);
-                    (y, chunk(&SAMPLER, l, chunk_len))
-                } else {
-                    let s = chunk(&SAMPLER, l, chunk_len);
-                    (chunk(&System, l, chunk_len), s)
-                };
+                let system_first = round % 2 == 0;
+                let mut y = Duration::ZERO;
+                if system_first {
+                    y = chunk(&System, l, chunk_len);
+                }
+                let s = chunk(&SAMPLER, l, chunk_len);
+                if !system_first {
+                    y = chunk(&System, l, chunk_len);
+                }
                 system += y;
                 sampler += s;
                 diffs.push(s.as_nanos() as f64 - y.as_nanos() as f64);
@@ -213,6 +220,20 @@ fn at_depth<R>(depth: usize, f: &mut dyn FnMut() -> R) -> R {
     r
 }
 
+/// Two call sites of [`pair`] with different return addresses.
+#[inline(never)]
+fn site_a(layout: Layout) {
+    pair(&SAMPLER, layout);
+    black_box(());
+}
+
+/// See [`site_a`].
+#[inline(never)]
+fn site_b(layout: Layout) {
+    pair(&SAMPLER, layout);
+    black_box(());
+}
+
 fn cold_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("one_sample_depth_30");
     g.warm_up_time(Duration::from_millis(500))
@@ -227,6 +248,20 @@ fn cold_path(c: &mut Criterion) {
             heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
         });
     }
+    // Each sample's stack differs from the one before (two call sites, taken in turn): the
+    // walk cannot replay its memo and unwinds every frame, and the stack cache misses too —
+    // the cost of a sample in a program whose samples come from ever-changing stacks.
+    // Per iteration: two sampled pairs.
+    g.bench_function("sampled_new_stack_x2", |b| {
+        heapsampler::set_sample_interval(2);
+        at_depth(30, &mut || {
+            b.iter(|| {
+                site_a(layout);
+                site_b(layout);
+            })
+        });
+        heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    });
     g.finish();
 }
 
