@@ -121,7 +121,7 @@ fn paired(_: &mut Criterion) {
     // Not inlined: the sampler's chunk is then one function reached from one call site (below),
     // so its samples see the same stack round after round, as in a program's allocating loop.
     // (Inlined at two call sites, its stack changed every round and the first sample of each
-    // round unwound every frame afresh, ~0.8 µs: see `one_sample_depth_30/sampled_new_stack_x2`.)
+    // round unwound every frame afresh, ~0.8 µs in session 6's first measurement.)
     #[inline(never)]
     fn chunk<A: GlobalAlloc>(a: &A, l: Layout, n: usize) -> Duration {
         let start = Instant::now();
@@ -220,7 +220,7 @@ fn at_depth<R>(depth: usize, f: &mut dyn FnMut() -> R) -> R {
     r
 }
 
-/// Two call sites of [`pair`] with different return addresses.
+/// Three call sites of [`pair`] with different return addresses.
 #[inline(never)]
 fn site_a(layout: Layout) {
     pair(&SAMPLER, layout);
@@ -230,6 +230,13 @@ fn site_a(layout: Layout) {
 /// See [`site_a`].
 #[inline(never)]
 fn site_b(layout: Layout) {
+    pair(&SAMPLER, layout);
+    black_box(());
+}
+
+/// See [`site_a`].
+#[inline(never)]
+fn site_c(layout: Layout) {
     pair(&SAMPLER, layout);
     black_box(());
 }
@@ -248,11 +255,24 @@ fn cold_path(c: &mut Criterion) {
             heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
         });
     }
-    // Each sample's stack differs from the one before (two call sites, taken in turn): the
-    // walk cannot replay its memo and unwinds every frame, and the stack cache misses too —
-    // the cost of a sample in a program whose samples come from ever-changing stacks.
-    // Per iteration: two sampled pairs.
-    g.bench_function("sampled_new_stack_x2", |b| {
+    // Each sample's stack differs from the last two (three call sites, taken in turn): the
+    // walk can replay neither of the walks it keeps, so it unwinds the frames that differ and
+    // joins the last walk further out, and the stack cache misses — the cost of a sample in a
+    // program whose samples come from ever-changing stacks that share their outer frames.
+    // Two call sites in turn (`x2`) replay the walk before the last one. Per iteration: one
+    // sampled pair per site.
+    g.bench_function("sampled_new_stack_x3", |b| {
+        heapsampler::set_sample_interval(2);
+        at_depth(30, &mut || {
+            b.iter(|| {
+                site_a(layout);
+                site_b(layout);
+                site_c(layout);
+            })
+        });
+        heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
+    });
+    g.bench_function("sampled_two_stacks_x2", |b| {
         heapsampler::set_sample_interval(2);
         at_depth(30, &mut || {
             b.iter(|| {

@@ -917,8 +917,8 @@ enum Walked {
     },
 }
 
-/// Per-thread unwinding state (~12.5 KiB, boxed): the last walk, to replay or to join, and room
-/// for the next one.
+/// Per-thread unwinding state (~12.5 KiB, boxed): the last two walks, to replay, the last one
+/// also to join, and the one before it is the room for the next walk.
 struct ThreadState {
     memos: [Memo; 2],
     /// Index in `memos` of the last walk.
@@ -943,10 +943,12 @@ impl ThreadState {
         }
     }
 
-    /// Feeds the walk from `start` (`key` as in [`Memo`]) to `sink`: the last walk replayed if
-    /// nothing it depended on changed, else a new walk (joining the last one where it can),
-    /// which becomes the last. `checked_once` reads without bounds checks and is given only
-    /// addresses the last walk read with the same key; `read` checks bounds.
+    /// Feeds the walk from `start` (`key` as in [`Memo`]) to `sink`: the last walk, or the one
+    /// before it, replayed if nothing it depended on changed (a loop may allocate from two
+    /// places in turn: two calls in one body, or the two copies of an unrolled loop), else a
+    /// new walk (joining the last one where it can) in place of the one before, which becomes
+    /// the last. `checked_once` reads without bounds checks and is given only addresses a memo
+    /// read with the same key; `read` checks bounds.
     fn capture(
         &mut self,
         key: [u64; 6],
@@ -956,9 +958,12 @@ impl ThreadState {
         sink: &mut FrameSink<'_>,
     ) -> (Walked, &mut Memo) {
         let last = self.last & 1;
-        if let Some(frames) = self.memos[last].replay(&key, sink.own(), checked_once) {
-            sink.replay(frames);
-            return (Walked::Replayed, &mut self.memos[last]);
+        for m in [last, last ^ 1] {
+            if let Some(frames) = self.memos[m].replay(&key, sink.own(), &checked_once) {
+                sink.replay(frames);
+                self.last = m;
+                return (Walked::Replayed, &mut self.memos[m]);
+            }
         }
         let [a, b] = &mut self.memos;
         let (previous, next) = if last == 0 { (&*a, b) } else { (&*b, a) };
@@ -1314,6 +1319,13 @@ mod tests {
     }
 
     #[inline(never)]
+    fn site_c() -> (Vec<usize>, Option<Walked>) {
+        let r = walk_here(3);
+        core::hint::black_box(());
+        r
+    }
+
+    #[inline(never)]
     fn outer_frames(depth: usize, f: &mut dyn FnMut()) {
         if depth == 0 {
             return f();
@@ -1326,24 +1338,29 @@ mod tests {
     fn a_walk_from_another_call_site_joins_the_previous_walk() {
         let _guard = crate::sampler::enter_guard();
         outer_frames(10, &mut || {
-            let mut joins = 0;
-            let mut expected: Option<(Vec<usize>, Vec<usize>)> = None;
+            let kind = |w: &Option<Walked>| match w {
+                Some(Walked::Replayed) => 0,
+                Some(Walked::Unwound { joined: true, .. }) => 1,
+                _ => 2,
+            };
+            let mut tallies = [0; 3];
+            let mut expected: Option<[Vec<usize>; 3]> = None;
             for round in 0..6 {
                 let (a, wa) = site_a(3);
                 let (b, wb) = site_b();
-                joins += [wa, wb]
-                    .iter()
-                    .filter(|w| matches!(w, Some(Walked::Unwound { joined: true, .. })))
-                    .count();
-                // Every round walks the same two stacks; they differ inside, share the rest.
-                let (ea, eb) = expected.get_or_insert_with(|| (a.clone(), b.clone()));
-                assert_eq!((&a, &b), (&*ea, &*eb), "round {round}");
+                let (c, wc) = site_c();
+                for w in [wa, wb, wc] {
+                    tallies[kind(&w)] += 1;
+                }
+                // Every round walks the same three stacks; they differ inside, share the rest.
+                let e = expected.get_or_insert_with(|| [a.clone(), b.clone(), c.clone()]);
+                assert_eq!([&a, &b, &c], [&e[0], &e[1], &e[2]], "round {round}");
                 assert_ne!(a, b);
                 assert_eq!(a[a.len() - 12..], b[b.len() - 12..]);
             }
-            // The first walk of site_a learns; every later walk joins the other site's outer
-            // frames (the two stacks alternate, so the whole stack never repeats).
-            assert!(joins >= 10, "{joins} joins in 12 walks");
+            // Three stacks in turn: neither of the last two walks ever holds again, and every
+            // walk but the first joins the one before it.
+            assert_eq!(tallies, [0, 17, 1]);
         });
     }
 
@@ -1562,7 +1579,8 @@ mod tests {
         stack.set(w(3), 0x301);
         assert!(!stack.capture(&mut memo, start).1);
         stack.set(w(3), 0x300);
-        assert_eq!(stack.capture(&mut memo, start), (expected.clone(), false));
+        // (The walk before the last one, from the same start, holds again: it is replayed.)
+        assert_eq!(stack.capture(&mut memo, start), (expected.clone(), true));
         // So does a saved bp that a later frame-pointer frame follows: f3 now unwinds from
         // w(11), where nothing valid is.
         stack.set(w(5), w(11));
@@ -1571,7 +1589,10 @@ mod tests {
         assert_eq!(frames, vec![0x200, 0x300, 0x400]);
         // A different starting sp always does.
         stack.set(w(5), w(9));
-        assert!(!stack.capture(&mut memo, start).1);
+        assert!(
+            stack.capture(&mut memo, start).1,
+            "the walk before holds again"
+        );
         assert!(!stack.capture(&mut memo, Regs { sp: w(1), ..start }).1);
     }
 
@@ -1632,6 +1653,7 @@ mod tests {
             vec![
                 (0x101, sp_rule(2, None)),
                 (0x181, sp_rule(2, None)),
+                (0x1c1, sp_rule(2, None)),
                 (0x200, sp_rule(2, None)),
                 (0x300, sp_rule(3, Some(1))),
                 (0x400, sp_rule(2, None)),
@@ -1646,6 +1668,7 @@ mod tests {
         stack.set(w(6), 0x400);
         stack.set(w(8), 0x500);
         let (p, q) = p_and_q(7);
+        let r = Regs { ip: 0x1c0, ..p };
         let expected = vec![0x200, 0x300, 0x400, 0x500];
         let mut state = ThreadState::new();
         let lookups = |f: &mut dyn FnMut()| {
@@ -1676,7 +1699,9 @@ mod tests {
         // q meets p's walk at f1: only its own frame is unwound.
         assert_eq!(walk(q, joined), 1);
         assert_eq!(walk(q, Walked::Replayed), 0);
-        // And p meets q's walk, itself a joined one.
+        // r, a third start, meets q's walk, itself a joined one; p meets r's. (Two starts in
+        // turn would replay: the walk before the last one is kept too.)
+        assert_eq!(walk(r, joined), 1);
         assert_eq!(walk(p, joined), 1);
         // f2's return address changed: nothing from f2 inward can be joined, and f3 is another
         // frame now (0x401); the walks meet again at the last frame (the end of the stack).
