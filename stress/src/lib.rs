@@ -1,0 +1,138 @@
+//! Installs `Counting<Sampler<System>>` as the global allocator: an **independent oracle**
+//! (its own atomics, no code shared with heapsampler) counts every call the program makes, so
+//! heapsampler's exact totals can be held against it to the byte and the call.
+//!
+//! Every test and binary of this crate links it (`use stress as _;` or a helper), so every one
+//! of them runs under the oracle.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::alloc::System;
+
+/// Counts the calls its inner allocator grants: allocations and frees, bytes and calls. A
+/// `realloc` counts as a free of the old block and an allocation of the new one, as the profiler
+/// accounts for it. A refused request (null) is not counted.
+pub struct Counting<A> {
+    inner: A,
+}
+
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+static ALLOC_CALLS: AtomicU64 = AtomicU64::new(0);
+static FREE_BYTES: AtomicU64 = AtomicU64::new(0);
+static FREE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+impl<A> Counting<A> {
+    /// Wraps `inner`.
+    pub const fn new(inner: A) -> Self {
+        Counting { inner }
+    }
+}
+
+fn count_alloc(size: usize) {
+    ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    ALLOC_CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn count_free(size: usize) {
+    FREE_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    FREE_CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to `inner`; the wrapper only counts.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        let p = unsafe { self.inner.alloc(layout) };
+        if !p.is_null() {
+            count_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_free(layout.size());
+        // SAFETY: forwarded from our caller.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            count_free(layout.size());
+            count_alloc(new_size);
+        }
+        p
+    }
+}
+
+/// The allocator under test, wrapped by the oracle.
+#[global_allocator]
+pub static GLOBAL: Counting<heapsampler::Sampler<System>> =
+    Counting::new(heapsampler::Sampler::new(System));
+
+/// What the oracle has counted so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OracleCounts {
+    /// Bytes of every granted allocation (and of every realloc's new block).
+    pub allocated_bytes: u64,
+    /// Granted allocations.
+    pub allocated_objects: u64,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Frees.
+    pub freed_objects: u64,
+}
+
+impl OracleCounts {
+    /// Bytes live: allocated minus freed.
+    pub fn live_bytes(&self) -> u64 {
+        self.allocated_bytes.wrapping_sub(self.freed_bytes)
+    }
+}
+
+/// Reads the oracle's counters (allocates nothing).
+pub fn oracle() -> OracleCounts {
+    OracleCounts {
+        allocated_bytes: ALLOC_BYTES.load(Ordering::Relaxed),
+        allocated_objects: ALLOC_CALLS.load(Ordering::Relaxed),
+        freed_bytes: FREE_BYTES.load(Ordering::Relaxed),
+        freed_objects: FREE_CALLS.load(Ordering::Relaxed),
+    }
+}
+
+/// Asserts that heapsampler's exact totals equal the oracle's counts to the byte and the call.
+/// Call it when no other thread is allocating (the totals of running threads are batched; both
+/// readings must see the same moment).
+pub fn assert_totals_match(context: &str) {
+    let t = heapsampler::totals();
+    let o = oracle();
+    let ours = [
+        t.allocated_bytes,
+        t.allocated_objects,
+        t.freed_bytes,
+        t.freed_objects,
+        t.live_bytes,
+    ];
+    let truth = [
+        o.allocated_bytes,
+        o.allocated_objects,
+        o.freed_bytes,
+        o.freed_objects,
+        o.live_bytes(),
+    ];
+    assert_eq!(
+        ours, truth,
+        "{context}: heapsampler totals [alloc bytes, allocs, freed bytes, frees, live] \
+         differ from the oracle's"
+    );
+}
