@@ -720,14 +720,17 @@ impl Drop for Guard {
                 h.guard.set(h.guard.get().saturating_sub(1));
                 return;
             }
-            let (countdown, armed, generation) = h.saved_countdown.get();
             let untouched = h.countdown.get() == 0
                 && h.armed.get() == 0
                 && h.free_budget.get() == h.free_armed.get();
             if !untouched {
-                // What the guard's own allocations and frees used is the profiler's.
+                // What the guard's own allocations and frees used is the profiler's. Under the
+                // guard, `rebase` also settles the program's bytes held in the saved countdown
+                // (and moves its arm point): read the pair only after it, or those bytes would
+                // be given back to the program's countdown and charged a second time.
                 rebase(h);
             }
+            let (countdown, armed, generation) = h.saved_countdown.get();
             h.guard.set(0);
             h.countdown.set(countdown);
             h.armed.set(armed);
