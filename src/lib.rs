@@ -109,6 +109,7 @@ pub mod report;
 mod reporter;
 mod sampler;
 mod single_writer;
+mod site_name;
 mod stack_cache;
 mod stacks;
 pub mod symbolize;

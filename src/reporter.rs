@@ -146,9 +146,10 @@ impl Reporter {
     /// `None` when it says `enabled=0`.
     ///
     /// When the variable names a `dir`, a reporter for it was already started before `main`
-    /// (see [`env_reporter`]); starting a second one for the same directory fails. This is for
-    /// programs that start reporting themselves: after daemonizing (a `fork` keeps no
-    /// threads), or to take `period`/`keep` from the operator but hold the handle.
+    /// (see [`env_reporter`]); starting this one replaces it (see [`start`](Self::start)).
+    /// This is for programs that start reporting themselves but take `dir`, `period` and
+    /// `keep` from the operator: to hold the handle, or after daemonizing (a `fork` keeps no
+    /// threads).
     ///
     /// ```
     /// if let Some(reporter) = heapsampler::Reporter::from_env() {
@@ -179,8 +180,17 @@ impl Reporter {
     /// written one period from now. A missing or unwritable directory is not an error here:
     /// it is reported on stderr and in [`ReporterHandle::status`], and retried every period.
     ///
-    /// Fails only when the thread cannot be spawned, or when another reporter of this process
-    /// already writes to the same directory (their file names would collide).
+    /// Explicit calls win over the environment: when `HEAPSAMPLER` started a reporter (see
+    /// [`env_reporter`]), this one replaces it, whatever its directory. The variable's
+    /// reporter writes its final report (closing its series of files) and its thread ends
+    /// before this one starts; [`env_reporter`] returns `None` from then on. In the same
+    /// directory the numbering of the files goes on. The new reporter has exactly the settings
+    /// of this builder (the variable's `period` and `keep` do not carry over; use
+    /// [`from_env`](Self::from_env) to start from them); the variable's `interval` stays in
+    /// force unless the program calls [`set_sample_interval`](crate::set_sample_interval).
+    ///
+    /// Fails only when the thread cannot be spawned, or when another reporter the program
+    /// started already writes to the same directory (their file names would collide).
     ///
     /// ```
     /// let dir = std::env::temp_dir().join(format!("hs-start-{}", std::process::id()));
@@ -192,6 +202,12 @@ impl Reporter {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn start(self) -> io::Result<ReporterHandle> {
+        self.start_inner(true)
+    }
+
+    /// Starts the reporter; `replace_env`: stop the `HEAPSAMPLER` reporter first (every
+    /// reporter but that one itself).
+    fn start_inner(self, replace_env: bool) -> io::Result<ReporterHandle> {
         let _guard = sampler::enter_guard();
         let abs_dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let pid = std::process::id();
@@ -213,20 +229,26 @@ impl Reporter {
         {
             let mut registry = REGISTRY.lock();
             registry.retain(|w| w.strong_count() > 0);
+            let env = ENV_REPORTER.get().map(|h| Arc::as_ptr(&h.shared));
             let clash = registry.iter().filter_map(Weak::upgrade).find(|o| {
-                o.pid == pid && o.abs_dir == shared.abs_dir && !o.finished.load(Ordering::Acquire)
+                o.pid == pid
+                    && o.abs_dir == shared.abs_dir
+                    && !o.finished.load(Ordering::Acquire)
+                    && !(replace_env && env == Some(Arc::as_ptr(o)))
             });
             if let Some(other) = clash {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     format!(
-                        "a heapsampler reporter of this process already writes to {} \
-                         (one started by HEAPSAMPLER is reachable with heapsampler::env_reporter())",
+                        "a heapsampler reporter of this process already writes to {}",
                         other.abs_dir.display()
                     ),
                 ));
             }
             registry.push(Arc::downgrade(&shared));
+        }
+        if replace_env {
+            stop_env_reporter();
         }
         install_exit_hook();
         let for_thread = shared.clone();
@@ -235,7 +257,7 @@ impl Reporter {
             .spawn(move || run(for_thread))?;
         Ok(ReporterHandle {
             shared,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 }
@@ -254,7 +276,9 @@ impl Reporter {
 /// ```
 pub struct ReporterHandle {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Behind a lock so that the `HEAPSAMPLER` reporter, which lives in a static, can be
+    /// stopped when the program starts its own.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What a reporter has done so far.
@@ -361,15 +385,16 @@ impl ReporterHandle {
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn stop(mut self) -> io::Result<PathBuf> {
+    pub fn stop(self) -> io::Result<PathBuf> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> io::Result<PathBuf> {
+    fn shutdown(&self) -> io::Result<PathBuf> {
         let _guard = sampler::enter_guard();
         *self.shared.stop.lock() = true;
         self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
             if std::process::id() == self.shared.pid {
                 let _ = thread.join();
             } else {
@@ -395,7 +420,7 @@ impl std::fmt::Debug for ReporterHandle {
 
 impl Drop for ReporterHandle {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.thread.get_mut().is_some() {
             let _ = self.shutdown();
         }
     }
@@ -404,7 +429,8 @@ impl Drop for ReporterHandle {
 /// The reporter the `HEAPSAMPLER` variable started before `main` (when it named a `dir`).
 ///
 /// It is never dropped (it lives in a static); its final report is written by an `atexit`
-/// hook when the process exits normally.
+/// hook when the process exits normally, or when the program starts its own [`Reporter`],
+/// which replaces it: from then on this returns `None`.
 ///
 /// ```
 /// if let Some(reports) = heapsampler::env_reporter() {
@@ -412,10 +438,25 @@ impl Drop for ReporterHandle {
 /// }
 /// ```
 pub fn env_reporter() -> Option<&'static ReporterHandle> {
-    ENV_REPORTER.get()
+    ENV_REPORTER
+        .get()
+        .filter(|_| !ENV_REPLACED.load(Ordering::Acquire))
 }
 
 static ENV_REPORTER: OnceLock<ReporterHandle> = OnceLock::new();
+/// The program started its own reporter: the `HEAPSAMPLER` one was stopped.
+static ENV_REPLACED: AtomicBool = AtomicBool::new(false);
+
+/// Stops the `HEAPSAMPLER` reporter (its thread ends, its final report is written), once.
+/// A forked child leaves it alone: it has no such thread, and the parent's is not its own.
+fn stop_env_reporter() {
+    let Some(env) = ENV_REPORTER.get() else {
+        return;
+    };
+    if env.shared.pid == std::process::id() && !ENV_REPLACED.swap(true, Ordering::AcqRel) {
+        let _ = env.shutdown();
+    }
+}
 
 /// Starts the reporter the variable asks for (called from the constructor).
 pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
@@ -427,7 +468,7 @@ pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
     if let Some(k) = cfg.keep {
         r = r.keep(k);
     }
-    match r.start() {
+    match r.start_inner(false) {
         Ok(handle) => {
             let _ = ENV_REPORTER.set(handle);
         }

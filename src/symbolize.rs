@@ -17,25 +17,6 @@ const MAX_CACHED: usize = 1 << 18;
 
 static CACHE: ForkMutex<Option<Cache>> = ForkMutex::new(None);
 
-/// Function-name prefixes of the allocator's own frames, left out at the top of a stack.
-const ALLOCATOR_FRAMES: &[&str] = &[
-    // Recent rustc names the allocator shims `__rustc::__rust_alloc` etc.
-    "__rustc::",
-    "__rust_alloc",
-    "__rust_realloc",
-    "__rust_dealloc",
-    "__rdl_",
-    "__rg_",
-    "<heapsampler::",
-    "heapsampler::allocator",
-    "heapsampler::stacks",
-    "alloc::alloc::",
-    "<alloc::alloc::",
-    "std::alloc::",
-    "core::alloc::",
-    "<std::alloc::",
-];
-
 /// Symbolizes one address (all its inlined frames, innermost first).
 pub fn resolve(address: u64) -> Arc<[Frame]> {
     let _guard = sampler::enter_guard();
@@ -72,7 +53,7 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
 pub(crate) fn is_allocator_frame(f: &Frame) -> bool {
     f.function
         .as_deref()
-        .is_some_and(|n| ALLOCATOR_FRAMES.iter().any(|p| n.starts_with(p)))
+        .is_some_and(crate::site_name::is_allocator_function)
 }
 
 /// Symbolizes a stack of raw addresses, dropping the allocator's own leading frames.

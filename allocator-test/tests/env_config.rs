@@ -100,9 +100,6 @@ fn child_env_reporter_dump_once() {
     assert_eq!(reports.config().period(), Duration::from_secs(3600));
     assert_eq!(reports.config().kept(), 50);
     reports.dump_now().unwrap();
-    // A second reporter for the same directory would collide with the first.
-    let again = heapsampler::Reporter::from_env().unwrap().start();
-    assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
     // Explicit calls win over the variable.
     heapsampler::set_sample_interval(4096);
     assert_eq!(heapsampler::sample_interval(), 4096);
@@ -230,4 +227,109 @@ fn child_unset() {
         heapsampler::Reporter::from_env().unwrap(),
         heapsampler::Reporter::new("heap-reports")
     );
+}
+
+/// Threads of this process named like the reporter thread (`comm` keeps 15 bytes).
+fn reporter_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end() == "heapsampler-rep")
+        })
+        .count()
+}
+
+#[test]
+fn the_programs_reporter_replaces_the_environments_in_the_same_dir() {
+    let dir = temp_dir("replace-same");
+    let value = format!("dir={},period=1h", dir.display());
+    let extra = [("HS_PROGRAM_DIR", dir.to_str().unwrap())];
+    let out = run_child("child_program_reporter", Some(&value), &extra);
+    assert!(
+        heapsampler_lines(&out).is_empty(),
+        "{:?}",
+        heapsampler_lines(&out)
+    );
+    // The variable's reporter: one dump and its final report at the handover; then the
+    // program's: one dump and its final report when dropped. One numbered series.
+    let files = report_files(&dir);
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for (i, name) in names.iter().enumerate() {
+        assert!(name.ends_with(&format!("-{:06}.json", i + 1)), "{names:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_programs_reporter_replaces_the_environments_in_another_dir() {
+    let env_dir = temp_dir("replace-env");
+    let program_dir = temp_dir("replace-program");
+    let value = format!("dir={},period=1h", env_dir.display());
+    let extra = [("HS_PROGRAM_DIR", program_dir.to_str().unwrap())];
+    let out = run_child("child_program_reporter", Some(&value), &extra);
+    assert!(
+        heapsampler_lines(&out).is_empty(),
+        "{:?}",
+        heapsampler_lines(&out)
+    );
+    assert_eq!(
+        report_files(&env_dir).len(),
+        2,
+        "a dump and the handover report"
+    );
+    assert_eq!(
+        report_files(&program_dir).len(),
+        2,
+        "a dump and the final report"
+    );
+    std::fs::remove_dir_all(&env_dir).unwrap();
+    std::fs::remove_dir_all(&program_dir).unwrap();
+}
+
+#[test]
+#[ignore = "child process of the_programs_reporter_replaces_the_environments_*"]
+fn child_program_reporter() {
+    if !is_child("child_program_reporter") {
+        return;
+    }
+    let env = heapsampler::env_reporter().expect("HEAPSAMPLER with dir starts a reporter");
+    env.dump_now().unwrap();
+    assert_eq!(reporter_threads(), 1);
+    let dir = std::env::var("HS_PROGRAM_DIR").unwrap();
+    let program = heapsampler::Reporter::new(&dir)
+        .every(Duration::from_secs(3600))
+        .start()
+        .expect("the program's reporter starts");
+    assert!(heapsampler::env_reporter().is_none(), "replaced");
+    assert!(
+        env.dump_now().is_err(),
+        "the variable's reporter has stopped"
+    );
+    assert_eq!(
+        env.status().reports_written,
+        2,
+        "a dump and the handover report"
+    );
+    // The variable's thread was joined; the program's names itself once it runs.
+    assert!(
+        reporter_threads() <= 1,
+        "the variable's reporter thread is gone"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reporter_threads() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(reporter_threads(), 1, "one reporter runs, the program's");
+    assert_eq!(program.config().period(), Duration::from_secs(3600));
+    program.dump_now().unwrap();
+    // A second reporter of the program for the same directory still collides.
+    let again = heapsampler::Reporter::new(&dir).start();
+    assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+    program.stop().unwrap();
 }

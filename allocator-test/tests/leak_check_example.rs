@@ -44,15 +44,24 @@ mod interner {
         }
 
         /// A bug: hands out a leaked copy "to avoid a lifetime".
+        // Named in a leak report by its frame: not inlined, or a release build without debug
+        // info would have no frame to name (with debug info, inlined frames are named too).
+        #[inline(never)]
         pub fn name_leaky(&self, id: u32) -> &'static str {
             Box::leak(self.names[id as usize].clone().into_boxed_str())
         }
     }
 
     /// Keywords, built once per process on first use and kept on purpose.
+    // Allowed by name in a leak check, so its frame must be on the allocating stack in every
+    // build: not inlined, and `black_box` keeps the table's construction from being a tail
+    // call (which an optimised build makes of the last call, leaving no frame).
+    #[inline(never)]
     pub fn keywords() -> &'static HashMap<&'static str, u32> {
         static KEYWORDS: OnceLock<HashMap<&'static str, u32>> = OnceLock::new();
-        KEYWORDS.get_or_init(|| ["fn", "let", "match"].into_iter().zip(0..).collect())
+        std::hint::black_box(
+            KEYWORDS.get_or_init(|| ["fn", "let", "match"].into_iter().zip(0..).collect()),
+        )
     }
 
     /// Interns on a background thread and sends back the ids.
