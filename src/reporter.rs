@@ -94,7 +94,8 @@ impl Reporter {
     }
 
     /// Looks for leaks over the last `k` reports (at least
-    /// [`LeakDetector::MIN_REPORTS`]: fewer cannot show a trend).
+    /// [`LeakDetector::MIN_REPORTS`]: fewer cannot show a trend), against the highest level
+    /// each site held in all the reports before them (see [`LeakDetector`]).
     ///
     /// ```
     /// let r = heapsampler::Reporter::new("r").leak_window(20);

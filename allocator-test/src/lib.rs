@@ -9,6 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 #[global_allocator]
 pub static GLOBAL: heapsampler::Sampler<System> = heapsampler::Sampler::new(System);
 
+pub mod leak_sim;
+
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
 
 /// Serialises tests that change process-wide settings (interval, seed, limits) within one

@@ -2,13 +2,14 @@
 //!
 //! Reports are grouped by process: stack ids and cumulative counters mean nothing across
 //! processes. A pid whose counters go back down was reused by a new process (pid 1 in
-//! containers), so its reports are split there. Each process's newest `window` reports are
-//! judged by [`LeakDetector`], exactly as the reporter judges its own.
+//! containers), so its reports are split there. Each process's reports are fed in order to a
+//! [`LeakDetector`] over the newest `window`, exactly as the reporter judges its own: the
+//! older reports are its history (a site below a level it held before is no suspect).
 
 use crate::format::{self, bytes, rate, rel_error};
 use crate::input::{self, Loaded};
 use crate::{CliError, Result, Verdict};
-use heapsampler::{LeakDetector, LeakSuspect, Profile};
+use heapsampler::{LeakDetector, LeakSuspect};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -107,15 +108,23 @@ fn judge(out: &mut dyn Write, reports: &[Loaded], window: usize) -> Result<usize
         )?;
         return Ok(0);
     }
+    let history = match reports.len() - judged.len() {
+        0 => String::new(),
+        n => format!(", against the {n} before"),
+    };
     writeln!(
         out,
-        "  judged on the newest {} ({}, newest {})",
+        "  judged on the newest {} ({}, newest {}){history}",
         judged.len(),
         format::duration_ms(last.report.timestamp_ms - judged[0].report.timestamp_ms),
         last.name()
     )?;
-    let profiles: Vec<Profile> = judged.iter().map(|l| l.report.to_profile()).collect();
-    let suspects = LeakDetector::new(window).suspects_in(&profiles);
+    // One profile at a time: memory stays that of one report and the detector's window.
+    let mut detector = LeakDetector::new(window);
+    let mut suspects: Vec<LeakSuspect> = Vec::new();
+    for l in reports {
+        suspects = detector.observe(&l.report.to_profile());
+    }
     if suspects.is_empty() {
         writeln!(out, "  no site keeps growing")?;
     }
