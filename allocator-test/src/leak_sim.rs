@@ -14,7 +14,7 @@ pub const STACK: u32 = 1;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -23,10 +23,10 @@ impl Rng {
     }
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
+        lo + self.next_u64() % (hi - lo + 1)
     }
 }
 
@@ -132,7 +132,7 @@ impl SimSite {
         if self.live.is_empty() {
             return;
         }
-        let i = (self.rng.next() % self.live.len() as u64) as usize;
+        let i = (self.rng.next_u64() % self.live.len() as u64) as usize;
         let b = self.live.swap_remove_back(i).expect("index in range");
         self.free(b);
     }
