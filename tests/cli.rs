@@ -857,3 +857,49 @@ fn help_lists_every_subcommand() {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }
+
+/// A pool that rose to 10 MiB, fell back and is rising again: the newest reports alone look
+/// like a leak, but over the directory the pool only returns to a level it held before.
+#[test]
+fn leaks_judges_with_every_report_of_the_process() {
+    let dir = TempDir::new("leaks-history");
+    let mut allocated = 1_000_000_000u64;
+    let series: Vec<Profile> = (0..30u64)
+        .map(|i| {
+            allocated += 50_000_000;
+            // MiB: up 1..=10, down 10..=1, up 1..=10.
+            let level = match i {
+                0..10 => i + 1,
+                10..20 => 20 - i,
+                _ => i - 19,
+            };
+            let pool = site(
+                10,
+                CACHE_FILL,
+                level as f64 * MIB,
+                (i + 1) as f64 * 20.0 * MIB,
+            );
+            profile(
+                PID,
+                T0 + 10_000 * i,
+                64 * 1024,
+                80_000_000,
+                allocated,
+                vec![pool],
+            )
+        })
+        .collect();
+    let files = write_series(&dir, &series);
+    let o = run(&[&"leaks", &"--fail-on-leak", &dir.0]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(text.contains("judged on the newest 10"), "{text}");
+    assert!(text.contains("against the 20 before"), "{text}");
+    assert!(text.contains("no leak suspects"), "{text}");
+    // The same newest ten reports without their history: a suspect.
+    let newest: Vec<&dyn AsRef<std::ffi::OsStr>> = std::iter::once(&"leaks" as _)
+        .chain(files[20..].iter().map(|f| f as _))
+        .collect();
+    let text = stdout(&run(&newest));
+    assert!(text.contains("1 leak suspect"), "{text}");
+}
