@@ -13,7 +13,7 @@
 
 use crate::leaks::LeakDetector;
 use crate::profile::snapshot;
-use crate::report::json::{Baseline, Report};
+use crate::report::json::{Baseline, DEFAULT_FILE_MODE, Report};
 use crate::report::mappings;
 use crate::sampler;
 use parking_lot::{Condvar, Mutex};
@@ -34,6 +34,12 @@ pub const DEFAULT_LEAK_WINDOW: usize = 10;
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 /// How long the exit hook waits for a report in progress before giving up on the final one.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
+/// A temporary report file of a dead process is removed once it is this old: younger, it may
+/// belong to a live writer in another pid namespace sharing the directory.
+const STALE_DEAD: Duration = Duration::from_secs(60);
+/// A temporary report file this old is removed whatever its pid says (the pid was reused): a
+/// write in progress touches its file at every buffer flush and ends in seconds.
+const STALE_ANY: Duration = Duration::from_secs(24 * 3600);
 
 /// Configures and starts the background reporter.
 ///
@@ -52,6 +58,7 @@ pub struct Reporter {
     period: Duration,
     keep: usize,
     leak_window: usize,
+    mode: u32,
 }
 
 impl Reporter {
@@ -68,7 +75,31 @@ impl Reporter {
             period: DEFAULT_PERIOD,
             keep: DEFAULT_KEEP,
             leak_window: DEFAULT_LEAK_WINDOW,
+            mode: DEFAULT_FILE_MODE,
         }
+    }
+
+    /// Creates report files with permission bits `mode` (less the umask; only the `0o777`
+    /// bits count) instead of [`DEFAULT_FILE_MODE`], `0o600`: reports hold return and load
+    /// addresses and the program's path, so only widen this for a group that needs it. A
+    /// directory the reporter creates gets the same bits plus search where read is granted.
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("r").mode(0o640);
+    /// assert_eq!(r.file_mode(), 0o640);
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Reporter {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// The permission bits report files are created with.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Reporter::new("r").file_mode(), 0o600);
+    /// ```
+    pub fn file_mode(&self) -> u32 {
+        self.mode
     }
 
     /// Writes a report every `period` (at least 1 ms).
@@ -171,6 +202,9 @@ impl Reporter {
         }
         if let Some(k) = cfg.keep {
             r = r.keep(k);
+        }
+        if let Some(m) = cfg.mode {
+            r = r.mode(m);
         }
         Some(r)
     }
@@ -427,6 +461,9 @@ pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
     if let Some(k) = cfg.keep {
         r = r.keep(k);
     }
+    if let Some(m) = cfg.mode {
+        r = r.mode(m);
+    }
     match r.start() {
         Ok(handle) => {
             let _ = ENV_REPORTER.set(handle);
@@ -530,7 +567,7 @@ impl Shared {
         drop(profile);
 
         let dir = &self.config.dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::report::json::create_dir(dir, self.config.mode).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot create directory {}: {e}", dir.display()),
@@ -540,7 +577,8 @@ impl Shared {
         // Continue after the files already there: with pid reuse (pid 1 in containers) a new
         // process must not overwrite an earlier one's newest reports.
         let seq = state.seq.max(existing.last().map_or(0, |&(n, _)| n + 1));
-        let path = report.write_atomic(dir, &file_name(self.pid, seq))?;
+        let path =
+            report.write_atomic_with_mode(dir, &file_name(self.pid, seq), self.config.mode)?;
         state.seq = seq + 1;
         let excess = (existing.len() + 1).saturating_sub(self.config.keep);
         for (_, old) in existing.iter().take(excess) {
@@ -556,9 +594,8 @@ fn file_name(pid: u32, seq: u64) -> String {
     format!("heap-{pid}-{seq:06}.json")
 }
 
-/// This process's report files in `dir`, oldest first; also removes stale temporary files a
-/// crashed earlier process of the same pid left behind (this process's own writes hold the
-/// state lock, so none of its temporary files is in flight here).
+/// This process's report files in `dir`, oldest first; also removes the stale temporary files
+/// of killed writers (see [`is_stale_temp`]).
 fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
     let prefix = format!("heap-{pid}-");
     let temp_prefix = format!(".heap-{pid}-");
@@ -569,6 +606,12 @@ fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.starts_with(&temp_prefix) && name.ends_with(".tmp") {
+            // Left by a crashed earlier process of this pid: this process's own writes hold
+            // the state lock, so none of its temporary files is in flight here.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        if is_stale_temp(name, || entry.metadata().ok()?.modified().ok()) {
             let _ = std::fs::remove_file(entry.path());
             continue;
         }
@@ -583,6 +626,43 @@ fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether `name` is a temporary report file (`.heap-….json.<writer pid>.<n>.tmp`, see
+/// [`Report::write_atomic`]) that no live writer will finish: its writer is dead and it was
+/// last written [`STALE_DEAD`] ago, or it was last written [`STALE_ANY`] ago. A live
+/// process's write in progress is never removed; `modified` is only asked for candidates.
+fn is_stale_temp(name: &str, modified: impl FnOnce() -> Option<std::time::SystemTime>) -> bool {
+    let Some(rest) = name
+        .strip_prefix(".heap-")
+        .and_then(|r| r.strip_suffix(".tmp"))
+    else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '.');
+    let (Some(n), Some(writer), Some(report)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if !report.ends_with(".json") || n.parse::<u64>().is_err() {
+        return false;
+    }
+    let Some(age) = modified().and_then(|m| m.elapsed().ok()) else {
+        return false;
+    };
+    let dead = writer
+        .parse::<i32>()
+        .ok()
+        .filter(|&p| p > 0)
+        .is_some_and(|p| !process_alive(p));
+    (dead && age >= STALE_DEAD) || age >= STALE_ANY
+}
+
+/// Whether process `pid` exists (possibly another user's).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that `pid` (> 0: one process, never a group) could be
+    // signalled; nothing is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn install_exit_hook() {
@@ -649,6 +729,82 @@ mod tests {
             dir.join(".heap-8-000001.json.8.0.tmp").exists(),
             "another process's write"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The process's umask, read without changing it.
+    fn umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn report_files_are_owner_only_unless_configured() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for (asked, expected) in [(None, 0o600), (Some(0o640), 0o640)] {
+            let dir = std::env::temp_dir()
+                .join(format!("hs-mode-{}-{asked:?}/reports", std::process::id()));
+            let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+            let mut r = Reporter::new(&dir);
+            if let Some(m) = asked {
+                r = r.mode(m);
+            }
+            let handle = r.start().unwrap();
+            let path = handle.dump_now().unwrap();
+            assert_eq!(mode_of(&path), expected & !umask(), "{asked:?}");
+            // The directory the reporter created: search only where read is granted.
+            let dir_expected = if asked.is_some() { 0o750 } else { 0o700 };
+            assert_eq!(mode_of(&dir), dir_expected & !umask(), "{asked:?}");
+            drop(handle);
+            std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed_never_a_live_ones() {
+        let dir = std::env::temp_dir().join(format!("hs-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A pid that was just in use and is not any more.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::os::unix::process::parent_id();
+        let age = |minutes: u64| std::time::SystemTime::now() - Duration::from_secs(60 * minutes);
+        let files = [
+            (
+                format!(".heap-{dead}-000004.json.{dead}.0.tmp"),
+                age(2),
+                false,
+            ),
+            (
+                format!(".heap-{dead}-000005.json.{dead}.1.tmp"),
+                age(0),
+                true,
+            ),
+            (
+                format!(".heap-{live}-000001.json.{live}.3.tmp"),
+                age(2),
+                true,
+            ),
+            (
+                format!(".heap-{live}-000002.json.{live}.4.tmp"),
+                age(25 * 60),
+                false,
+            ),
+            (format!(".notes-{dead}.json.{dead}.0.tmp"), age(2), true),
+            (format!(".heap-{dead}-000006.json.x.0.tmp"), age(2), true),
+        ];
+        for (name, modified, _) in &files {
+            let f = std::fs::File::create(dir.join(name)).unwrap();
+            f.set_modified(*modified).unwrap();
+        }
+        own_files(&dir, std::process::id()).unwrap();
+        for (name, _, kept) in &files {
+            assert_eq!(dir.join(name).exists(), *kept, "{name}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
