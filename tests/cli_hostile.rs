@@ -362,3 +362,149 @@ fn numbers_no_process_produces_are_refused() {
     );
     assert!(out.lines().all(|l| l.len() < 200), "{out}");
 }
+
+#[test]
+fn a_corpus_of_broken_files_gets_one_error_line_from_every_command() {
+    let dir = TempDir::new("corpus");
+    let mut p = evil_profile(T0, 1e6);
+    p.sites[0].frames[0] = frame(0x10, "app::fine", "src/fine.rs");
+    p.sites[0].threads[0].name = "worker".into();
+    let good_path = dir.path("heap-good.json");
+    let report = Report::from_profile(&p, None, Vec::new(), Vec::new());
+    std::fs::write(&good_path, report.to_string_pretty()).unwrap();
+    let good = report.to_string_pretty();
+    let header = "{\"format\": \"heapsampler-heap-report\", \"version\": 1, ";
+    let bytes = |s: &str| s.as_bytes().to_vec();
+    let corpus: Vec<(&[u8], Vec<u8>, &str)> = vec![
+        (b"empty.json", Vec::new(), "truncated report"),
+        (
+            b"cut.json",
+            bytes(&good[..good.len() - 2]),
+            "truncated report",
+        ),
+        (
+            b"array.json",
+            bytes("[1, 2]"),
+            "not a heapsampler heap report",
+        ),
+        (
+            b"v0.json",
+            bytes(&good.replacen("\"version\": 1", "\"version\": 0", 1)),
+            "unsupported report version 0",
+        ),
+        (
+            b"vstr.json",
+            bytes(&good.replacen("\"version\": 1", "\"version\": \"1\"", 1)),
+            "`version` is \"1\"",
+        ),
+        (
+            b"nan.json",
+            bytes(&with_value(&good, "live_bytes", "NaN")),
+            "not a JSON document",
+        ),
+        (
+            b"inf.json",
+            bytes(&with_value(&good, "live_bytes", "1e999")),
+            "invalid report",
+        ),
+        (b"deep.json", bytes(&"[".repeat(100_000)), "recursion limit"),
+        (
+            b"deep-field.json",
+            bytes(&format!(
+                "{header}\"x\": {}1{}}}",
+                "{\"a\":".repeat(100_000),
+                "}".repeat(100_000)
+            )),
+            "invalid report",
+        ),
+        (
+            b"claims.json",
+            bytes(&format!(
+                "{header}\"sites\": [{}{{}}]}}",
+                "{},".repeat(200_000)
+            )),
+            "invalid report: missing field",
+        ),
+        (
+            b"latin1.json",
+            b"{\"format\": \"heap\xe9\"}".to_vec(),
+            "valid UTF-8",
+        ),
+        (
+            b"bom.json",
+            [b"\xef\xbb\xbf".as_slice(), good.as_bytes()].concat(),
+            "not a JSON document",
+        ),
+        (
+            b"surrogate.json",
+            bytes(&good.replacen("app::fine", "\\ud800", 1)),
+            "invalid report",
+        ),
+        (
+            b"heap-\xff\x1b[2J.json",
+            bytes("{"),
+            "heap-\u{fffd}\\x1b[2J.json: truncated",
+        ),
+    ];
+    let mut inputs: Vec<(PathBuf, &str)> = corpus
+        .iter()
+        .map(|(name, body, problem)| {
+            let path = dir.path(OsStr::from_bytes(name));
+            std::fs::write(&path, body).unwrap();
+            (path, *problem)
+        })
+        .collect();
+    inputs.push((dir.path("missing.json"), "No such file"));
+    inputs.push((dir.0.clone(), "Is a directory"));
+    // Root reads anything: an unreadable file can only be made for another user.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let locked = dir.path("locked.json");
+        std::fs::write(&locked, &good).unwrap();
+        std::process::Command::new("chmod")
+            .arg("000")
+            .arg(&locked)
+            .status()
+            .unwrap();
+        inputs.push((locked, "Permission denied"));
+    }
+    let out = dir.path("out.pb.gz");
+    for (path, problem) in &inputs {
+        let name = heapsampler::report::escape(&path.display().to_string()).into_owned();
+        let commands: Vec<Vec<&dyn AsRef<OsStr>>> = vec![
+            vec![&"top", path],
+            vec![&"diff", &good_path, path],
+            vec![&"leaks", &good_path, path],
+            vec![&"flamegraph", path, &"--collapsed"],
+            vec![&"pprof", path, &"-o", &out],
+        ];
+        for args in &commands {
+            let what = format!("{} {name}", text(args[0].as_ref().as_bytes()));
+            let o = run(args);
+            // To `leaks` a directory is its heap-*.json files: this one holds a broken one.
+            let leaks = args[0].as_ref() == OsStr::new("leaks");
+            let problem = if leaks && path.is_dir() {
+                "truncated"
+            } else {
+                problem
+            };
+            assert_one_error_line(&o, problem, &what);
+            assert!(
+                text(&o.stderr).contains(&name),
+                "{what}: {}",
+                text(&o.stderr)
+            );
+        }
+        if !path.is_dir() {
+            let o = run(&[&"check", path]);
+            assert_eq!(o.status.code(), Some(1), "check {name}");
+            let err = text(&o.stderr);
+            assert_eq!(err.lines().count(), 1, "check {name}: {err}");
+            assert!(
+                err.contains(problem) && err.contains(&name),
+                "check {name}: {err}"
+            );
+        }
+    }
+    assert!(!out.exists(), "no output for bad input");
+}
