@@ -617,7 +617,7 @@ impl Report {
             path: Some(path.to_path_buf()),
             kind,
         };
-        let text = read_limited(path).map_err(|e| at(ReportErrorKind::Io(e)))?;
+        let text = super::files::read_limited(path).map_err(|e| at(ReportErrorKind::Io(e)))?;
         Report::parse(&text).map_err(|e| at(e.kind))
     }
 
@@ -713,7 +713,8 @@ impl Report {
         let context = |what: &str, path: &Path, e: io::Error| {
             io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
         };
-        create_dir(dir, mode).map_err(|e| context("cannot create directory", dir, e))?;
+        super::files::create_dir(dir, mode)
+            .map_err(|e| context("cannot create directory", dir, e))?;
         let path = dir.join(name);
         let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
@@ -759,33 +760,6 @@ pub const DEFAULT_FILE_MODE: u32 = 0o600;
 /// assert_eq!(heapsampler::report::json::MAX_REPORT_BYTES, 1 << 30);
 /// ```
 pub const MAX_REPORT_BYTES: u64 = 1 << 30;
-
-/// Creates `dir` and its missing parents for report files of `mode`: with the same bits,
-/// plus search wherever read is granted (`0700` for `0600`). An existing one is left as it is.
-pub(crate) fn create_dir(dir: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mode = mode & 0o777;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode | (mode & 0o444) >> 2)
-        .create(dir)
-}
-
-/// The file as text, refused when it is larger than [`MAX_REPORT_BYTES`].
-fn read_limited(path: &Path) -> io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_REPORT_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_REPORT_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {} GiB", MAX_REPORT_BYTES >> 30),
-        ));
-    }
-    Ok(text)
-}
 
 /// JSON layout of a report: containers down to [`LineFormatter::PRETTY_DEPTH`] are indented
 /// like `serde_json`'s pretty printer, deeper ones written compactly. So the report's fields

@@ -1,5 +1,6 @@
 //! Renderers of a [`Profile`](crate::Profile): JSON (schema v1), pprof, flamegraph.
 
+pub(crate) mod files;
 pub mod flamegraph;
 pub mod json;
 pub mod mappings;
