@@ -590,7 +590,6 @@ fn file_name(pid: u32, seq: u64) -> String {
 
 /// This process's report files in `dir`, oldest first; also removes the stale temporary files
 /// of killed writers (see [`is_stale_temp`](crate::report::files::is_stale_temp)).
-
 fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
     let prefix = format!("heap-{pid}-");
     let temp_prefix = format!(".heap-{pid}-");
