@@ -470,6 +470,12 @@ pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
 /// under the reentrancy guard: everything it allocates is profiler overhead.
 fn run(shared: Arc<Shared>) {
     let _guard = sampler::enter_guard();
+    // A killed writer's temporary files go when a reporter starts, not a period later (each
+    // report sweeps again). Under the state lock: a `dump_now` may be writing already.
+    {
+        let _state = shared.state.lock();
+        let _ = own_files(&shared.config.dir, shared.pid);
+    }
     let period = shared.config.period;
     let mut next = Instant::now() + period;
     loop {
