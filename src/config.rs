@@ -1,6 +1,6 @@
 //! Configuration: explicit API calls, and the `HEAPSAMPLER` environment variable.
 //!
-//! `HEAPSAMPLER=interval=512k,dir=heap-reports,period=60s,keep=100,enabled=1` takes effect
+//! `HEAPSAMPLER=interval=512k,dir=heap-reports,period=60s,keep=100,enabled=1,mode=600` takes effect
 //! without a rebuild: a constructor in `.init_array` runs before `main` (before any other
 //! code of the program could call the API), reads the variable with `getenv`, sets the
 //! sampling interval, and when `dir` is given starts the background [`Reporter`]
@@ -54,9 +54,11 @@ pub(crate) struct EnvConfig {
     pub period: Option<Duration>,
     pub keep: Option<usize>,
     pub enabled: Option<bool>,
+    /// Permission bits of report files.
+    pub mode: Option<u32>,
 }
 
-const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled";
+const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode";
 
 /// Parses the variable's value; returns the settings and one message per problem.
 pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
@@ -96,6 +98,13 @@ pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
                 Ok(n) if n > 0 => cfg.keep = Some(n),
                 _ => problems.push(bad("expected a whole number of files, at least 1", "100")),
             },
+            "mode" => match parse_mode(value) {
+                Some(m) => cfg.mode = Some(m),
+                None => problems.push(bad(
+                    "expected octal permission bits like 600 or 640, at most 777",
+                    "600",
+                )),
+            },
             "enabled" => match value.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => cfg.enabled = Some(true),
                 "0" | "false" | "no" | "off" => cfg.enabled = Some(false),
@@ -123,6 +132,16 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
     };
     let n: u64 = digits.parse().ok()?;
     n.checked_mul(1u64 << shift)
+}
+
+/// Octal permission bits: `600`, `0640`, `0o640`; at most `777`.
+pub(crate) fn parse_mode(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|&m| m <= 0o777)
 }
 
 /// `500ms`, `60s`, `5m`, `1h`; a bare number is seconds.
@@ -228,7 +247,7 @@ mod tests {
     #[test]
     fn parses_every_key() {
         let (cfg, problems) =
-            parse("interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on");
+            parse("interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             cfg,
@@ -238,6 +257,7 @@ mod tests {
                 period: Some(Duration::from_millis(250)),
                 keep: Some(7),
                 enabled: Some(true),
+                mode: Some(0o640),
             }
         );
     }
@@ -265,6 +285,12 @@ mod tests {
         assert_eq!(parse_duration("750ms"), Some(Duration::from_millis(750)));
         assert_eq!(parse_duration("1.5s"), None);
         assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_mode("600"), Some(0o600));
+        assert_eq!(parse_mode("0640"), Some(0o640));
+        assert_eq!(parse_mode("0o644"), Some(0o644));
+        for bad in ["", "8", "1777", "0o", "rw-------", "-600", "6000"] {
+            assert_eq!(parse_mode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -297,5 +323,51 @@ mod tests {
         assert_eq!(cfg.keep, Some(3));
         assert_eq!(cfg.period, None);
         assert_eq!(parse("").0, EnvConfig::default());
+    }
+
+    /// Items built from the real keys and hostile values, or any text at all.
+    fn env_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            prop::sample::select(vec!["interval", "dir", "period", "keep", "enabled", "mode"])
+                .prop_map(String::from),
+            "[a-z =]{0,6}",
+        ];
+        let value = prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            "[0-9]{1,30}[a-zA-Z]{0,4}",
+            "[\\x00-\\x1f\\x7f\u{80}-\u{9f}\u{202e}a-z0-9.=-]{0,10}",
+            Just("99999999999999999999g".to_string()),
+            Just("18446744073709551615h".to_string()),
+        ];
+        let item = (key, value).prop_map(|(k, v)| format!("{k}={v}"));
+        prop_oneof![
+            prop::collection::vec(item, 0..6).prop_map(|items| items.join(",")),
+            ".{0,100}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            ..proptest::test_runner::Config::with_cases(1024)
+        })]
+
+        /// Whatever the variable says: no panic, settings within their ranges, and one line
+        /// per problem, printable as it is (values are quoted with their control characters
+        /// escaped).
+        #[test]
+        fn any_value_gives_valid_settings_and_one_clean_line_per_problem(text in env_text()) {
+            let (cfg, problems) = parse(&text);
+            proptest::prop_assert!(problems.len() <= text.split(',').count());
+            for p in &problems {
+                proptest::prop_assert!(p.starts_with("HEAPSAMPLER: "), "{p}");
+                proptest::prop_assert!(!p.chars().any(crate::report::is_hostile), "{p:?}");
+            }
+            proptest::prop_assert!(cfg.period.is_none_or(|d| !d.is_zero()));
+            proptest::prop_assert!(cfg.keep.is_none_or(|k| k > 0));
+            proptest::prop_assert!(cfg.mode.is_none_or(|m| m <= 0o777));
+            proptest::prop_assert!(cfg.dir.as_ref().is_none_or(|d| !d.as_os_str().is_empty()));
+        }
     }
 }

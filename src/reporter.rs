@@ -13,7 +13,7 @@
 
 use crate::leaks::LeakDetector;
 use crate::profile::snapshot;
-use crate::report::json::{Baseline, Report};
+use crate::report::json::{Baseline, DEFAULT_FILE_MODE, Report};
 use crate::report::mappings;
 use crate::sampler;
 use parking_lot::{Condvar, Mutex};
@@ -52,6 +52,7 @@ pub struct Reporter {
     period: Duration,
     keep: usize,
     leak_window: usize,
+    mode: u32,
 }
 
 impl Reporter {
@@ -68,7 +69,31 @@ impl Reporter {
             period: DEFAULT_PERIOD,
             keep: DEFAULT_KEEP,
             leak_window: DEFAULT_LEAK_WINDOW,
+            mode: DEFAULT_FILE_MODE,
         }
+    }
+
+    /// Creates report files with permission bits `mode` (less the umask; only the `0o777`
+    /// bits count) instead of [`DEFAULT_FILE_MODE`], `0o600`: reports hold return and load
+    /// addresses and the program's path, so only widen this for a group that needs it. A
+    /// directory the reporter creates gets the same bits plus search where read is granted.
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("r").mode(0o640);
+    /// assert_eq!(r.file_mode(), 0o640);
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Reporter {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// The permission bits report files are created with.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Reporter::new("r").file_mode(), 0o600);
+    /// ```
+    pub fn file_mode(&self) -> u32 {
+        self.mode
     }
 
     /// Writes a report every `period` (at least 1 ms).
@@ -173,6 +198,9 @@ impl Reporter {
         }
         if let Some(k) = cfg.keep {
             r = r.keep(k);
+        }
+        if let Some(m) = cfg.mode {
+            r = r.mode(m);
         }
         Some(r)
     }
@@ -469,6 +497,9 @@ pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
     if let Some(k) = cfg.keep {
         r = r.keep(k);
     }
+    if let Some(m) = cfg.mode {
+        r = r.mode(m);
+    }
     match r.start_inner(false) {
         Ok(handle) => {
             let _ = ENV_REPORTER.set(handle);
@@ -481,6 +512,12 @@ pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
 /// under the reentrancy guard: everything it allocates is profiler overhead.
 fn run(shared: Arc<Shared>) {
     let _guard = sampler::enter_guard();
+    // A killed writer's temporary files go when a reporter starts, not a period later (each
+    // report sweeps again). Under the state lock: a `dump_now` may be writing already.
+    {
+        let _state = shared.state.lock();
+        let _ = own_files(&shared.config.dir, shared.pid);
+    }
     let period = shared.config.period;
     let mut next = Instant::now() + period;
     loop {
@@ -572,7 +609,7 @@ impl Shared {
         drop(profile);
 
         let dir = &self.config.dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::report::files::create_dir(dir, self.config.mode).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot create directory {}: {e}", dir.display()),
@@ -582,7 +619,8 @@ impl Shared {
         // Continue after the files already there: with pid reuse (pid 1 in containers) a new
         // process must not overwrite an earlier one's newest reports.
         let seq = state.seq.max(existing.last().map_or(0, |&(n, _)| n + 1));
-        let path = report.write_atomic(dir, &file_name(self.pid, seq))?;
+        let path =
+            report.write_atomic_with_mode(dir, &file_name(self.pid, seq), self.config.mode)?;
         state.seq = seq + 1;
         let excess = (existing.len() + 1).saturating_sub(self.config.keep);
         for (_, old) in existing.iter().take(excess) {
@@ -598,9 +636,8 @@ fn file_name(pid: u32, seq: u64) -> String {
     format!("heap-{pid}-{seq:06}.json")
 }
 
-/// This process's report files in `dir`, oldest first; also removes stale temporary files a
-/// crashed earlier process of the same pid left behind (this process's own writes hold the
-/// state lock, so none of its temporary files is in flight here).
+/// This process's report files in `dir`, oldest first; also removes the stale temporary files
+/// of killed writers (see [`is_stale_temp`](crate::report::files::is_stale_temp)).
 fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
     let prefix = format!("heap-{pid}-");
     let temp_prefix = format!(".heap-{pid}-");
@@ -611,6 +648,12 @@ fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.starts_with(&temp_prefix) && name.ends_with(".tmp") {
+            // Left by a crashed earlier process of this pid: this process's own writes hold
+            // the state lock, so none of its temporary files is in flight here.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        if crate::report::files::is_stale_temp(name, || entry.metadata().ok()?.modified().ok()) {
             let _ = std::fs::remove_file(entry.path());
             continue;
         }

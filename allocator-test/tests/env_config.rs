@@ -333,3 +333,44 @@ fn child_program_reporter() {
     assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
     program.stop().unwrap();
 }
+
+#[test]
+fn mode_sets_report_permissions_and_hostile_values_warn_on_one_escaped_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("mode");
+    let value = format!("dir={},mode=640,keep=\x1b[2J\r\nFORGED", dir.display());
+    let out = run_child("child_env_mode", Some(&value), &[]);
+    let lines = heapsampler_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains(r#"bad value for keep: "\u{1b}[2J\r\nFORGED""#),
+        "{}",
+        lines[0]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\r'),
+        "{stderr}"
+    );
+    let files = report_files(&dir);
+    assert!(!files.is_empty());
+    for f in &files {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        // The umask can only take bits away: never more than asked for, and the owner's.
+        assert_eq!(mode & !0o640, 0, "{}: {mode:o}", f.display());
+        assert_eq!(mode & 0o600, 0o600, "{}: {mode:o}", f.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[ignore = "child process of mode_sets_report_permissions_and_hostile_values_warn_on_one_escaped_line"]
+fn child_env_mode() {
+    if !is_child("child_env_mode") {
+        return;
+    }
+    let reports = heapsampler::env_reporter().expect("HEAPSAMPLER with dir starts a reporter");
+    assert_eq!(reports.config().file_mode(), 0o640);
+    assert_eq!(reports.config().kept(), heapsampler::DEFAULT_KEEP);
+    reports.dump_now().unwrap();
+}

@@ -2,7 +2,9 @@
 //! `Reporter` writes (feature `cli`).
 //!
 //! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `check`. Results go to stdout,
-//! errors to stderr as one line naming the file and the problem.
+//! errors to stderr as one line naming the file and the problem (bad usage too). Names from a
+//! report and file names are printed with their control characters escaped
+//! ([`heapsampler::report::escape`]): a report is untrusted input.
 //!
 //! Exit status: 0 when the command did its job; 1 when it did and the answer is "bad"
 //! (`leaks --fail-on-leak` found a suspect, `check` found a bad file); 2 when it could not do
@@ -37,7 +39,8 @@ use std::process::ExitCode;
     version,
     about = "Read, compare and render heapsampler heap reports (heap-<pid>-<seq>.json)",
     after_help = "Exit status: 0 = done; 1 = done, and leaks were found (--fail-on-leak) or a \
-                  file failed `check`; 2 = error (bad input, unwritable output, bad usage)."
+                  file failed `check`; 2 = error (bad input, unwritable output, bad usage), \
+                  with one line on stderr."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -79,8 +82,9 @@ enum Command {
         /// Report files and/or directories of reports.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// How many of the newest reports of each process to judge (at least 5).
-        #[arg(long, default_value_t = 10)]
+        /// How many of the newest reports of each process to judge (1 to 1000; below 5 counts
+        /// as 5, the fewest that show a trend).
+        #[arg(long, default_value_t = 10, value_parser = window_parser())]
         window: usize,
         /// Exit with status 1 when any site is a suspect (for CI).
         #[arg(long)]
@@ -114,6 +118,13 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+}
+
+/// The largest `leaks --window`: the detector compares every pair of reports of a site.
+const MAX_WINDOW: u64 = 1000;
+
+fn window_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=MAX_WINDOW)
 }
 
 /// What `top` ranks sites by.
@@ -199,8 +210,56 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
     }
 }
 
+/// The one line an error gets on stderr, escaped: it may quote a file name or an argument.
+fn error_line(message: &str) {
+    let _ = writeln!(
+        io::stderr(),
+        "heapsampler: error: {}",
+        heapsampler::report::escape(message)
+    );
+}
+
+/// Bad usage: clap's message and the usage of the subcommand, on one line, exit status 2.
+/// `--help` and `--version` print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            error_line(
+                "no subcommand given (top, diff, leaks, flamegraph, pprof or check; \
+                 see heapsampler --help)",
+            );
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    // clap's message is its first paragraph (`required arguments were not provided:` goes on
+    // with the arguments on the next lines); tips and usage follow blank lines.
+    let text = e.render().to_string();
+    let what: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let what = what.join(" ");
+    let what = what.strip_prefix("error: ").unwrap_or(&what);
+    match text.lines().find_map(|l| l.trim().strip_prefix("Usage: ")) {
+        Some(usage) => error_line(&format!("{what} (usage: {usage})")),
+        None => error_line(what),
+    }
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = run(cli, &mut out).and_then(|v| {
@@ -215,7 +274,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Whatever was already printed goes out before the error line.
             let _ = out.flush();
-            let _ = writeln!(io::stderr(), "heapsampler: error: {e}");
+            error_line(&e.to_string());
             ExitCode::from(2)
         }
     }

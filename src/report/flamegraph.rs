@@ -47,6 +47,11 @@ impl FlameValue {
 /// }
 /// ```
 pub fn collapsed(profile: &Profile, value: FlameValue) -> String {
+    lines(&weights(profile, value), 0)
+}
+
+/// Each distinct stack's whole number of bytes (saturating at `u64::MAX`), zeros left out.
+fn weights(profile: &Profile, value: FlameValue) -> BTreeMap<String, u64> {
     let mut stacks: BTreeMap<String, f64> = BTreeMap::new();
     for site in &profile.sites {
         let v = value.of(site);
@@ -54,11 +59,20 @@ pub fn collapsed(profile: &Profile, value: FlameValue) -> String {
             *stacks.entry(stack_of(site)).or_insert(0.0) += v;
         }
     }
+    stacks
+        .into_iter()
+        .map(|(stack, v)| (stack, v.round() as u64))
+        .filter(|&(_, v)| v > 0)
+        .collect()
+}
+
+/// Collapsed-stack lines of the weights divided by `2^shift`, zeros left out.
+fn lines(weights: &BTreeMap<String, u64>, shift: u32) -> String {
     let mut out = String::new();
-    for (stack, v) in stacks {
-        let v = v.round() as u64;
+    for (stack, v) in weights {
+        let v = v >> shift;
         if v > 0 {
-            out.push_str(&stack);
+            out.push_str(stack);
             out.push(' ');
             out.push_str(&v.to_string());
             out.push('\n');
@@ -95,9 +109,10 @@ fn stack_of(site: &Site) -> String {
     }
 }
 
-/// A frame name may not contain the format's separators.
+/// A frame name may not contain the format's separators, nor control characters (the text
+/// goes to terminals, and XML cannot hold most of them).
 fn clean(name: &str) -> String {
-    name.replace(';', ":").replace(['\n', '\r'], " ")
+    super::escape(name).replace(';', ":")
 }
 
 /// An SVG flamegraph of the profile (feature `flamegraph`), titled `title`.
@@ -111,14 +126,22 @@ fn clean(name: &str) -> String {
 /// ```
 #[cfg(feature = "flamegraph")]
 pub fn svg(profile: &Profile, value: FlameValue, title: &str) -> std::io::Result<Vec<u8>> {
-    let text = collapsed(profile, value);
+    // inferno adds the counts up in a u64 and scales them as f64: widths are drawn in the
+    // binary unit that keeps the total within 2^53 (exact in an f64, far from overflow).
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let weights = weights(profile, value);
+    let total: u128 = weights.values().map(|&v| u128::from(v)).sum();
+    let unit = (0..UNITS.len())
+        .find(|&u| total >> (10 * u) <= 1 << 53)
+        .unwrap_or(UNITS.len() - 1);
+    let text = lines(&weights, 10 * unit as u32);
     if text.is_empty() {
         // inferno refuses input without counts; an empty profile is still a valid picture.
         return Ok(empty_svg(title).into_bytes());
     }
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
-    options.count_name = "bytes".to_string();
+    options.count_name = UNITS[unit].to_string();
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
     Ok(out)
@@ -242,6 +265,14 @@ mod tests {
         assert!(text.contains("<svg"), "not an svg");
         assert!(text.contains("leaf_a"), "function name missing");
         assert!(text.contains("test heap"));
+        // Totals beyond 2^64 bytes are drawn, in a larger unit.
+        let mut huge = profile();
+        for site in &mut huge.sites {
+            site.live_bytes = 1.8e19;
+        }
+        let image = svg(&huge, FlameValue::LiveBytes, "huge").expect("svg");
+        let text = String::from_utf8(image).expect("utf-8");
+        assert!(text.contains("leaf_b") && text.contains(" MiB"), "{text}");
         let empty = svg(&Profile::default(), FlameValue::LiveBytes, "a <b>").expect("svg");
         let empty = String::from_utf8(empty).expect("utf-8");
         assert!(

@@ -199,9 +199,10 @@ fn hash_addresses(a: &[u64]) -> u64 {
 }
 
 /// JSON cannot hold NaN or infinities (serde_json would write `null`, which then fails to
-/// read back): a report only ever carries finite numbers.
+/// read back), and readers reject estimates above 2^64: a report only ever carries numbers
+/// that read back.
 fn finite(x: f64) -> f64 {
-    if x.is_finite() { x } else { 0.0 }
+    super::validate::clamp(x)
 }
 
 /// One entry per distinct address of the profile's stacks, in address order.
@@ -537,10 +538,15 @@ impl Report {
     pub fn parse(text: &str) -> Result<Report, ReportError> {
         let _guard = crate::sampler::enter_guard();
         check_header(text)?;
-        serde_json::from_str(text).map_err(|e| ReportErrorKind::Invalid(e.to_string()).into())
+        let report: Report = serde_json::from_str(text)
+            .map_err(|e| ReportError::from(ReportErrorKind::Invalid(e.to_string())))?;
+        super::validate::ranges(&report).map_err(ReportErrorKind::Invalid)?;
+        Ok(report)
     }
 
-    /// Reads a report file; errors name the file.
+    /// Reads a report file; errors name the file. A file larger than [`MAX_REPORT_BYTES`] is
+    /// refused unread (`/dev/zero` is not a report), and so are values out of range (an
+    /// estimate above 2^64, a timestamp after the year 9999): see `docs/report-format.md`.
     ///
     /// ```
     /// let err = heapsampler::Report::read("/nonexistent/heap-1-000001.json").unwrap_err();
@@ -553,7 +559,7 @@ impl Report {
             path: Some(path.to_path_buf()),
             kind,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| at(ReportErrorKind::Io(e)))?;
+        let text = super::files::read_limited(path).map_err(|e| at(ReportErrorKind::Io(e)))?;
         Report::parse(&text).map_err(|e| at(e.kind))
     }
 
@@ -602,7 +608,9 @@ impl Report {
     /// hidden temporary file in the same directory (`.name.<pid>.<n>.tmp`, which no
     /// `heap-*.json` pattern matches), is flushed to disk, then renamed over `name`. A reader
     /// sees the old file or the complete new one, never a partial one; on error the temporary
-    /// file is removed. Creates `dir` if it is missing.
+    /// file is removed. Creates `dir` if it is missing. The file is created with mode
+    /// [`DEFAULT_FILE_MODE`] (`0o600`, owner only); see
+    /// [`write_atomic_with_mode`](Self::write_atomic_with_mode).
     ///
     /// ```
     /// let dir = std::env::temp_dir().join(format!("hs-doc-{}", std::process::id()));
@@ -612,6 +620,29 @@ impl Report {
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub fn write_atomic(&self, dir: impl AsRef<Path>, name: &str) -> io::Result<PathBuf> {
+        self.write_atomic_with_mode(dir, name, DEFAULT_FILE_MODE)
+    }
+
+    /// [`write_atomic`](Self::write_atomic) with the file created with permission bits `mode`
+    /// (less the process's umask) instead of [`DEFAULT_FILE_MODE`] (`0o600`). A directory it
+    /// creates gets the same bits plus search (`x`) wherever `mode` grants read.
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let dir = std::env::temp_dir().join(format!("hs-doc-mode-{}", std::process::id()));
+    /// let r = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
+    /// let path = r.write_atomic_with_mode(&dir, "heap-example.json", 0o640).unwrap();
+    /// let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    /// assert_eq!(mode & !0o640, 0, "never more than asked for");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn write_atomic_with_mode(
+        &self,
+        dir: impl AsRef<Path>,
+        name: &str,
+        mode: u32,
+    ) -> io::Result<PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
         static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
         let _guard = crate::sampler::enter_guard();
         let dir = dir.as_ref();
@@ -624,12 +655,19 @@ impl Report {
         let context = |what: &str, path: &Path, e: io::Error| {
             io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
         };
-        std::fs::create_dir_all(dir).map_err(|e| context("cannot create directory", dir, e))?;
+        super::files::create_dir(dir, mode)
+            .map_err(|e| context("cannot create directory", dir, e))?;
         let path = dir.join(name);
         let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         let written = (|| -> io::Result<()> {
-            let file = std::fs::File::create_new(&temp)?;
+            // The mode is set at creation: the file is never readable by others, not even
+            // while it is being written.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode & 0o777)
+                .open(&temp)?;
             let mut w = io::BufWriter::with_capacity(256 * 1024, file);
             self.write_to(&mut w)?;
             let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -648,6 +686,22 @@ impl Report {
         Ok(path)
     }
 }
+
+/// Permission bits of report files unless configured otherwise: owner read/write only. A
+/// report holds return addresses, load addresses (which defeat ASLR) and the program's path.
+///
+/// ```
+/// assert_eq!(heapsampler::report::json::DEFAULT_FILE_MODE, 0o600);
+/// ```
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
+/// The largest report file [`Report::read`] reads: 1 GiB (a report of a million sites is a
+/// few hundred MiB).
+///
+/// ```
+/// assert_eq!(heapsampler::report::json::MAX_REPORT_BYTES, 1 << 30);
+/// ```
+pub const MAX_REPORT_BYTES: u64 = 1 << 30;
 
 /// JSON layout of a report: containers down to [`LineFormatter::PRETTY_DEPTH`] are indented
 /// like `serde_json`'s pretty printer, deeper ones written compactly. So the report's fields
@@ -758,7 +812,8 @@ fn check_header(text: &str) -> Result<(), ReportError> {
         Some(serde_json::Value::String(f)) if f == FORMAT => {}
         Some(other) => {
             return Err(ReportErrorKind::NotAReport(format!(
-                "`format` is {other} (expected \"{FORMAT}\")"
+                "`format` is {} (expected \"{FORMAT}\")",
+                abridged(other)
             ))
             .into());
         }
@@ -768,11 +823,22 @@ fn check_header(text: &str) -> Result<(), ReportError> {
         Some(v) => match v.as_u64() {
             Some(n) if n == VERSION as u64 => Ok(()),
             Some(n) => Err(ReportErrorKind::UnsupportedVersion(n).into()),
-            None => Err(
-                ReportErrorKind::Invalid(format!("`version` is {v}, not a whole number")).into(),
-            ),
+            None => Err(ReportErrorKind::Invalid(format!(
+                "`version` is {}, not a whole number",
+                abridged(v)
+            ))
+            .into()),
         },
         None => Err(ReportErrorKind::Invalid("missing field `version`".into()).into()),
+    }
+}
+
+/// A JSON value as an error message quotes it: compact, at most 60 characters.
+fn abridged(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
     }
 }
 

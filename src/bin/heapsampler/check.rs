@@ -33,7 +33,7 @@ pub fn run(out: &mut dyn Write, inputs: &[PathBuf]) -> Result<Verdict> {
             }
         };
         let r = &r;
-        let name = file.path.display();
+        let name = crate::format::path(&file.path);
         let problems = input::consistency_problems(r);
         if problems.is_empty() {
             writeln!(
@@ -55,19 +55,23 @@ pub fn run(out: &mut dyn Write, inputs: &[PathBuf]) -> Result<Verdict> {
             bad += 1;
         }
     }
+    // A directory that could not be listed counts as one input.
+    let checked = files.len() + bad_inputs;
     if bad > 0 {
-        // A directory that could not be listed counts as one input.
-        let checked = files.len() + bad_inputs;
-        complain(out, &format!("{bad} of {checked} checked inputs are bad"))?;
+        // One bad file of one: its own line says it all.
+        if checked > 1 {
+            complain(out, &format!("{bad} of {checked} checked inputs are bad"))?;
+        }
         Ok(Verdict::Bad)
     } else {
         Ok(Verdict::Good)
     }
 }
 
-/// A line on stderr, after whatever stdout holds so far (the two stay in order on a terminal).
+/// A line on stderr, after whatever stdout holds so far (the two stay in order on a terminal);
+/// escaped, as it may quote a file name.
 fn complain(out: &mut dyn Write, line: &str) -> Result<()> {
     out.flush()?;
-    let _ = writeln!(std::io::stderr(), "{line}");
+    let _ = writeln!(std::io::stderr(), "{}", crate::format::escape(line));
     Ok(())
 }

@@ -3,11 +3,19 @@
 use heapsampler::Frame;
 use heapsampler::Report;
 use heapsampler::report::json::ReportSite;
+pub use heapsampler::report::{escape, is_hostile};
+use std::path::Path;
 
-const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
 
-/// A size in binary units: `512 B`, `1.5 KiB`, `10.0 MiB`. Estimates are fractional; a size
-/// below 1 KiB is shown in whole bytes.
+/// A path as printed: lossy for names that are not UTF-8, escaped like [`escape`] (`is_hostile`
+/// says which characters are).
+pub fn path(p: &Path) -> String {
+    escape(&p.display().to_string()).into_owned()
+}
+
+/// A size in binary units: `512 B`, `1.5 KiB`, `10.0 MiB`, up to `EiB`, then scientific
+/// (`1.0e30 B`). Estimates are fractional; a size below 1 KiB is shown in whole bytes.
 pub fn bytes(b: f64) -> String {
     if !b.is_finite() {
         return "-".to_string();
@@ -17,6 +25,9 @@ pub fn bytes(b: f64) -> String {
     while v >= 1024.0 && unit + 1 < UNITS.len() {
         v /= 1024.0;
         unit += 1;
+    }
+    if v >= 1024.0 {
+        return format!("{b:.1e} B");
     }
     let sign = if b < 0.0 { "-" } else { "" };
     if unit == 0 {
@@ -149,7 +160,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// A frame's function name, or its address when it could not be symbolized.
 pub fn function(frame: &Frame) -> String {
     match &frame.function {
-        Some(f) => f.clone(),
+        Some(f) => escape(f).into_owned(),
         None => format!("{:#x}", frame.address),
     }
 }
@@ -158,7 +169,8 @@ pub fn function(frame: &Frame) -> String {
 /// standard library's `/rustc/<hash>/library/...` paths and long absolute paths read badly in
 /// a table); `None` when unknown.
 pub fn short_location(frame: &Frame) -> Option<String> {
-    let file = frame.file.as_deref()?;
+    let file = escape(frame.file.as_deref()?);
+    let file = file.as_ref();
     let parts: Vec<&str> = file.rsplit('/').take(3).collect();
     let short = if parts.len() == 3 {
         format!("{}/{}", parts[1], parts[0])
@@ -173,7 +185,7 @@ pub fn short_location(frame: &Frame) -> Option<String> {
 
 /// A frame's full `file:line`; `None` when unknown.
 pub fn location(frame: &Frame) -> Option<String> {
-    let file = frame.file.as_deref()?;
+    let file = escape(frame.file.as_deref()?);
     Some(match frame.line {
         Some(line) => format!("{file}:{line}"),
         None => file.to_string(),
@@ -190,7 +202,7 @@ pub fn site_label(report: &Report, site: &ReportSite) -> (String, Option<String>
             .iter()
             .find(|f| f.function.as_deref() == Some(name))
             .and_then(short_location);
-        return (name.to_string(), place);
+        return (escape(name).into_owned(), place);
     }
     match site.addresses.iter().find(|&&a| a != 0) {
         Some(a) => (format!("{a:#x}"), Some("unsymbolized".to_string())),
@@ -222,6 +234,23 @@ mod tests {
         assert_eq!(signed_bytes(-512.0), "-512 B");
         assert_eq!(signed_bytes(0.2), "0 B");
         assert_eq!(rate(3.0 * 1048576.0), "3.0 MiB/s");
+        assert_eq!(bytes(16.0 * 1024f64.powi(6)), "16.0 EiB");
+        assert_eq!(bytes(1e308), "1.0e308 B");
+        assert_eq!(bytes(-1e30), "-1.0e30 B");
+    }
+
+    #[test]
+    fn hostile_text_is_escaped() {
+        assert_eq!(escape("app::main"), "app::main");
+        assert!(matches!(
+            escape("C:\\src\\ü.rs"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape("a\x1b]0;pwn\x07\r\nFORGED\tx\x7f\u{9b}2J\u{202e}"),
+            "a\\x1b]0;pwn\\x07\\r\\nFORGED\\tx\\x7f\\u{9b}2J\\u{202e}"
+        );
+        assert!(!escape("\u{2028}").contains('\u{2028}'));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use heapsampler::report::json::ReportErrorKind;
 use heapsampler::{Report, ReportError};
 use std::collections::HashSet;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// A report and the file it came from.
@@ -14,9 +15,9 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The file's name as the user gave it, for headers and messages.
+    /// The file's name as the user gave it (escaped), for headers and messages.
     pub fn name(&self) -> String {
-        self.path.display().to_string()
+        crate::format::path(&self.path)
     }
 }
 
@@ -78,8 +79,9 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<Input>> {
                     input.display()
                 ))
             })?;
+            // By bytes: a report whose name is not UTF-8 is still a report (printed lossily).
             let name = entry.file_name();
-            if name.to_str().is_some_and(is_report_name) {
+            if is_report_name(&String::from_utf8_lossy(name.as_bytes())) {
                 found.push(entry.path());
             }
         }
@@ -113,10 +115,14 @@ pub fn load_input(input: &Input) -> Result<Option<Loaded>> {
     }
 }
 
-/// Problems that parsing cannot see but that make a report wrong: unsorted locations,
-/// negative estimates, more live samples than samples, suspects of unknown sites.
+/// Problems that parsing cannot see but that make a report wrong: unsorted locations, more
+/// live samples than samples, suspects of unknown sites, names with control characters.
+/// (Numbers out of range are refused by the reader already.)
 pub fn consistency_problems(r: &Report) -> Vec<String> {
     let mut problems = Vec::new();
+    if let Some(p) = hostile_names(r) {
+        problems.push(p);
+    }
     if let Some(w) = r
         .locations
         .windows(2)
@@ -128,20 +134,6 @@ pub fn consistency_problems(r: &Report) -> Vec<String> {
         ));
     }
     for (i, s) in r.sites.iter().enumerate() {
-        let numbers = [
-            ("live_bytes", s.live_bytes),
-            ("live_objects", s.live_objects),
-            ("alloc_bytes", s.alloc_bytes),
-            ("alloc_objects", s.alloc_objects),
-            ("alloc_bytes_per_sec", s.alloc_bytes_per_sec),
-            ("alloc_objects_per_sec", s.alloc_objects_per_sec),
-        ];
-        if let Some((field, v)) = numbers.iter().find(|(_, v)| v.is_nan() || *v < 0.0) {
-            problems.push(format!(
-                "sites[{i}] (stack {}): `{field}` is {v}, not a non-negative number",
-                s.stack_id
-            ));
-        }
         if s.live_samples > s.samples {
             problems.push(format!(
                 "sites[{i}] (stack {}): {} live samples of only {} samples",
@@ -157,12 +149,6 @@ pub fn consistency_problems(r: &Report) -> Vec<String> {
                 l.stack_id
             ));
         }
-        if !(0.0..=1.0).contains(&l.confidence) {
-            problems.push(format!(
-                "leak_suspects[{i}]: confidence {} is not between 0 and 1",
-                l.confidence
-            ));
-        }
     }
     let t = &r.totals.counts;
     if t.peak_live_bytes < t.live_bytes {
@@ -172,4 +158,51 @@ pub fn consistency_problems(r: &Report) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// Every text field of a report, named by its path in the report.
+fn names(r: &Report) -> impl Iterator<Item = (String, &str)> {
+    let program = std::iter::once(("program".to_string(), r.program.as_str()));
+    let frames = r.locations.iter().enumerate().flat_map(|(i, l)| {
+        l.frames.iter().enumerate().flat_map(move |(j, f)| {
+            let at = move |field| format!("locations[{i}].frames[{j}].{field}");
+            let function = f.function.as_deref().map(|n| (at("function"), n));
+            let file = f.file.as_deref().map(|n| (at("file"), n));
+            function.into_iter().chain(file)
+        })
+    });
+    let threads = r.sites.iter().enumerate().flat_map(|(i, s)| {
+        s.threads
+            .iter()
+            .enumerate()
+            .map(move |(j, t)| (format!("sites[{i}].threads[{j}].name"), t.name.as_str()))
+    });
+    let mappings = r.mappings.iter().enumerate().flat_map(|(i, m)| {
+        let path = std::iter::once((format!("mappings[{i}].path"), m.path.as_str()));
+        let id = m
+            .build_id
+            .as_deref()
+            .map(|b| (format!("mappings[{i}].build_id"), b));
+        path.chain(id)
+    });
+    program.chain(frames).chain(threads).chain(mappings)
+}
+
+/// Names with control characters (escape sequences, forged line breaks): no symbolizer writes
+/// them, so the file was forged or corrupted. One problem naming the first field and value,
+/// and how many other fields have them.
+fn hostile_names(r: &Report) -> Option<String> {
+    let mut bad = names(r).filter(|(_, text)| text.chars().any(crate::format::is_hostile));
+    let (field, text) = bad.next()?;
+    let others = match bad.count() {
+        0 => String::new(),
+        1 => " (and 1 other name)".to_string(),
+        n => format!(" (and {n} other names)"),
+    };
+    // At most 80 characters of the value: enough to recognise it.
+    let shown: String = text.chars().take(80).collect();
+    Some(format!(
+        "`{field}` holds control characters: \"{}\"{others}",
+        crate::format::escape(&shown)
+    ))
 }

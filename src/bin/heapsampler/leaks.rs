@@ -89,7 +89,7 @@ fn judge(out: &mut dyn Write, reports: &[Loaded], window: usize) -> Result<usize
     let program = if last.report.program.is_empty() {
         String::new()
     } else {
-        format!(" ({})", last.report.program)
+        format!(" ({})", format::escape(&last.report.program))
     };
     writeln!(
         out,

@@ -61,7 +61,7 @@ fn write_output(out: &mut dyn Write, output: Option<&Path>, data: &[u8]) -> Resu
             writeln!(
                 out,
                 "wrote {} ({} bytes)",
-                p.display(),
+                crate::format::path(p),
                 crate::format::int(data.len() as u64)
             )?;
         }

@@ -22,7 +22,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     let program = if r.program.is_empty() {
         String::new()
     } else {
-        format!(", {}", r.program)
+        format!(", {}", format::escape(&r.program))
     };
     writeln!(out, "process   pid {}{program}", r.pid)?;
     let window = if r.window_ms == 0 {
