@@ -6,18 +6,19 @@
 //! `STRESS_ALLOCATOR=system`) + 16 MiB.
 //!
 //! Knobs, for measuring by hand (the defaults are the test's):
-//! `STORM_THREADS` (32), `STORM_OPS` per thread (20000), `STORM_SHORT` short threads (1000),
+//! `STORM_THREADS` (32), `STORM_OPS` per thread (50000), `STORM_SHORT` short threads (1000),
 //! `STORM_INTERVAL` sampling interval in bytes (default: the profiler's, 512 KiB; 0 = off),
-//! `STORM_MEASURE_ONLY=1` prints the figures without comparing them to a System run.
+//! `STORM_MEASURE_ONLY=1` prints the figures without comparing them to a System run,
+//! `STORM_TRIM=1` also prints RSS after `malloc_trim(0)` (what glibc held free but resident).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stress::{assert_totals_match, is_plain_system, rss_bytes};
 
 /// Blocks each thread keeps live.
-static RING: AtomicU64 = AtomicU64::new(64);
+const RING: usize = 64;
 /// One freed block in this many goes to another thread to free.
-static PASS_EVERY: AtomicU64 = AtomicU64::new(4);
+const PASS_EVERY: usize = 4;
 /// A thread frees what others passed to it every this many allocations.
 const DRAIN_EVERY: usize = 64;
 /// Short threads run this many at a time, among the long ones.
@@ -26,8 +27,6 @@ const SHORT_OPS: usize = 200;
 /// RSS bound: this many times System's, plus [`SLACK`].
 const FACTOR: u64 = 2;
 const SLACK: u64 = 16 << 20;
-/// `STORM_SIZES=uniform`: sizes uniform over 1 B–64 KiB instead of log-uniform.
-static UNIFORM: AtomicBool = AtomicBool::new(false);
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -47,14 +46,9 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// 1 B–64 KiB, log-uniform: as many blocks under 64 B as between 16 and 64 KiB.
+    /// 1 B–64 KiB, uniform.
     fn size(&mut self) -> usize {
-        let r = self.next();
-        if UNIFORM.load(Ordering::Relaxed) {
-            return (r % 65536) as usize + 1;
-        }
-        let bits = (r % 16) as u32;
-        (1usize << bits) + ((r >> 8) as usize & ((1usize << bits) - 1))
+        (self.next() % 65536) as usize + 1
     }
 }
 
@@ -74,9 +68,7 @@ fn lock(inbox: &Inbox) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
 /// random inbox, which its owner empties every [`DRAIN_EVERY`] allocations). At the end the
 /// thread frees what it holds and what its inbox holds.
 fn churn(inboxes: &[Inbox], own: Option<usize>, rng: &mut Rng, ops: usize) {
-    let pass = PASS_EVERY.load(Ordering::Relaxed).max(1) as usize;
-    let keep = RING.load(Ordering::Relaxed).max(1) as usize;
-    let mut ring: Vec<Vec<u8>> = Vec::with_capacity(keep);
+    let mut ring: Vec<Vec<u8>> = Vec::with_capacity(RING);
     for op in 0..ops {
         let size = rng.size();
         let mut block = Vec::<u8>::with_capacity(size);
@@ -86,11 +78,11 @@ fn churn(inboxes: &[Inbox], own: Option<usize>, rng: &mut Rng, ops: usize) {
             // SAFETY: `i < size`, within the capacity; a spare byte is written, not read.
             unsafe { block.as_mut_ptr().add(i).write(1) };
         }
-        if ring.len() < keep {
+        if ring.len() < RING {
             ring.push(block);
         } else {
-            let old = std::mem::replace(&mut ring[op % keep], block);
-            if op % pass == 0 {
+            let old = std::mem::replace(&mut ring[op % RING], block);
+            if op % PASS_EVERY == 0 {
                 let to = &inboxes[(rng.next() % inboxes.len() as u64) as usize];
                 let mut blocks = lock(to);
                 if to.open.load(Ordering::Relaxed) {
@@ -142,11 +134,14 @@ fn storm(threads: usize, ops: usize, short: usize) -> (u64, u64) {
                     s.spawn(move || churn(inboxes, None, &mut rng, SHORT_OPS))
                 })
                 .collect();
-            handles.into_iter().for_each(|h| h.join().expect("a short thread"));
+            handles
+                .into_iter()
+                .for_each(|h| h.join().expect("a short thread"));
             started += wave;
             peak.fetch_max(rss_bytes(), Ordering::Relaxed);
         }
-        long.into_iter().for_each(|h| h.join().expect("a long thread"));
+        long.into_iter()
+            .for_each(|h| h.join().expect("a long thread"));
     });
     let peak = peak.load(Ordering::Relaxed).max(rss_bytes());
     // What was passed to threads that had ended: freed here, the last cross-thread frees.
@@ -158,19 +153,13 @@ fn storm(threads: usize, ops: usize, short: usize) -> (u64, u64) {
 
 fn main() {
     let threads = knob("STORM_THREADS", 32) as usize;
-    let ops = knob("STORM_OPS", 20_000) as usize;
+    let ops = knob("STORM_OPS", 50_000) as usize;
     let short = knob("STORM_SHORT", 1000) as usize;
     if let Ok(interval) = std::env::var("STORM_INTERVAL")
         && let Ok(interval) = interval.parse()
     {
         heapsampler::set_sample_interval(interval);
     }
-    UNIFORM.store(
-        std::env::var("STORM_SIZES").is_ok_and(|v| v == "uniform"),
-        Ordering::Relaxed,
-    );
-    RING.store(knob("STORM_RING", 64), Ordering::Relaxed);
-    PASS_EVERY.store(knob("STORM_PASS", 4), Ordering::Relaxed);
     let before = rss_bytes();
     let (peak, after) = storm(threads, ops, short);
     let who = if is_plain_system() {
