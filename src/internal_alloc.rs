@@ -9,7 +9,7 @@
 //! peak, and lives on. Taken from glibc, it would sit in that thread's arena above the
 //! program's blocks, and when the program freed them glibc could not hand the space below it
 //! back (an arena only shrinks from its top): a thread storm ended with everything freed and
-//! RSS far above plain `System`'s (RELIABILITY.md). Here the tables share pages only with each
+//! RSS far above plain `System`'s (the storm test, `stress/tests/storm.rs`). Here the tables share pages only with each
 //! other, and the heap gives back what they free (dlmalloc trims its top and unmaps free
 //! segments).
 
@@ -48,7 +48,7 @@ unsafe impl Allocator for TableAlloc {
             let ptr = unsafe { NonNull::new_unchecked(dangling) };
             return Ok(NonNull::slice_from_raw_parts(ptr, 0));
         }
-        // parking_lot may allocate when the lock is contended: that allocation is the
+        // The lock may allocate when contended (parking_lot, off Linux): that allocation is the
         // profiler's, and must not be sampled into a table while this lock is held.
         let _guard = crate::sampler::enter_guard();
         // SAFETY: the size is non-zero and the alignment a power of two, as dlmalloc requires.
