@@ -19,7 +19,8 @@ pub(crate) fn install() {
 }
 
 /// Every table lock, in one fixed order: stacks, live blocks, the page pool, thread names,
-/// the totals' fold lock, symbols, the loader gate.
+/// the totals' fold lock, symbols, the loader gate, and last the tables' heap (taken while a
+/// table's lock is held, so it must come after all of theirs).
 /// The cold path never holds two of these at once, so this order cannot deadlock with it.
 fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
     crate::stacks::each_fork_lock(f);
@@ -30,6 +31,7 @@ fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
     crate::symbolize::each_fork_lock(f);
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
     crate::unwind_cached::each_fork_lock(f);
+    crate::internal_alloc::each_fork_lock(f);
 }
 
 extern "C" fn prepare() {

@@ -27,6 +27,7 @@
 //! Memory: 64 KiB of rules per object list, framehop's cache (~37 KiB) once per process, and
 //! ~12.5 KiB per sampling thread (two memos: the last two walks; a new walk replaces the older).
 
+use crate::internal_alloc::TableAlloc;
 use crate::lock::ForkMutex;
 use crate::stacks::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
 use core::cell::RefCell;
@@ -918,8 +919,9 @@ enum Walked {
     },
 }
 
-/// Per-thread unwinding state (~12.5 KiB, boxed): the last two walks, to replay, the last one
-/// also to join, and the one before it is the room for the next walk.
+/// Per-thread unwinding state (~12.5 KiB, boxed in the tables' heap, not in the thread's malloc
+/// arena where it would sit among the program's blocks: `internal_alloc`): the last two walks,
+/// to replay, the last one also to join, and the one before it is the room for the next walk.
 struct ThreadState {
     memos: [Memo; 2],
     /// Index in `memos` of the last walk.
@@ -929,11 +931,11 @@ struct ThreadState {
 impl ThreadState {
     /// A new state, built in place on the heap: it is ~12.5 KiB, too much to build on the stack
     /// of an allocating thread first (a thread may have as little as 16 KiB).
-    fn boxed() -> Box<Self> {
-        let zeroed = Box::<ThreadState>::new_zeroed();
+    fn boxed() -> Option<StateBox> {
+        let zeroed = StateBox::try_new_zeroed_in(TableAlloc).ok()?;
         // SAFETY: all-zero bytes are a valid `ThreadState`: it holds only integers, bools and
         // arrays of them; zeroed, no memo is `valid`, so no walk is remembered.
-        unsafe { zeroed.assume_init() }
+        Some(unsafe { zeroed.assume_init() })
     }
 
     #[cfg(test)]
@@ -981,9 +983,11 @@ impl ThreadState {
     }
 }
 
+type StateBox = allocator_api2::boxed::Box<ThreadState, TableAlloc>;
+
 thread_local! {
     /// This thread's memo, created on its first capture.
-    static STATE: RefCell<Option<Box<ThreadState>>> = const { RefCell::new(None) };
+    static STATE: RefCell<Option<StateBox>> = const { RefCell::new(None) };
 }
 
 /// Feeds the calling thread's return addresses, innermost first, to `sink`. `false` (nothing
@@ -1034,7 +1038,10 @@ fn walked(sink: &mut FrameSink<'_>) -> Option<Walked> {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return None;
         };
-        let state = slot.get_or_insert_with(ThreadState::boxed);
+        if slot.is_none() {
+            *slot = ThreadState::boxed();
+        }
+        let state = slot.as_mut()?;
         // Every address a memo holds was read in bounds by a walk with the same key (the same
         // sp and stack bounds; a joined memo's outer words by `holds_from`, through `read`),
         // and `replay` reads only once the key matched: those reads need no bounds checks
