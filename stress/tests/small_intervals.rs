@@ -5,7 +5,8 @@
 //! both counted. Each interval runs in a child process of its own (this binary re-run), so
 //! that its RSS is its own; the same program with sampling off gives the baseline.
 //!
-//! `SMALL_INTERVALS_OBJECTS` sets the number of objects (default 2,000,000).
+//! `SMALL_INTERVALS_OBJECTS` sets the number of objects (default 2,000,000),
+//! `SMALL_INTERVALS_MAX_LIVE` the live table's bound (default 2^19).
 
 use stress::{assert_totals_match, rss_bytes};
 
@@ -13,11 +14,11 @@ const OBJECT: usize = 48;
 /// The live table's bound in these runs: low enough that 64 B drops samples, and counts them.
 const MAX_LIVE_SAMPLES: usize = 1 << 19;
 
-fn objects() -> usize {
-    std::env::var("SMALL_INTERVALS_OBJECTS")
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000)
+        .unwrap_or(default)
 }
 
 /// Allocates `n` objects of 48 bytes, each its own block, and keeps them.
@@ -40,21 +41,25 @@ fn churn(kept: &mut [Box<[u8; OBJECT]>], rounds: usize) -> f64 {
 
 fn run(interval: u64) {
     heapsampler::set_limits(heapsampler::Limits {
-        max_live_samples: MAX_LIVE_SAMPLES,
+        max_live_samples: env_or("SMALL_INTERVALS_MAX_LIVE", MAX_LIVE_SAMPLES),
         ..Default::default()
     });
     heapsampler::set_sample_interval(interval);
+    let padding_before = heapsampler::snapshot().profiler.padding_bytes;
     let rss_before = rss_bytes();
-    let mut kept = retain(objects());
+    let mut kept = retain(env_or("SMALL_INTERVALS_OBJECTS", 2_000_000));
     assert_totals_match(&format!("interval {interval}: after retaining"));
     let rss = rss_bytes() - rss_before;
     let ns = churn(&mut kept, 200_000);
     let p = heapsampler::snapshot().profiler;
+    let n = kept.len();
+    drop(kept);
+    let padding_after = heapsampler::snapshot().profiler.padding_bytes;
     println!(
         "interval {interval}: {} x {OBJECT} B kept; RSS +{} MiB; own {} MiB (tables {} MiB, \
          padding {} MiB) of a budget of {} MiB; {} live samples, {} unaligned, {} dropped; \
          churn {ns:.0} ns a free+alloc",
-        kept.len(),
+        n,
         rss >> 20,
         p.own_bytes >> 20,
         p.table_bytes >> 20,
@@ -88,11 +93,14 @@ fn run(interval: u64) {
             p.own_bytes_budget
         );
     }
-    if interval == 64 {
+    if interval == 64 && env_or("SMALL_INTERVALS_OBJECTS", 0) == 0 {
         assert!(p.samples_unaligned > 0, "64 B passes the padding bound");
         assert!(p.samples_dropped > 0, "64 B passes the live table's bound");
     }
-    drop(kept);
+    assert_eq!(
+        padding_after, padding_before,
+        "interval {interval}: every freed sample gave its padding back"
+    );
     assert_totals_match(&format!("interval {interval}: after freeing"));
 }
 
