@@ -112,3 +112,23 @@ pub(crate) fn release_held(pool: u8, layout: core::alloc::Layout, exact: bool) {
         release_padding(padding_of(layout.size(), pool));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_adds_up_every_bound() {
+        let l = crate::Limits::default();
+        let stack = crate::stacks::STACK_BYTES;
+        assert!((512..2048).contains(&stack), "{stack}");
+        assert!((64..256).contains(&RECORD_BYTES), "{RECORD_BYTES}");
+        assert_eq!(
+            l.budget_bytes(false),
+            (1 << 16) * stack + (1 << 20) * RECORD_BYTES + crate::pages::MAX_OWN_BYTES + (64 << 20)
+        );
+        // 290 MiB while sampling, 3.5 GiB in exact mode (docs/report-format.md).
+        assert_eq!(l.budget_bytes(false) >> 20, 290);
+        assert_eq!(l.budget_bytes(true) >> 20, 3548);
+    }
+}

@@ -154,7 +154,7 @@ pub use totals::{Totals, totals};
 /// Together they bound everything the profiler holds, whatever the sampling interval:
 /// [`Limits::budget_bytes`] is that bound, and every profile reports it
 /// ([`ProfilerStats::own_bytes_budget`]) beside what is held now
-/// ([`ProfilerStats::own_bytes`]). With the defaults: 216 MiB while sampling, 3.5 GiB in
+/// ([`ProfilerStats::own_bytes`]). With the defaults: 290 MiB while sampling, 3.5 GiB in
 /// exact mode (interval 1, where every live block of the program is a record, ~150 bytes at
 /// most, and deep recursive code can make a distinct stack of most samples, ~1 KiB each). The symbol cache, used only when a report is written, is bounded apart
 /// (2^18 addresses) and counted in the totals' `overhead_*` figures.

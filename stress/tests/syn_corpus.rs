@@ -92,7 +92,19 @@ fn run(mode: &str) {
         "too few sources under {:?}",
         registry_src()
     );
+    let start = std::time::Instant::now();
     let (kept, parsed) = parse_all(&sources);
+    let elapsed = start.elapsed();
+    if stress::is_plain_system() {
+        // The same run on plain System, for comparison (`STRESS_ALLOCATOR=system`).
+        println!(
+            "syn_corpus on System: {} files parsed in {elapsed:.2?}, {} trees kept; RSS {} MiB",
+            parsed,
+            kept.len(),
+            stress::rss_bytes() >> 20
+        );
+        return;
+    }
     assert_totals_match(&format!("{mode}: after parsing"));
     let live = oracle().live_bytes();
     let t = heapsampler::totals();
@@ -102,11 +114,13 @@ fn run(mode: &str) {
     let profile = heapsampler::snapshot();
     let stats = &profile.profiler;
     println!(
-        "syn_corpus {mode}: {} files ({source_bytes} bytes), {parsed} parsed, {} trees kept; \
+        "syn_corpus {mode}: {} files ({source_bytes} bytes), {parsed} parsed in {elapsed:.2?}, \
+         {} trees kept; RSS {} MiB; \
          live {live} B ({before} B before, {overhead} B the profiler's); {} stacks, {} live \
          samples, {} dropped; profiler own {} B of a budget of {} B",
         sources.len(),
         kept.len(),
+        stress::rss_bytes() >> 20,
         stats.stacks,
         stats.live_samples,
         stats.samples_dropped,
