@@ -211,7 +211,7 @@ impl Limits {
     ///
     /// ```
     /// let sampling = heapsampler::Limits::default().budget_bytes(false);
-    /// assert!(sampling < 256 << 20);
+    /// assert!(sampling < 512 << 20);
     /// ```
     pub fn budget_bytes(&self, exact: bool) -> u64 {
         let (stacks, records) = if exact {
