@@ -1,5 +1,6 @@
 //! [`Sampler`]: the `GlobalAlloc` wrapper. Fast paths only; everything rare is `#[cold]`.
 
+use crate::budget;
 use crate::check;
 use crate::live::{self, LiveRecord, PAGE};
 use crate::pages;
@@ -117,14 +118,32 @@ impl<A: GlobalAlloc> Sampler<A> {
         // A sampled block is handed out page-aligned: small ones take whole pages from the
         // profiler's pool (the inner allocator is left undisturbed, see `pages`), larger ones
         // are asked of the inner allocator with page alignment. Exact records keep their
-        // layout: a page each would be ruinous.
-        let pooled = if info.exact {
-            None
+        // layout: a page each would be ruinous. So does a sample whose padding would pass the
+        // padding bound: the profiler's memory stays bounded at any interval (`budget`).
+        let class = pages::class_for(layout);
+        let padding = class.map_or(PAGE, |c| budget::padding_of(layout.size(), c + 1));
+        let aligned = if info.exact {
+            false
+        } else if layout.align() >= PAGE {
+            // Page-aligned by its own layout, however it is served.
+            budget::force_padding(padding);
+            true
         } else {
-            pages::class_for(layout)
+            budget::try_reserve_padding(padding)
+        };
+        let pooled = if aligned {
+            class
                 .map(|class| (pages::alloc(class), class))
                 .filter(|(block, _)| !block.is_null())
+        } else {
+            None
         };
+        if aligned && pooled.is_none() && class.is_some() {
+            // The pool is used up or absent: a page-aligned block of the inner allocator's
+            // padding is held instead.
+            budget::release_padding(padding);
+            budget::force_padding(budget::padding_of(layout.size(), 0));
+        }
         let (block, pool, block_layout) = match pooled {
             Some((block, class)) => {
                 if zeroed {
@@ -134,25 +153,32 @@ impl<A: GlobalAlloc> Sampler<A> {
                 (block, class + 1, layout)
             }
             None => {
-                // Larger than the pool serves, or the pool is used up or absent.
-                let block_layout = if info.exact {
-                    layout
-                } else {
+                // Larger than the pool serves, the pool is used up or absent, or unaligned.
+                let block_layout = if aligned {
                     match layout.align_to(PAGE) {
                         Ok(l) => l,
-                        Err(_) => return plain(self),
+                        Err(_) => {
+                            budget::release_padding(budget::padding_of(layout.size(), 0));
+                            return plain(self);
+                        }
                     }
+                } else {
+                    layout
                 };
                 // SAFETY: `block_layout` has the caller's non-zero size and a valid alignment.
                 let block = unsafe { self.inner_alloc(block_layout, zeroed) };
                 if block.is_null() {
+                    budget::release_held(0, block_layout, info.exact);
                     return block;
                 }
                 (block, 0, block_layout)
             }
         };
-        // SAFETY: the block came from `pool` with `block_layout` and was never handed out.
-        let give_back = |this: &Self| unsafe { this.free_block(block, pool, block_layout) };
+        let give_back = |this: &Self| {
+            budget::release_held(pool, block_layout, info.exact);
+            // SAFETY: the block came from `pool` with `block_layout` and was never handed out.
+            unsafe { this.free_block(block, pool, block_layout) }
+        };
         let Some((stack, slot)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
         else {
             give_back(self);
@@ -215,6 +241,7 @@ impl<A: GlobalAlloc> Sampler<A> {
             let Some(record) = live::remove(ptr) else {
                 return false;
             };
+            budget::release_held(record.pool, record.layout(), record.sample.exact);
             if record.sample.tag != 0 {
                 check::scopes::on_free(record.sample.tag, record.size);
             }

@@ -95,6 +95,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod allocator;
+mod budget;
 mod check;
 mod config;
 mod fork;
@@ -126,6 +127,9 @@ mod unwind_cached;
 mod unwind_fp;
 
 pub use allocator::Sampler;
+pub use budget::{
+    DEFAULT_EXACT_MAX_LIVE_SAMPLES, DEFAULT_EXACT_MAX_STACKS, DEFAULT_MAX_PADDING_BYTES,
+};
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
 pub use live::DEFAULT_MAX_LIVE_SAMPLES;
@@ -144,11 +148,22 @@ pub use sampler::{
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_STACK_DEPTH, StackId};
 pub use totals::{Totals, totals};
 
-/// Bounds on the profiler's own tables. When one is full, new samples are dropped and counted
-/// in [`ProfilerStats::samples_dropped`]; memory never grows past them.
+/// Bounds on the profiler's own memory. When one is reached, new samples are dropped (counted
+/// in [`ProfilerStats::samples_dropped`]) or, past the padding bound, recorded without page
+/// alignment (counted in [`ProfilerStats::samples_unaligned`]); memory never grows past them.
+///
+/// Together they bound everything the profiler holds, whatever the sampling interval:
+/// [`Limits::budget_bytes`] is that bound, and every profile reports it
+/// ([`ProfilerStats::own_bytes_budget`]) beside what is held now
+/// ([`ProfilerStats::own_bytes`]). With the defaults: 290 MiB while sampling, 3.5 GiB in
+/// exact mode (interval 1, where every live block of the program is a record, ~150 bytes at
+/// most, and deep recursive code can make a distinct stack of most samples, ~1 KiB each). The symbol cache, used only when a report is written, is bounded apart
+/// (2^18 addresses) and counted in the totals' `overhead_*` figures.
 ///
 /// ```
-/// heapsampler::set_limits(heapsampler::Limits::default());
+/// let limits = heapsampler::Limits::default();
+/// assert!(limits.budget_bytes(false) < limits.budget_bytes(true));
+/// heapsampler::set_limits(limits);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -161,6 +176,21 @@ pub struct Limits {
     /// records beside their pages instead, in a fixed area bounded by the pool itself (16,384
     /// pages); past it they come from the inner allocator and count against this bound.
     pub max_live_samples: usize,
+    /// Distinct call stacks held at once by samples taken in exact mode (interval 1; default
+    /// [`DEFAULT_EXACT_MAX_STACKS`]). A `LeakCheck`'s records use `max_stacks`.
+    pub exact_max_stacks: usize,
+    /// Live records held at once in exact mode (interval 1; default
+    /// [`DEFAULT_EXACT_MAX_LIVE_SAMPLES`]): one per live block allocated since exact mode
+    /// started. A `LeakCheck`'s records use `max_live_samples`.
+    pub exact_max_live_samples: usize,
+    /// Bytes of page padding held by live sampled blocks (default
+    /// [`DEFAULT_MAX_PADDING_BYTES`]). A sampled block is page-aligned so that its free is
+    /// recognised by its address alone; a small one costs a page. Past this bound a sample is
+    /// recorded at its natural alignment instead, as exact records are; while such records are
+    /// live, every free of the program is checked against the live table's filter (measured:
+    /// +13 instructions a free, +200 where the filter bucket is occupied, as most are past
+    /// ~65,000 such records).
+    pub max_padding_bytes: usize,
 }
 
 impl Default for Limits {
@@ -168,11 +198,49 @@ impl Default for Limits {
         Limits {
             max_stacks: DEFAULT_MAX_STACKS,
             max_live_samples: DEFAULT_MAX_LIVE_SAMPLES,
+            exact_max_stacks: DEFAULT_EXACT_MAX_STACKS,
+            exact_max_live_samples: DEFAULT_EXACT_MAX_LIVE_SAMPLES,
+            max_padding_bytes: DEFAULT_MAX_PADDING_BYTES,
         }
     }
 }
 
-/// Sets the table bounds. Lowering a bound below what is held now keeps what is held and
+impl Limits {
+    /// The most memory the profiler can hold under these limits, in bytes: its stack table,
+    /// its live table, its page pool's idle pages and cells, and the padding bound; with the
+    /// exact-mode bounds if `exact`.
+    ///
+    /// ```
+    /// let sampling = heapsampler::Limits::default().budget_bytes(false);
+    /// assert!(sampling < 512 << 20);
+    /// ```
+    pub fn budget_bytes(&self, exact: bool) -> u64 {
+        let (stacks, records) = if exact {
+            (self.exact_max_stacks, self.exact_max_live_samples)
+        } else {
+            (self.max_stacks, self.max_live_samples)
+        };
+        budget::budget_bytes(stacks, records, self.max_padding_bytes)
+    }
+
+    /// The limits in force.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::Limits::current(), heapsampler::Limits::default());
+    /// ```
+    pub fn current() -> Limits {
+        let stacks = stacks::stats();
+        Limits {
+            max_stacks: stacks.max_stacks as usize,
+            max_live_samples: live::max_len(),
+            exact_max_stacks: stacks.exact_max_stacks as usize,
+            exact_max_live_samples: live::exact_max_len(),
+            max_padding_bytes: budget::max_padding(),
+        }
+    }
+}
+
+/// Sets the bounds. Lowering a bound below what is held now keeps what is held and
 /// refuses new entries until the count falls below it.
 ///
 /// ```
@@ -180,6 +248,7 @@ impl Default for Limits {
 /// # heapsampler::set_limits(heapsampler::Limits::default());
 /// ```
 pub fn set_limits(limits: Limits) {
-    stacks::set_max_stacks(limits.max_stacks);
-    live::set_max_len(limits.max_live_samples);
+    stacks::set_max_stacks(limits.max_stacks, limits.exact_max_stacks);
+    live::set_max_len(limits.max_live_samples, limits.exact_max_live_samples);
+    budget::set_max_padding(limits.max_padding_bytes);
 }

@@ -35,6 +35,8 @@ struct Padded(AtomicUsize);
 /// [`may_be_tracked`]).
 static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
 static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
+static EXACT_MAX_LIVE: AtomicUsize =
+    AtomicUsize::new(crate::budget::DEFAULT_EXACT_MAX_LIVE_SAMPLES);
 
 const FILTER_BITS: u32 = 16;
 const _: () = assert!(
@@ -118,7 +120,12 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     }
     let mut guard = shard(ptr as usize).lock();
     let map = guard.get_or_insert_with(new_map);
-    let per_shard = (MAX_LIVE.load(Ordering::Relaxed) / SHARDS).max(1);
+    let max = if crate::budget::exact_mode_sample(&record.sample) {
+        &EXACT_MAX_LIVE
+    } else {
+        &MAX_LIVE
+    };
+    let per_shard = (max.load(Ordering::Relaxed) / SHARDS).max(1);
     if map.len() >= per_shard || map.try_reserve(1).is_err() {
         return false;
     }
@@ -197,8 +204,13 @@ pub(crate) fn max_len() -> usize {
     MAX_LIVE.load(Ordering::Relaxed)
 }
 
-pub(crate) fn set_max_len(n: usize) {
+pub(crate) fn exact_max_len() -> usize {
+    EXACT_MAX_LIVE.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_max_len(n: usize, exact: usize) {
     MAX_LIVE.store(n.max(1), Ordering::Relaxed);
+    EXACT_MAX_LIVE.store(exact.max(1), Ordering::Relaxed);
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.

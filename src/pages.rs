@@ -47,6 +47,10 @@ const CHUNK_PAGES: usize = CHUNK_BYTES / PAGE;
 /// Idle bytes a class keeps resident for reuse; the memory of blocks freed beyond this goes back
 /// to the system.
 const MAX_IDLE_BYTES: usize = 1024 * 1024;
+/// The most [`own_bytes`] can reach: every class's idle bytes and a freshly carved chunk, every
+/// thread's spare, and the cells of the whole region.
+pub(crate) const MAX_OWN_BYTES: u64 =
+    (CLASSES * (MAX_IDLE_BYTES + CHUNK_BYTES) + MAX_THREAD_SLOTS * PAGE + CELLS_BYTES) as u64;
 /// Pages in the pool's region: 64 MiB.
 pub(crate) const REGION_PAGES: usize = 1 << 14;
 const REGION_BYTES: usize = REGION_PAGES * PAGE;

@@ -39,7 +39,7 @@ pub struct Profile {
 /// let stats = heapsampler::snapshot().profiler;
 /// assert!(stats.live_samples <= stats.samples);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfilerStats {
     /// Samples recorded since the process started.
     pub samples: u64,
@@ -61,6 +61,34 @@ pub struct ProfilerStats {
     /// Bytes the profiler allocated for its own work (symbolization, rendering) since start;
     /// never sampled, never a user site.
     pub overhead_alloc_bytes: u64,
+    /// Bound on distinct stacks of samples taken in exact mode (interval 1).
+    #[serde(default)]
+    pub exact_max_stacks: u64,
+    /// Bound on live records in exact mode (interval 1).
+    #[serde(default)]
+    pub exact_max_live_samples: u64,
+    /// Page padding held now by live page-aligned sampled blocks (a small sample takes a
+    /// page).
+    #[serde(default)]
+    pub padding_bytes: u64,
+    /// Bound on `padding_bytes`.
+    #[serde(default)]
+    pub max_padding_bytes: u64,
+    /// Samples recorded without page alignment because the padding bound was reached.
+    #[serde(default)]
+    pub samples_unaligned: u64,
+    /// The profiler's own memory now: `table_bytes` + `padding_bytes`.
+    #[serde(default)]
+    pub own_bytes: u64,
+    /// The most `own_bytes` can reach under the limits in force, for the current mode
+    /// ([`Limits::budget_bytes`](crate::Limits::budget_bytes)).
+    #[serde(default)]
+    pub own_bytes_budget: u64,
+    /// Live bytes no site accounts for: `totals.live_bytes` − Σ sites' `live_bytes`. Exact in
+    /// exact mode (blocks allocated before it started, by the profiler's own work, or whose
+    /// sample was dropped); at other intervals it includes the estimates' sampling error.
+    #[serde(default)]
+    pub unattributed_live_bytes: f64,
 }
 
 /// One call site: a distinct stack and its estimates.
@@ -158,6 +186,8 @@ pub fn snapshot() -> Profile {
     let _guard = sampler::enter_guard();
     sampler::flush_current_thread();
     let copies = stacks::collect();
+    // Read before this snapshot allocates its own sites (under the guard, but counted).
+    let totals = totals::read();
     let stats = stacks::stats();
     let mut sites = Vec::with_capacity(copies.len());
     let mut live_samples = 0;
@@ -188,11 +218,16 @@ pub fn snapshot() -> Profile {
         });
     }
     drop(copies);
+    let limits = crate::Limits::current();
+    let table_bytes = crate::internal_alloc::table_bytes() + crate::pages::own_bytes();
+    let padding_bytes = crate::budget::padding_bytes();
+    let attributed: f64 = sites.iter().map(|s| s.live_bytes).sum();
+    let sample_interval = sampler::sample_interval();
     Profile {
         pid: std::process::id(),
         timestamp_ms: now_ms(),
-        sample_interval: sampler::sample_interval(),
-        totals: totals::read(),
+        sample_interval,
+        totals,
         profiler: ProfilerStats {
             samples: stats.samples,
             samples_dropped: stats.dropped,
@@ -201,8 +236,16 @@ pub fn snapshot() -> Profile {
             stacks_evicted: stats.evicted,
             max_stacks: stats.max_stacks,
             max_live_samples: live::max_len() as u64,
-            table_bytes: crate::internal_alloc::table_bytes() + crate::pages::own_bytes(),
+            table_bytes,
             overhead_alloc_bytes: sampler::guarded_bytes(),
+            exact_max_stacks: limits.exact_max_stacks as u64,
+            exact_max_live_samples: limits.exact_max_live_samples as u64,
+            padding_bytes,
+            max_padding_bytes: limits.max_padding_bytes as u64,
+            samples_unaligned: crate::budget::unaligned_samples(),
+            own_bytes: table_bytes + padding_bytes,
+            own_bytes_budget: limits.budget_bytes(sample_interval == 1),
+            unattributed_live_bytes: totals.live_bytes as f64 - attributed,
         },
         sites,
     }

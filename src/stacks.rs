@@ -29,6 +29,7 @@ const SHARDS: usize = 1 << SHARD_BITS;
 pub type StackId = u32;
 
 static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS);
+static EXACT_MAX_STACKS: AtomicUsize = AtomicUsize::new(crate::budget::DEFAULT_EXACT_MAX_STACKS);
 static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static EVICTED: AtomicU64 = AtomicU64::new(0);
@@ -413,7 +414,7 @@ fn record_in(
     let id = match found {
         Some(id) => id,
         None => {
-            if STACK_COUNT.load(Ordering::Relaxed) >= MAX_STACKS.load(Ordering::Relaxed)
+            if STACK_COUNT.load(Ordering::Relaxed) >= max_for(sample)
                 || *next >= (u32::MAX >> SHARD_BITS)
             {
                 return None;
@@ -446,6 +447,23 @@ fn record_in(
     *samples += 1;
     Some((id, slot))
 }
+
+/// The bound on stacks that applies to a new stack of `sample`: the exact-mode one for an
+/// exact-mode sample (interval 1), the usual one otherwise.
+fn max_for(sample: &SampleInfo) -> usize {
+    if crate::budget::exact_mode_sample(sample) {
+        EXACT_MAX_STACKS.load(Ordering::Relaxed)
+    } else {
+        MAX_STACKS.load(Ordering::Relaxed)
+    }
+}
+
+/// The most one stack can cost the table: its boxed site, its frames at the deepest, and its
+/// entries in the shard's map and index, at their lowest load after growing (7/16).
+pub(crate) const STACK_BYTES: u64 = (core::mem::size_of::<Site>()
+    + MAX_STACK_DEPTH * core::mem::size_of::<usize>()
+    + ((core::mem::size_of::<(StackId, SiteBox)>() + 1 + core::mem::size_of::<StackId>() + 1) * 16)
+        .div_ceil(7)) as u64;
 
 /// Appends the raw return addresses of stack `id` to `out` (nothing if it was evicted or
 /// `out` cannot grow). `out` uses the table allocator: it may grow while the shard is locked.
@@ -576,6 +594,7 @@ pub(crate) struct StackStats {
     pub stacks: u64,
     pub evicted: u64,
     pub max_stacks: u64,
+    pub exact_max_stacks: u64,
 }
 
 pub(crate) fn stats() -> StackStats {
@@ -593,11 +612,13 @@ pub(crate) fn stats() -> StackStats {
         stacks: STACK_COUNT.load(Ordering::Relaxed) as u64,
         evicted: EVICTED.load(Ordering::Relaxed),
         max_stacks: MAX_STACKS.load(Ordering::Relaxed) as u64,
+        exact_max_stacks: EXACT_MAX_STACKS.load(Ordering::Relaxed) as u64,
     }
 }
 
-pub(crate) fn set_max_stacks(n: usize) {
+pub(crate) fn set_max_stacks(n: usize, exact: usize) {
     MAX_STACKS.store(n.max(1), Ordering::Relaxed);
+    EXACT_MAX_STACKS.store(exact.max(1), Ordering::Relaxed);
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.

@@ -174,9 +174,11 @@ fn flood(depth: u32, bits: u32) -> *mut u8 {
 #[test]
 fn full_tables_drop_and_count_samples_and_stay_within_bounds() {
     let _lock = config_lock();
+    // Interval 1: the exact-mode bounds are the ones that apply.
     heapsampler::set_limits(heapsampler::Limits {
-        max_stacks: 300,
-        max_live_samples: 500,
+        exact_max_stacks: 300,
+        exact_max_live_samples: 500,
+        ..Default::default()
     });
     heapsampler::set_sample_interval(1);
     let before = heapsampler::snapshot().profiler;

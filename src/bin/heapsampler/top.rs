@@ -77,12 +77,23 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
         int(p.stacks),
         int(p.samples_dropped)
     )?;
+    if p.own_bytes_budget > 0 {
+        writeln!(
+            out,
+            "memory    profiler holds {} (a budget of {}); {} samples unaligned",
+            bytes(p.own_bytes as f64),
+            bytes(p.own_bytes_budget as f64),
+            int(p.samples_unaligned)
+        )?;
+    }
     if p.samples_dropped > 0 {
         writeln!(
             out,
             "warning   {} samples were dropped because a table was full: site estimates are \
-             too low (raise the limits or the sample interval)",
-            int(p.samples_dropped)
+             too low, {} live not attributed to a site (raise the limits or the sample \
+             interval)",
+            int(p.samples_dropped),
+            bytes(p.unattributed_live_bytes.max(0.0))
         )?;
     }
     Ok(())
