@@ -19,6 +19,7 @@
 #   --cg-variants LIST the variants measured under callgrind (default: the --variants less
 #                      exact, dhat and re_memory, whose 10-70x instructions take long there)
 #   --no-callgrind | --no-wall
+#   --no-build         use the binaries of an earlier run (benches/compare/target/variants)
 #   --out DIR          raw results, callgrind profiles, the report (default
 #                      benches/compare/target/results)
 # Needs: a Rust toolchain, a C compiler, make (jemalloc's build), python3, valgrind and
@@ -35,6 +36,7 @@ scale="1,syn=0.25"
 cg_scale="0.05,json=0.1,maps=0.1,syn=0.02"
 do_cg=1
 do_wall=1
+do_build=1
 out="$crate/target/results"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -46,8 +48,9 @@ while [ $# -gt 0 ]; do
         --cg-scale) cg_scale="$2"; shift 2 ;;
         --no-callgrind) do_cg=0; shift ;;
         --no-wall) do_wall=0; shift ;;
+        --no-build) do_build=0; shift ;;
         --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -104,6 +107,7 @@ fi
 mkdir -p "$out" "$crate/target/variants"
 features="$( (echo "$variants,$cg_variants,count" | tr ',' '\n' | while read -r v; do feature "$v"; done) | awk 'NF && !seen[$0]++')"
 for f in $features; do
+    [ "$do_build" = 1 ] || continue
     echo "== build $f" >&2
     (cd "$crate" && cargo build --quiet --release --features "$f" >&2)
     cp "$crate/target/release/compare" "$crate/target/variants/compare-$f"
@@ -122,7 +126,7 @@ run() {
 raw="$out/raw.tsv"
 : >"$raw"
 {
-    echo "machine	$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(ldd --version | head -1 | sed 's/.* //') glibc, $(rustc --version | cut -d' ' -f1-2), valgrind $(valgrind --version 2>/dev/null | sed 's/valgrind-//' || echo none)"
+    echo "machine	$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), glibc $(ldd --version | head -1 | sed 's/.* //'), $(rustc --version | cut -d' ' -f1-2), valgrind $(valgrind --version 2>/dev/null | sed 's/valgrind-//' || echo none)"
     echo "date	$(date -u +%Y-%m-%dT%H:%MZ)"
 } >>"$raw"
 
@@ -134,7 +138,9 @@ if [ "$do_cg" = 1 ]; then
     for w in "${W[@]}"; do
         s="$(scale_of "$cg_scale" "$w")"
         # Allocator calls the program makes at this scale (the same for every build).
-        calls="$(run count "$w" "$s" 2>&1 >/dev/null | sed -n 's/^allocator calls: \([0-9]*\).*/\1/p')"
+        run count "$w" "$s" 2>"$out/count.log" >/dev/null
+        calls="$(sed -n 's/^allocator calls: \([0-9]*\).*/\1/p' "$out/count.log")"
+        [ "$w" != syn ] || printf 'note\tcallgrind %s\n' "$(grep '^syn:' "$out/count.log")" >>"$raw"
         printf 'calls\t%s\t%s\t%s\n' "$w" "$s" "$calls" >>"$raw"
         for v in "${CV[@]}"; do
             echo "== callgrind $w $v (scale $s)" >&2
@@ -157,6 +163,7 @@ if [ "$do_wall" = 1 ]; then
                 echo "== wall $w round $((r + 1))/$runs $v (scale $s)" >&2
                 run "$v" "$w" "$s" /usr/bin/time -f '%e %M' -o "$out/time.tmp" >/dev/null 2>"$out/wall.log"
                 read -r secs rss <"$out/time.tmp"
+                [ "$w$r$i" != syn00 ] || printf 'note\twall %s\n' "$(grep '^syn:' "$out/wall.log")" >>"$raw"
                 printf 'wall\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$v" "$r" "$secs" "$rss" >>"$raw"
             done
         done

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Markdown tables from the raw results of benches/compare.sh (raw.tsv)."""
+"""Markdown tables from the raw results of benches/compare.sh (raw.tsv; several files are
+merged, a later one winning)."""
 
 import statistics
 import sys
@@ -42,17 +43,21 @@ def table(head, rows):
     return "\n".join(out)
 
 
-def main(path):
+def main(paths):
     meta = {}
+    notes = []
     cg = {}
     cg_scale = {}
     calls = {}
     wall = defaultdict(dict)  # (w, v) -> {round: (secs, rss)}
     wall_scale = {}
-    for line in open(path):
+    lines = [line for path in paths for line in open(path)]
+    for line in lines:
         f = line.rstrip("\n").split("\t")
         if f[0] in ("machine", "date"):
             meta[f[0]] = f[1]
+        elif f[0] == "note":
+            notes.append(f[1])
         elif f[0] == "cg" and f[4]:
             cg[(f[1], f[3])] = int(f[4])
             cg_scale[f[1]] = f[2]
@@ -62,6 +67,10 @@ def main(path):
             wall[(f[1], f[3])][int(f[4])] = (float(f[5]), int(f[6]))
             wall_scale[f[1]] = f[2]
     print(f"Machine: {meta.get('machine', '?')}; {meta.get('date', '')}.\n")
+    for n in notes:
+        print(f"- {n}")
+    if notes:
+        print()
 
     if cg:
         ws = [w for w in WORKLOADS if w in cg_scale]
@@ -142,4 +151,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
