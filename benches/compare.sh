@@ -2,8 +2,9 @@
 # Whole programs side by side: benches/compare/ built once per global allocator, then
 #   (a) instruction counts under valgrind's callgrind (exact and repeatable, even on a busy
 #       machine) at a reduced scale, and
-#   (b) wall time and peak RSS, each run a whole process, the variants of a workload taken in
-#       turn in every round (A B C, B C A, ...), the median over the rounds,
+#   (b) wall time, CPU time (user + system) and peak RSS, each run a whole process, the
+#       variants of a workload taken in turn in every round (A B C, B C A, ...), the median
+#       over the rounds,
 # each as a ratio against the variant on the same inner allocator (Sampler<System> against
 # System, Sampler<jemalloc> and jemalloc's profiler against jemalloc, ...). Prints markdown.
 #
@@ -55,7 +56,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$cg_variants" ] ||
-    cg_variants="$(echo "$variants" | tr ',' '\n' | grep -vxE 'exact|dhat|re_memory' | paste -sd, -)"
+    cg_variants="$(echo "$variants" | tr ',' '\n' | { grep -vxE 'exact|dhat|re_memory' || true; } | paste -sd, -)"
 
 # The variant another is measured against.
 baseline() {
@@ -161,10 +162,10 @@ if [ "$do_wall" = 1 ]; then
             for ((i = 0; i < n; i++)); do
                 v="${V[$(((i + r) % n))]}"
                 echo "== wall $w round $((r + 1))/$runs $v (scale $s)" >&2
-                run "$v" "$w" "$s" /usr/bin/time -f '%e %M' -o "$out/time.tmp" >/dev/null 2>"$out/wall.log"
-                read -r secs rss <"$out/time.tmp"
+                run "$v" "$w" "$s" python3 "$crate/measure.py" >"$out/time.tmp" 2>"$out/wall.log"
+                read -r secs rss cpu < <(tail -1 "$out/time.tmp")
                 [ "$w$r$i" != syn00 ] || printf 'note\twall %s\n' "$(grep '^syn:' "$out/wall.log")" >>"$raw"
-                printf 'wall\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$v" "$r" "$secs" "$rss" >>"$raw"
+                printf 'wall\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$v" "$r" "$secs" "$rss" "$cpu" >>"$raw"
             done
         done
     done

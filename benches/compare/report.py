@@ -64,7 +64,8 @@ def main(paths):
         elif f[0] == "calls" and f[3]:
             calls[f[1]] = int(f[3])
         elif f[0] == "wall":
-            wall[(f[1], f[3])][int(f[4])] = (float(f[5]), int(f[6]))
+            cpu = float(f[7]) if len(f) > 7 and f[7] else None
+            wall[(f[1], f[3])][int(f[4])] = (float(f[5]), int(f[6]), cpu)
             wall_scale[f[1]] = f[2]
     print(f"Machine: {meta.get('machine', '?')}; {meta.get('date', '')}.\n")
     for n in notes:
@@ -110,14 +111,19 @@ def main(paths):
         ws = [w for w in WORKLOADS if w in wall_scale]
         vs = ordered({v for (_, v) in wall})
         rounds = max(len(r) for r in wall.values())
-        for kind in ("wall", "rss"):
+        has_cpu = all(r[2] is not None for runs in wall.values() for r in runs.values())
+        for kind in ("wall", "cpu", "rss") if has_cpu else ("wall", "rss"):
             if kind == "wall":
                 print(f"**Wall time** (median of {rounds} rounds, the variants in turn; a baseline "
                       "in seconds, the others as the median of their ratio to the baseline in "
                       "the same round)\n")
+            elif kind == "cpu":
+                print("**CPU time**, user + system (as wall time; less disturbed by other "
+                      "processes on a busy machine, 10 ms resolution)\n")
             else:
                 print(f"**Peak RSS** (median of {rounds} runs; a baseline in MiB, the others as "
                       "a ratio to it and the difference in MiB)\n")
+            i = {"wall": 0, "rss": 1, "cpu": 2}[kind]
             head = ["", *[f"{w} ({wall_scale[w]})" for w in ws]]
             rows = []
             for v in vs:
@@ -129,22 +135,21 @@ def main(paths):
                     if not mine:
                         cells.append("")
                         continue
-                    i = 0 if kind == "wall" else 1
                     if b == v:
                         x = statistics.median(m[i] for m in mine.values())
-                        cells.append(f"{x:.2f} s" if kind == "wall" else f"{x / 1024:.1f}")
+                        cells.append(f"{x / 1024:.1f}" if kind == "rss" else f"{x:.2f} s")
                         continue
-                    common = [r for r in mine if r in base]
+                    common = [r for r in mine if r in base and base[r][i] > 0]
                     if not common:
                         cells.append("")
                         continue
-                    if kind == "wall":
-                        ratio = statistics.median(mine[r][0] / base[r][0] for r in common)
-                        cells.append(f"{ratio:.2f}")
-                    else:
+                    if kind == "rss":
                         mv = statistics.median(mine[r][1] for r in common)
                         bv = statistics.median(base[r][1] for r in common)
                         cells.append(f"{mv / bv:.3f} ({(mv - bv) / 1024:+.1f})")
+                    else:
+                        ratio = statistics.median(mine[r][i] / base[r][i] for r in common)
+                        cells.append(f"{ratio:.2f}")
                 rows.append([LABEL.get(v, v), *cells])
             print(table(head, rows))
             print()
