@@ -114,7 +114,11 @@ impl<P> Drop for Profiler<P> {
 pub fn finish() {
     #[cfg(feature = "count")]
     counting::print();
-    #[cfg(any(feature = "sampler", feature = "sampler-jemalloc", feature = "sampler-mimalloc"))]
+    #[cfg(any(
+        feature = "sampler",
+        feature = "sampler-jemalloc",
+        feature = "sampler-mimalloc"
+    ))]
     {
         let t = heapsampler::totals();
         eprintln!(
@@ -162,8 +166,11 @@ mod counting {
     pub fn print() {
         let counts: Vec<u64> = CALLS.iter().map(|c| c.load(Relaxed)).collect();
         let total: u64 = counts.iter().sum();
-        let parts: Vec<String> =
-            NAMES.iter().zip(&counts).map(|(n, c)| format!("{n} {c}")).collect();
+        let parts: Vec<String> = NAMES
+            .iter()
+            .zip(&counts)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect();
         eprintln!("allocator calls: {total} ({})", parts.join(", "));
     }
 }

@@ -92,7 +92,9 @@ pub fn json(scale: f64) -> u64 {
                 })
             })
             .collect();
-        let tags: Vec<String> = (0..rng.below(5)).map(|t| format!("tag{}", t * 7 + rng.below(7))).collect();
+        let tags: Vec<String> = (0..rng.below(5))
+            .map(|t| format!("tag{}", t * 7 + rng.below(7)))
+            .collect();
         doc.push(serde_json::json!({
             "id": id,
             "customer": format!("Customer number {}", rng.below(50_000)),
@@ -128,7 +130,9 @@ pub fn maps(scale: f64) -> u64 {
         }
         let mut tree: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for (k, v) in &hash {
-            tree.entry(format!("{:x}", k % 40_000)).or_default().push(v.len() as u32);
+            tree.entry(format!("{:x}", k % 40_000))
+                .or_default()
+                .push(v.len() as u32);
         }
         sum = sum.wrapping_add(hash.len() as u64 + tree.len() as u64);
         sum = sum.wrapping_add(tree.values().map(|v| v.len() as u64).sum::<u64>());
@@ -171,17 +175,28 @@ pub fn syn(scale: f64) -> u64 {
     let dir = match std::env::var_os("COMPARE_SYN_DIR") {
         Some(d) => std::path::PathBuf::from(d),
         None => {
-            let home = std::env::var_os("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
-                std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME or CARGO_HOME")).join(".cargo")
-            });
+            let home = std::env::var_os("CARGO_HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME or CARGO_HOME"))
+                        .join(".cargo")
+                });
             home.join("registry").join("src")
         }
     };
     let mut files = Vec::new();
     walk(&dir, &mut files);
     files.sort();
-    let step = if scale < 1.0 { (1.0 / scale).round() as usize } else { 1 };
-    let passes = if scale > 1.0 { scale.round() as usize } else { 1 };
+    let step = if scale < 1.0 {
+        (1.0 / scale).round() as usize
+    } else {
+        1
+    };
+    let passes = if scale > 1.0 {
+        scale.round() as usize
+    } else {
+        1
+    };
     let (mut parsed, mut failed, mut bytes) = (0usize, 0usize, 0usize);
     let mut kept = Vec::new();
     let mut items = 0u64;
@@ -214,9 +229,13 @@ pub fn syn(scale: f64) -> u64 {
 }
 
 fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         let path = entry.path();
         if kind.is_dir() {
             walk(&path, out);
