@@ -59,7 +59,12 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(20));
-    for round in 0..200 {
+    // Fewer rounds where each fork is slow (.ci/valgrind.sh runs this test under memcheck).
+    let rounds: u32 = std::env::var("HEAPSAMPLER_TEST_FORK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    for round in 0..rounds {
         // SAFETY: fork has no preconditions; the child only allocates, snapshots and exits
         // with `_exit`, never returning into the test harness.
         let pid = unsafe { libc::fork() };
