@@ -42,7 +42,7 @@ static GLOBAL: heapsampler::Sampler<tikv_jemallocator::Jemalloc> =
 #[cfg(feature = "jemalloc-prof")]
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8; 44] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
+pub static malloc_conf: &[u8; 45] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
 #[cfg(feature = "jemalloc-prof")]
 pub const NAME: &str = "jemalloc-prof";
 
