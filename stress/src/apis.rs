@@ -407,6 +407,22 @@ pub fn fork_child(leak_check: bool) -> Result<(), String> {
             return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
         }
         if std::time::Instant::now() > deadline {
+            // Where it hangs, if gdb is there to tell.
+            let stacks = std::process::Command::new("gdb")
+                .args([
+                    "-p",
+                    &pid.to_string(),
+                    "-batch",
+                    "-ex",
+                    "thread apply all bt",
+                ])
+                .output();
+            if let Ok(out) = stacks {
+                eprintln!(
+                    "forked child {pid} hung; its stack:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
             // SAFETY: kills and reaps our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
