@@ -18,17 +18,20 @@ pub(crate) fn install() {
     }
 }
 
-/// Every table lock, in one fixed order: stacks, live blocks, the page pool, thread names,
-/// the totals' fold lock, symbols, the loader gate, and last the tables' heap (taken while a
-/// table's lock is held, so it must come after all of theirs).
+/// Every table lock, in one fixed order: the symbolizer and the symbol cache, stacks, live
+/// blocks, the page pool, thread names, the totals' fold lock, the loader gate, and last the
+/// tables' heap (taken while a table's lock is held, so it must come after all of theirs).
 /// The cold path never holds two of these at once, so this order cannot deadlock with it.
+/// Symbolization's locks come first: their holders allocate and free under the guard, and a
+/// free of a page-aligned block looks the live table up (a shard lock), so they may take a
+/// table lock after theirs; nothing holding a table lock symbolizes.
 fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
+    crate::symbolize::each_fork_lock(f);
     crate::stacks::each_fork_lock(f);
     crate::live::each_fork_lock(f);
     crate::pages::each_fork_lock(f);
     crate::threads::each_fork_lock(f);
     crate::totals::each_fork_lock(f);
-    crate::symbolize::each_fork_lock(f);
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
     crate::unwind_cached::each_fork_lock(f);
     crate::internal_alloc::each_fork_lock(f);

@@ -16,6 +16,11 @@ type Cache = HashMap<u64, Arc<[Frame]>>;
 const MAX_CACHED: usize = 1 << 18;
 
 static CACHE: ForkMutex<Option<Cache>> = ForkMutex::new(None);
+/// Held around every call into the `backtrace` crate's symbolizer, which serialises calls with
+/// a lock of its own that `fork()` cannot see: the prepare handler takes this one first, so no
+/// thread is inside the symbolizer at a fork and the child's copy of that lock is free (a
+/// forked child symbolizing — a leak check finishing — waited for ever otherwise).
+static RESOLVING: ForkMutex<()> = ForkMutex::new(());
 
 /// Symbolizes one address (all its inlined frames, innermost first).
 pub fn resolve(address: u64) -> Arc<[Frame]> {
@@ -24,6 +29,7 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
         return hit;
     }
     let mut frames = Vec::new();
+    let resolving = RESOLVING.lock();
     backtrace::resolve(address as usize as *mut core::ffi::c_void, |sym| {
         frames.push(Frame {
             address,
@@ -32,6 +38,7 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
             line: sym.lineno(),
         });
     });
+    drop(resolving);
     if frames.is_empty() {
         frames.push(Frame {
             address,
@@ -77,7 +84,9 @@ pub fn clear_cache() {
     }
 }
 
-/// Hands the symbol cache's lock to the `pthread_atfork` handlers, so a child can symbolize.
+/// Hands the symbolizer's lock and the symbol cache's to the `pthread_atfork` handlers, so a
+/// child can symbolize.
 pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+    f(&RESOLVING);
     f(&CACHE);
 }

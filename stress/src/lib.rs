@@ -5,6 +5,8 @@
 //! Every test and binary of this crate links it (`use stress as _;` or a helper), so every one
 //! of them runs under the oracle.
 
+pub mod apis;
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -235,4 +237,17 @@ pub fn assert_totals_match(context: &str) {
         "{context}: heapsampler totals [alloc bytes, allocs, freed bytes, frees, live] \
          differ from the oracle's"
     );
+}
+
+/// A fresh directory for report files, `<name>-<pid>`: under `/dev/shm` where it exists (the
+/// reporter syncs every file it writes, tens of milliseconds on a disk and nothing in memory;
+/// durability is not what these programs test), else under the temporary directory.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("{name}-{}", std::process::id()))
 }
