@@ -110,11 +110,15 @@ impl ApiState {
 }
 
 /// Runs every guarded API once (a round), with program allocations between the calls, and
-/// calls `check(step)` after each step. `threads` allows the steps that start threads of their
+/// calls `check(step)` after each step. Panics when an API misbehaves (a planted leak not
+/// caught, a written report that does not read back). `threads` allows the steps that start threads of their
 /// own (all joined before the step's check).
 pub fn every_api(state: &mut ApiState, threads: bool, check: &mut dyn FnMut(&str)) {
     state.round += 1;
     let round = state.round;
+    // On plain System (`STRESS_ALLOCATOR=system`) leak checks record nothing: the same calls
+    // are made, their findings not checked.
+    let exact = !crate::is_plain_system();
     let step = |state: &mut ApiState, name: &str, f: &mut dyn FnMut(&mut ApiState)| {
         state.program(state.steps);
         f(state);
@@ -299,8 +303,10 @@ pub fn every_api(state: &mut ApiState, threads: bool, check: &mut dyn FnMut(&str
             let caught = report.sites_in("planted_leak").len() == 1
                 && report.leaked_blocks == 1
                 && report.leaked_bytes == leak.len() as u64;
-            assert!(caught, "the planted leak, and only it: {report}");
-            state.leaks.1 += 1;
+            if exact {
+                assert!(caught, "the planted leak, and only it: {report}");
+                state.leaks.1 += 1;
+            }
             black_box(report.to_string());
             drop(leak); // freed after the check: the record leaves the profile
         },
@@ -356,11 +362,13 @@ pub fn every_api(state: &mut ApiState, threads: bool, check: &mut dyn FnMut(&str
             let leak = std::thread::spawn(leaked).join().expect("joined");
             let report = check.finish();
             state.leaks.0 += 1;
-            assert!(
-                report.leaked_blocks == 1 && report.sites_in("planted_leak").len() == 1,
-                "the planted leak of a joined thread, and only it: {report}"
-            );
-            state.leaks.1 += 1;
+            if exact {
+                assert!(
+                    report.leaked_blocks == 1 && report.sites_in("planted_leak").len() == 1,
+                    "the planted leak of a joined thread, and only it: {report}"
+                );
+                state.leaks.1 += 1;
+            }
             drop(leak);
         });
         check(&done);
@@ -370,7 +378,7 @@ pub fn every_api(state: &mut ApiState, threads: bool, check: &mut dyn FnMut(&str
             state,
             "fork (a child that allocates and runs a leak check)",
             &mut |state| {
-                if let Err(e) = fork_child(true) {
+                if let Err(e) = fork_child(exact) {
                     panic!("round {round}: {e}");
                 }
                 state.children += 1;
