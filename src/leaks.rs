@@ -175,15 +175,25 @@ impl LeakDetector {
     /// ```
     pub const MIN_REPORTS: usize = 5;
 
+    /// Most profiles a window holds; longer windows are lowered to it. The detector keeps a few
+    /// numbers per site and profile of the window, so an absurd window (a typo, `usize::MAX`)
+    /// must not become an allocation the program cannot survive.
+    ///
+    /// ```
+    /// assert_eq!(heapsampler::LeakDetector::new(usize::MAX).window(), heapsampler::LeakDetector::MAX_WINDOW);
+    /// ```
+    pub const MAX_WINDOW: usize = 1000;
+
     /// A detector over the last `window` profiles (DESIGN: K = 10 by default). Windows
-    /// shorter than [`MIN_REPORTS`](Self::MIN_REPORTS) are raised to it: fewer reports cannot show a trend.
+    /// shorter than [`MIN_REPORTS`](Self::MIN_REPORTS) are raised to it: fewer reports cannot show a trend;
+    /// longer than [`MAX_WINDOW`](Self::MAX_WINDOW) are lowered to it.
     ///
     /// ```
     /// let detector = heapsampler::LeakDetector::new(3);
     /// assert_eq!(detector.window(), heapsampler::LeakDetector::MIN_REPORTS);
     /// ```
     pub fn new(window: usize) -> Self {
-        let window = window.max(Self::MIN_REPORTS);
+        let window = window.clamp(Self::MIN_REPORTS, Self::MAX_WINDOW);
         LeakDetector {
             window,
             min_growth_bytes: 0.0,

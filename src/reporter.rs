@@ -119,7 +119,8 @@ impl Reporter {
     }
 
     /// Looks for leaks over the last `k` reports (at least
-    /// [`LeakDetector::MIN_REPORTS`]: fewer cannot show a trend), against the highest level
+    /// [`LeakDetector::MIN_REPORTS`]: fewer cannot show a trend; at most
+    /// [`LeakDetector::MAX_WINDOW`]), against the highest level
     /// each site held in all the reports before them (see [`LeakDetector`]).
     ///
     /// ```
@@ -127,7 +128,7 @@ impl Reporter {
     /// assert_eq!(r.leak_window_len(), 20);
     /// ```
     pub fn leak_window(mut self, k: usize) -> Reporter {
-        self.leak_window = k.max(LeakDetector::MIN_REPORTS);
+        self.leak_window = k.clamp(LeakDetector::MIN_REPORTS, LeakDetector::MAX_WINDOW);
         self
     }
 
