@@ -118,13 +118,14 @@ pub use record::countdown::{
 };
 pub use record::live_table::DEFAULT_MAX_LIVE_SAMPLES;
 pub use record::sampler::Sampler;
-pub use record::stack_table::{DEFAULT_MAX_STACKS, MAX_STACK_DEPTH, StackId};
+pub use record::stack_table::{DEFAULT_MAX_STACKS, StackId};
 pub use record::totals::{Totals, totals};
 pub use report::json::{Report, ReportError};
 pub use service::reporter::{
     DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,
     env_reporter,
 };
+pub use unwind::capture::MAX_STACK_DEPTH;
 
 /// Bounds on the profiler's own memory. When one is reached, new samples are dropped (counted
 /// in [`ProfilerStats::samples_dropped`]) or, past the padding bound, recorded without page

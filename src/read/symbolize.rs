@@ -6,7 +6,7 @@
 
 use crate::read::profile::Frame;
 use crate::record::countdown;
-use crate::sys::lock::ForkMutex;
+use crate::sys::lock::{ForkLock, ForkMutex};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -24,6 +24,7 @@ static RESOLVING: ForkMutex<()> = ForkMutex::new(());
 
 /// Symbolizes one address (all its inlined frames, innermost first).
 pub fn resolve(address: u64) -> Arc<[Frame]> {
+    register_fork_locks();
     let _guard = countdown::enter_guard();
     if let Some(hit) = CACHE.lock().as_ref().and_then(|c| c.get(&address).cloned()) {
         return hit;
@@ -78,15 +79,30 @@ pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
 
 /// Empties the cache (for measuring cold symbolization).
 pub fn clear_cache() {
+    register_fork_locks();
     let _guard = countdown::enter_guard();
     if let Some(c) = CACHE.lock().as_mut() {
         c.clear();
     }
 }
 
-/// Hands the symbolizer's lock and the symbol cache's to the `pthread_atfork` handlers, so a
-/// child can symbolize.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
-    f(&RESOLVING);
-    f(&CACHE);
+/// The symbolizer's lock and the symbol cache's, in the order the `pthread_atfork` handlers
+/// take them (ahead of every table's), so a child can symbolize.
+static FORK_LOCKS: &[&dyn ForkLock] = &[&RESOLVING, &CACHE];
+
+/// Hands [`FORK_LOCKS`] to the fork handlers; before either lock is first taken.
+fn register_fork_locks() {
+    crate::record::lifecycle::register_outer_locks(&FORK_LOCKS);
 }
+
+/// Registers the locks before `main`, before any thread could hold them (the registration in
+/// [`resolve`] and [`clear_cache`] covers other platforms).
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_FORK_LOCKS: extern "C" fn() = {
+    extern "C" fn register() {
+        register_fork_locks();
+    }
+    register
+};

@@ -19,7 +19,7 @@
 
 use crate::record::totals;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -49,6 +49,8 @@ pub(crate) const WEIGHT_ONE: u64 = 1 << 16;
 const NEVER: i64 = i64::MAX / 2;
 
 static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
+/// Set once the program chose the interval itself.
+static INTERVAL_EXPLICIT: AtomicBool = AtomicBool::new(false);
 static SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
 /// Bumped by every configuration change; threads compare it on their cold path.
 static CONFIG_GEN: AtomicU64 = AtomicU64::new(1);
@@ -583,8 +585,14 @@ fn reseed(h: &Hot, seed: u64) {
 /// heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
 /// ```
 pub fn set_sample_interval(bytes: u64) {
-    crate::service::config::note_explicit_interval();
+    INTERVAL_EXPLICIT.store(true, Ordering::Relaxed);
     store_interval(bytes);
+}
+
+/// Whether the program chose the interval itself ([`set_sample_interval`]), so that the
+/// environment's configuration must not override it.
+pub(crate) fn interval_is_explicit() -> bool {
+    INTERVAL_EXPLICIT.load(Ordering::Relaxed)
 }
 
 pub(crate) fn store_interval(bytes: u64) {

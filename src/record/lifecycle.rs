@@ -2,9 +2,27 @@
 //! tables and unlocked locks (DESIGN.md section 7).
 
 use crate::sys::lock::ForkLock;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Locks of the reading side (the symbolizer's), taken ahead of every table's; null until
+/// their owner registers them ([`register_outer_locks`]). The record side never imports the
+/// reading side: it learns of these locks this way.
+static OUTER: AtomicPtr<&'static [&'static dyn ForkLock]> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers `locks` to be taken (in order) ahead of every table lock across `fork()`: their
+/// holders may take a table lock after theirs. Call it before any of them is first taken; the
+/// first registration stays (there is one such owner, the symbolizer).
+pub(crate) fn register_outer_locks(locks: &'static &'static [&'static dyn ForkLock]) {
+    let ptr = locks as *const &'static [&'static dyn ForkLock] as *mut _;
+    let _ = OUTER.compare_exchange(
+        core::ptr::null_mut(),
+        ptr,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+}
 
 /// Registers the `pthread_atfork` handlers once per process.
 pub(crate) fn install() {
@@ -18,7 +36,8 @@ pub(crate) fn install() {
     }
 }
 
-/// Every table lock, in one fixed order: the symbolizer and the symbol cache, stacks, live
+/// Every table lock, in one fixed order: the registered outer locks (the symbolizer and the
+/// symbol cache), stacks, live
 /// blocks, the page pool, thread names, the totals' fold lock, the loader gate, and last the
 /// tables' heap (taken while a table's lock is held, so it must come after all of theirs).
 /// The cold path never holds two of these at once, so this order cannot deadlock with it.
@@ -26,7 +45,12 @@ pub(crate) fn install() {
 /// free of a page-aligned block looks the live table up (a shard lock), so they may take a
 /// table lock after theirs; nothing holding a table lock symbolizes.
 fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
-    crate::read::symbolize::each_fork_lock(f);
+    // SAFETY: a non-null `OUTER` was stored from a `&'static` reference.
+    if let Some(outer) = unsafe { OUTER.load(Ordering::Acquire).as_ref() } {
+        for &lock in outer.iter() {
+            f(lock);
+        }
+    }
     crate::record::stack_table::each_fork_lock(f);
     crate::record::live_table::each_fork_lock(f);
     crate::record::page_pool::each_fork_lock(f);

@@ -5,7 +5,8 @@ use crate::record::countdown::{self, Decision, SampleInfo};
 use crate::record::live_table::{self, LiveRecord, PAGE};
 use crate::record::page_pool;
 use crate::record::scopes;
-use crate::record::stack_table::{self, MAX_STACK_DEPTH};
+use crate::record::stack_table;
+use crate::unwind::capture::{MAX_STACK_DEPTH, OwnFunctions};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
@@ -62,15 +63,14 @@ impl<A> Sampler<A> {
 impl<A: GlobalAlloc> Sampler<A> {
     /// Entry addresses of the functions that can be on the stack between the program and the
     /// stack walker, so captured stacks start at the program's frame.
-    fn own_functions() -> stack_table::OwnFunctions {
+    fn own_functions() -> OwnFunctions {
         [
             Self::alloc_cold as unsafe fn(&Self, Layout, bool) -> *mut u8 as usize,
             Self::alloc_sampled as unsafe fn(&Self, Layout, bool, SampleInfo) -> *mut u8 as usize,
             Self::realloc_cold as unsafe fn(&Self, *mut u8, Layout, usize, bool) -> *mut u8
                 as usize,
-            stack_table::capture
-                as fn(&mut [usize; MAX_STACK_DEPTH], &stack_table::OwnFunctions) -> usize
-                as usize,
+            crate::unwind::capture_stack
+                as fn(&mut [usize; MAX_STACK_DEPTH], &OwnFunctions) -> usize as usize,
         ]
     }
 
@@ -107,7 +107,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool, info: SampleInfo) -> *mut u8 {
         let _guard = countdown::enter_guard();
         let mut frames = [0usize; MAX_STACK_DEPTH];
-        let depth = stack_table::capture(&mut frames, &Self::own_functions());
+        let depth = crate::unwind::capture_stack(&mut frames, &Self::own_functions());
         let plain = |this: &Self| {
             stack_table::count_dropped();
             if info.tag != 0 {

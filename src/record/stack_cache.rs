@@ -17,9 +17,10 @@
 //! every sample the long way.
 
 use crate::record::countdown::SampleInfo;
-use crate::record::stack_table::{MAX_STACK_DEPTH, StackId};
+use crate::record::stack_table::StackId;
 use crate::sys::single_writer::{seq_read, seq_write};
 use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};
+use crate::unwind::capture::MAX_STACK_DEPTH;
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// Samples a thread adds to its pending sums before it flushes them into the site.

@@ -17,26 +17,16 @@
 //! [`Reporter`]: crate::Reporter
 //! [`env_reporter`]: crate::env_reporter
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::record::countdown::interval_is_explicit;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-static INTERVAL_EXPLICIT: AtomicBool = AtomicBool::new(false);
 /// Wall-clock time the constructor ran (≈ process start), ms since the epoch; 0 = unknown.
 static PROCESS_START_MS: AtomicU64 = AtomicU64::new(0);
 static ENV: OnceLock<EnvConfig> = OnceLock::new();
-
-/// Records that the program chose the interval itself, so the environment cannot override it.
-pub(crate) fn note_explicit_interval() {
-    INTERVAL_EXPLICIT.store(true, Ordering::Relaxed);
-}
-
-/// Whether the program set the interval explicitly.
-pub(crate) fn interval_is_explicit() -> bool {
-    INTERVAL_EXPLICIT.load(Ordering::Relaxed)
-}
 
 /// When the process started (as seen by the constructor), ms since the Unix epoch.
 pub(crate) fn process_start_ms() -> Option<u64> {

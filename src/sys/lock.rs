@@ -174,7 +174,7 @@ impl<T> Drop for ForkMutexGuard<'_, T> {
     }
 }
 
-/// A lock the `pthread_atfork` handlers hold across `fork()` (see `fork.rs`).
+/// A lock the `pthread_atfork` handlers hold across `fork()` (see `record::lifecycle`).
 pub(crate) trait ForkLock: Sync {
     /// Locks without a guard, in the prepare handler.
     fn lock_for_fork(&self);

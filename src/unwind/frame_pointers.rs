@@ -10,10 +10,10 @@
 //! the precompiled standard library) breaks the chain; the walk then stops early rather than
 //! read garbage, and the stack is shorter than the default unwinder's.
 
-use crate::record::stack_table::FrameSink;
+use crate::unwind::capture::FrameSink;
 
 /// Records followed at most: the deepest stack kept plus the allocator's own frames.
-const MAX_WALK: usize = crate::record::stack_table::MAX_STACK_DEPTH + 16;
+const MAX_WALK: usize = crate::unwind::capture::MAX_STACK_DEPTH + 16;
 
 /// The frame pointer register of the caller of this (always inlined) function.
 #[inline(always)]
@@ -62,6 +62,6 @@ mod tests {
     #[test]
     fn same_frames_as_the_system_unwinder_where_frame_pointers_exist() {
         // At least the recursion; the walk may stop early in code without frame pointers.
-        crate::record::stack_table::walker_check::agrees_with_the_system_unwinder(super::walk, 12);
+        crate::unwind::capture::walker_check::agrees_with_the_system_unwinder(super::walk, 12);
     }
 }

@@ -1,5 +1,6 @@
 //! Stack capture: frame pointers, stack bounds and cached DWARF unwinding.
 
+pub(crate) mod capture;
 #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
 pub(crate) mod dwarf;
 #[cfg(all(
@@ -8,3 +9,28 @@ pub(crate) mod dwarf;
 ))]
 pub(crate) mod frame_pointers;
 pub(crate) mod stack_bounds;
+
+use capture::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
+
+/// Captures the caller's stack into `buf`: raw return addresses, innermost first, without the
+/// unwinder's and the allocator's own frames (`own`).
+#[inline(never)]
+pub(crate) fn capture_stack(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) -> usize {
+    let mut sink = FrameSink::new(buf, own);
+    #[cfg(all(
+        feature = "frame-pointers",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    if frame_pointers::walk(&mut sink) {
+        return sink.finish();
+    }
+    #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
+    if dwarf::walk(&mut sink) {
+        return sink.finish();
+    }
+    let mut cb = |frame: &backtrace::Frame| sink.push(frame.ip() as usize);
+    // SAFETY: `trace_unsynchronized` is unsafe only because it takes no lock; the callback
+    // writes into fixed arrays, allocates nothing, and never panics (indices are checked).
+    unsafe { backtrace::trace_unsynchronized(&mut cb) };
+    sink.finish()
+}

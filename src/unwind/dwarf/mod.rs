@@ -27,9 +27,9 @@
 //! Memory: 64 KiB of rules per object list, framehop's cache (~37 KiB) once per process, and
 //! ~12.5 KiB per sampling thread (two memos: the last two walks; a new walk replaces the older).
 
-use crate::record::stack_table::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
 use crate::sys::internal_alloc::TableAlloc;
 use crate::sys::lock::ForkMutex;
+use crate::unwind::capture::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
 use core::cell::RefCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -1279,7 +1279,7 @@ mod tests {
     fn same_stack_as_the_system_unwinder() {
         // Three times: the later walks are served from the rule cache and the replay memo.
         for _ in 0..3 {
-            crate::record::stack_table::walker_check::agrees_with_the_system_unwinder(walk, 14);
+            crate::unwind::capture::walker_check::agrees_with_the_system_unwinder(walk, 14);
         }
     }
 
