@@ -8,44 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Frames printed per site in a failure message; the full stack stays in [`LeakSite::frames`].
 const PRINTED_FRAMES: usize = 16;
 
-/// Heap usage of one leak-check scope: exact counts of the blocks allocated in scope.
-///
-/// Every allocation of a thread in the scope counts, and each `realloc` counts as one
-/// allocation and one free. Frees count whichever thread makes them. Blocks that existed before
-/// the check started are not counted, even when freed inside it.
-///
-/// ```
-/// # #[global_allocator]
-/// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
-/// let check = heapsampler::LeakCheck::start();
-/// let v = vec![0u8; 1000];
-/// drop(v);
-/// let stats = check.stats().expect("fewer than 256 checks at once");
-/// assert_eq!(stats.allocations, 1);
-/// assert_eq!(stats.peak_bytes, 1000);
-/// assert_eq!(stats.live_bytes, 0);
-/// # check.assert_no_leaks();
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeapStats {
-    /// Blocks allocated in scope.
-    pub allocations: u64,
-    /// Bytes allocated in scope.
-    pub allocated_bytes: u64,
-    /// Of those blocks, how many were freed (by any thread).
-    pub frees: u64,
-    /// Bytes of those blocks freed.
-    pub freed_bytes: u64,
-    /// Blocks allocated in scope and live now.
-    pub live_blocks: u64,
-    /// Bytes allocated in scope and live now.
-    pub live_bytes: u64,
-    /// The most bytes allocated in scope that were live at once.
-    pub peak_bytes: u64,
-    /// Allocations in scope the profiler could not record because a table was full
-    /// (see [`set_limits`](crate::set_limits)): a non-zero value makes the check incomplete.
-    pub unrecorded: u64,
-}
+pub use crate::record::scopes::HeapStats;
 
 /// Blocks allocated at one call site and still live when the check finished.
 ///

@@ -20,6 +20,7 @@
 use crate::record::countdown::{self, Decision, SampleInfo, WEIGHT_ONE};
 use crate::record::live_table::LiveRecord;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
 
 /// Bits of a tag that index the slot table.
 pub(crate) const SLOT_BITS: u32 = 8;
@@ -101,8 +102,47 @@ impl Slot {
     }
 }
 
-/// A scope's counters as read at one moment: the public [`HeapStats`](crate::HeapStats).
-pub(crate) type Counters = crate::HeapStats;
+/// Heap usage of one leak-check scope: exact counts of the blocks allocated in scope.
+///
+/// Every allocation of a thread in the scope counts, and each `realloc` counts as one
+/// allocation and one free. Frees count whichever thread makes them. Blocks that existed before
+/// the check started are not counted, even when freed inside it.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
+/// let check = heapsampler::LeakCheck::start();
+/// let v = vec![0u8; 1000];
+/// drop(v);
+/// let stats = check.stats().expect("fewer than 256 checks at once");
+/// assert_eq!(stats.allocations, 1);
+/// assert_eq!(stats.peak_bytes, 1000);
+/// assert_eq!(stats.live_bytes, 0);
+/// # check.assert_no_leaks();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeapStats {
+    /// Blocks allocated in scope.
+    pub allocations: u64,
+    /// Bytes allocated in scope.
+    pub allocated_bytes: u64,
+    /// Of those blocks, how many were freed (by any thread).
+    pub frees: u64,
+    /// Bytes of those blocks freed.
+    pub freed_bytes: u64,
+    /// Blocks allocated in scope and live now.
+    pub live_blocks: u64,
+    /// Bytes allocated in scope and live now.
+    pub live_bytes: u64,
+    /// The most bytes allocated in scope that were live at once.
+    pub peak_bytes: u64,
+    /// Allocations in scope the profiler could not record because a table was full
+    /// (see [`set_limits`](crate::set_limits)): a non-zero value makes the check incomplete.
+    pub unrecorded: u64,
+}
+
+/// A scope's counters as read at one moment: the public [`HeapStats`].
+pub(crate) type Counters = HeapStats;
 
 static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 /// Generation of the next tag; tags are unique until it wraps (2^24 checks in one process).
