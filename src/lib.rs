@@ -113,13 +113,13 @@ pub use record::budget::{
     DEFAULT_EXACT_MAX_LIVE_SAMPLES, DEFAULT_EXACT_MAX_STACKS, DEFAULT_MAX_PADDING_BYTES,
 };
 pub use record::countdown::{
-    DEFAULT_SAMPLE_INTERVAL, TOTALS_BATCH_BYTES, sample_interval, sample_probability,
-    set_sample_interval, set_seed,
+    DEFAULT_SAMPLE_INTERVAL, TOTALS_BATCH_BYTES, sample_interval, set_sample_interval, set_seed,
 };
 pub use record::live_table::DEFAULT_MAX_LIVE_SAMPLES;
 pub use record::sampler::Sampler;
 pub use record::stack_table::{DEFAULT_MAX_STACKS, StackId};
 pub use record::totals::{Totals, totals};
+pub use record::weights::sample_probability;
 pub use report::json::{Report, ReportError};
 pub use service::reporter::{
     DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,

@@ -94,7 +94,7 @@ pub(crate) fn budget_bytes(stacks: usize, records: usize, padding: usize) -> u64
 
 /// Whether `sample` was taken in exact mode (interval 1), where the exact-mode bounds apply.
 /// A `LeakCheck`'s records (tagged) stay under the usual bounds.
-pub(crate) fn exact_mode_sample(sample: &crate::record::countdown::SampleInfo) -> bool {
+pub(crate) fn exact_mode_sample(sample: &crate::record::weights::SampleInfo) -> bool {
     sample.exact && sample.tag == 0
 }
 

@@ -18,10 +18,15 @@
 //! bias which user allocation is sampled next.
 
 use crate::record::totals;
-use core::cell::Cell;
+pub(crate) use crate::record::weights::{Decision, SampleInfo, WEIGHT_ONE};
+use crate::record::weights::{NEVER, draw_gap, exact_sample, memo_weights};
+use crate::sys::thread_state::{
+    GUARDED_BYTES, GUARDED_FREED_BYTES, GUARDED_FREED_OBJECTS, GUARDED_OBJECTS, Hot, with_hot,
+};
+pub(crate) use crate::sys::thread_state::{guarded_bytes, guarded_frees, guarded_objects};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 /// The default mean sampling interval: 512 KiB, as in tcmalloc, Go and jemalloc.
 pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
@@ -44,9 +49,6 @@ const COUNT_FIELD: i64 = (1 << COUNT_BITS) - 1;
 /// counted on the cold path.
 const HUGE: usize = 1 << 40;
 const _: () = assert!(BATCH < COUNT_FIELD, "a batch must fit the call-count field");
-/// Fixed-point scale of the stored Horvitz–Thompson weights.
-pub(crate) const WEIGHT_ONE: u64 = 1 << 16;
-const NEVER: i64 = i64::MAX / 2;
 
 static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
 /// Set once the program chose the interval itself.
@@ -55,107 +57,16 @@ static SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
 /// Bumped by every configuration change; threads compare it on their cold path.
 static CONFIG_GEN: AtomicU64 = AtomicU64::new(1);
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
-/// Bytes allocated while the reentrancy guard was held: the profiler's own transient work.
-static GUARDED_BYTES: AtomicU64 = AtomicU64::new(0);
-static GUARDED_OBJECTS: AtomicU64 = AtomicU64::new(0);
-static GUARDED_FREED_BYTES: AtomicU64 = AtomicU64::new(0);
-static GUARDED_FREED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 
-/// Hot per-thread state. `const`-initialised and without `Drop`, so it is reachable from the
-/// very first allocation before `main` until the last one during thread teardown.
-struct Hot {
-    /// Packed: bytes the thread may still allocate before the cold path must run, and calls.
-    countdown: Cell<i64>,
-    /// What `countdown` was set to at the last arm point.
-    armed: Cell<i64>,
-    /// Allocated bytes consumed at earlier arm points, not yet flushed.
-    alloc_pending: Cell<u64>,
-    /// Allocations counted at earlier arm points, not yet flushed.
-    alloc_pending_count: Cell<u64>,
-    /// Packed: bytes the thread may still free before its free totals must be flushed, and calls.
-    free_budget: Cell<i64>,
-    /// `free_budget` at the last arm point.
-    free_armed: Cell<i64>,
-    /// Freed bytes charged at earlier arm points, not yet flushed.
-    free_pending: Cell<u64>,
-    free_pending_count: Cell<u64>,
-    /// Bytes from the arm point to the next sample point.
-    gap: Cell<i64>,
-    /// The interval that was in force when `gap` was drawn (1 = exact, 0 = off).
-    gap_interval: Cell<u64>,
-    /// Last configuration generation seen; 0 = thread not initialised yet.
-    config_gen: Cell<u64>,
-    /// Reentrancy depth: non-zero while the profiler itself runs on this thread.
-    guard: Cell<u32>,
-    /// Tag of the active exact-recording scope (a `LeakCheck`), 0 when none.
-    scope: Cell<u32>,
-    /// Set once the thread-exit hook ran: flush on every call from then on.
-    exiting: Cell<bool>,
-    /// Set between the `pthread_atfork` prepare handler and the parent or child handler: this
-    /// thread holds every table lock, so nothing it does may wait for one.
-    forking: Cell<bool>,
-    thread: Cell<u32>,
-    rng: Cell<Option<SmallRng>>,
-    /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
-    last_weights: Cell<(u64, u64, u64, u64)>,
-    /// The program's countdown and its arm point (packed) and configuration generation when the
-    /// outermost guard was entered, given back when it is dropped (see [`enter_guard`]).
-    saved_countdown: Cell<(i64, i64, u64)>,
-}
-
-thread_local! {
-    static HOT: Hot = const {
-        Hot {
-            countdown: Cell::new(0),
-            armed: Cell::new(0),
-            alloc_pending: Cell::new(0),
-            alloc_pending_count: Cell::new(0),
-            free_budget: Cell::new(0),
-            free_armed: Cell::new(0),
-            free_pending: Cell::new(0),
-            free_pending_count: Cell::new(0),
-            gap: Cell::new(0),
-            gap_interval: Cell::new(0),
-            config_gen: Cell::new(0),
-            guard: Cell::new(0),
-            scope: Cell::new(0),
-            exiting: Cell::new(false),
-            forking: Cell::new(false),
-            thread: Cell::new(0),
-            rng: Cell::new(None),
-            last_weights: Cell::new((0, 0, 0, 0)),
-            saved_countdown: Cell::new((0, 0, 0)),
-        }
-    };
-    /// Flushes the thread's batched totals when the thread exits.
-    static EXIT_HOOK: ExitHook = const { ExitHook };
-}
-
-struct ExitHook;
-
-impl Drop for ExitHook {
-    fn drop(&mut self) {
-        with_hot(|h| {
-            h.exiting.set(true);
-            rebase(h);
-            // Publishes everything: an exiting thread's batch is zero.
-            arm(h);
-        });
-        // The slot is given up first (no spare kept, no repeat cached from here on), then its
-        // spare and pending sums are handed back.
-        crate::sys::thread_slot::release(|slot| {
-            crate::record::page_pool::close_slot(slot);
-            crate::record::stack_table::close_slot(slot);
-            // Last: the thread published its final batch above, into the slot.
-            crate::record::totals::fold_slot(slot);
-        });
-        crate::record::thread_names::mark_exited(current_thread());
-    }
-}
-
-#[inline(always)]
-fn with_hot<R>(f: impl FnOnce(&Hot) -> R) -> R {
-    HOT.with(f)
+/// The thread's last flush, from its exit hook (`record::lifecycle`): publishes everything,
+/// and from here on every call flushes (an exiting thread's batch is zero).
+pub(crate) fn flush_at_exit() {
+    with_hot(|h| {
+        h.exiting.set(true);
+        rebase(h);
+        // Publishes everything: an exiting thread's batch is zero.
+        arm(h);
+    });
 }
 
 /// What one call of `size` bytes takes off a packed countdown (see the module docs).
@@ -262,30 +173,6 @@ fn publish(h: &Hot, allocs: bool) {
     h.free_budget.set(armed_word(budget));
 }
 
-/// What the cold path decided about one allocation.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Decision {
-    /// Not sampled: allocate from the inner allocator and go.
-    Skip,
-    /// Sampled: record it with these weights.
-    Sample(SampleInfo),
-}
-
-/// A sampled allocation's Horvitz–Thompson weights and attribution.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SampleInfo {
-    /// 1/p, in units of [`WEIGHT_ONE`].
-    pub w_count: u64,
-    /// size/p, in units of [`WEIGHT_ONE`].
-    pub w_bytes: u64,
-    /// Recorded with probability 1 (exact mode or a scope): no page alignment is used.
-    pub exact: bool,
-    /// The exact-recording scope, 0 if none.
-    pub tag: u32,
-    /// Index of the allocating thread.
-    pub thread: u32,
-}
-
 /// Cold path of an allocation whose size drove the countdown below zero (already subtracted).
 ///
 /// A request larger than a batch ([`counted_once_granted`]) is left out of the thread's totals:
@@ -344,75 +231,6 @@ pub(crate) fn decide(size: usize) -> Decision {
         arm(h);
         decision
     })
-}
-
-fn exact_sample(size: i64, tag: u32, thread: u32) -> SampleInfo {
-    SampleInfo {
-        w_count: WEIGHT_ONE,
-        w_bytes: (size as u64).saturating_mul(WEIGHT_ONE),
-        exact: true,
-        tag,
-        thread,
-    }
-}
-
-/// [`weights`], remembered for the thread's last sampled (size, interval): programs sample
-/// the same sizes over and over, and `expm1` and two divisions are ~10 % of a sample.
-fn memo_weights(h: &Hot, size: u64, t: u64, thread: u32) -> SampleInfo {
-    let (msize, mt, w_count, w_bytes) = h.last_weights.get();
-    if msize == size && mt == t {
-        return SampleInfo {
-            w_count,
-            w_bytes,
-            exact: false,
-            tag: 0,
-            thread,
-        };
-    }
-    let info = weights(size, t, thread);
-    h.last_weights.set((size, t, info.w_count, info.w_bytes));
-    info
-}
-
-/// Horvitz–Thompson weights of an allocation of `size` bytes sampled at mean interval `t`.
-pub(crate) fn weights(size: u64, t: u64, thread: u32) -> SampleInfo {
-    let p = sample_probability(size, t);
-    let one = WEIGHT_ONE as f64;
-    SampleInfo {
-        w_count: (one / p).min(u64::MAX as f64 / 2.0) as u64,
-        w_bytes: (size as f64 * one / p).min(u64::MAX as f64 / 2.0) as u64,
-        exact: false,
-        tag: 0,
-        thread,
-    }
-}
-
-/// Probability that an allocation of `size` bytes is sampled at mean interval `t`: 1 − e^(−s/T).
-pub fn sample_probability(size: u64, t: u64) -> f64 {
-    if t <= 1 {
-        return 1.0;
-    }
-    // -expm1 keeps precision for s ≪ T, where 1 - exp(-x) would cancel.
-    -(-(size as f64) / t as f64).exp_m1()
-}
-
-/// Draws the next gap from Exp(mean = t) by inverse CDF; `u` is uniform in (0, 1].
-fn draw_gap(h: &Hot, t: u64) -> i64 {
-    let mut rng = h.rng.take().unwrap_or_else(|| SmallRng::seed_from_u64(0));
-    let gap = exponential_gap(rng.next_u64(), t);
-    h.rng.set(Some(rng));
-    gap
-}
-
-/// Maps 64 random bits to an exponential gap of mean `t` bytes (inverse CDF, `-t ln u`).
-pub(crate) fn exponential_gap(bits: u64, t: u64) -> i64 {
-    let u = ((bits >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-    let gap = -(t as f64) * u.ln();
-    if gap >= NEVER as f64 {
-        NEVER
-    } else {
-        gap as i64
-    }
 }
 
 /// How far a thread's published live bytes may run from the shared live counter (see
@@ -547,7 +365,7 @@ fn refresh(h: &Hot) {
         h.thread.set(index);
         crate::record::lifecycle::install();
         crate::record::thread_names::register(index);
-        if EXIT_HOOK.try_with(|_| {}).is_ok() {
+        if crate::record::lifecycle::exit_hook_armed() {
             // Only a thread whose exit hook will run may hold a slot: the hook releases it.
             crate::sys::thread_slot::claim();
         }
@@ -671,24 +489,6 @@ pub(crate) fn flush_current_thread() {
 /// Index of the calling thread (0 before its first cold path).
 pub(crate) fn current_thread() -> u32 {
     with_hot(|h| h.thread.get())
-}
-
-/// Bytes allocated while the reentrancy guard was held.
-pub(crate) fn guarded_bytes() -> u64 {
-    GUARDED_BYTES.load(Ordering::Relaxed)
-}
-
-/// Allocations made while the reentrancy guard was held.
-pub(crate) fn guarded_objects() -> u64 {
-    GUARDED_OBJECTS.load(Ordering::Relaxed)
-}
-
-/// Bytes and blocks freed while the reentrancy guard was held.
-pub(crate) fn guarded_frees() -> (u64, u64) {
-    (
-        GUARDED_FREED_BYTES.load(Ordering::Relaxed),
-        GUARDED_FREED_OBJECTS.load(Ordering::Relaxed),
-    )
 }
 
 /// While alive, every allocation of this thread passes straight to the inner allocator,
@@ -827,251 +627,4 @@ pub(crate) fn reseed_after_fork() {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    thread_local! {
-        /// Stands in for allocations made while a thread registers (in unit tests the
-        /// wrapper is not the global allocator, so nothing else would pass through here).
-        pub(super) static ON_REGISTER: Cell<Option<fn()>> = const { Cell::new(None) };
-    }
-
-    /// What the wrapper does with the counts of one allocation the inner allocator grants:
-    /// the fast path, and the cold path if told.
-    fn wrapper_alloc(size: usize) {
-        if !alloc_fast(size) {
-            decide(size);
-            granted(size);
-        }
-    }
-
-    #[test]
-    fn registration_traffic_is_the_profilers_own() {
-        // Regression: registration ran under a bare depth bump, so the second and later of
-        // its allocations (which pass the fast path) and its batched frees were charged to
-        // the program at the next arm point (parking_lot's 1 KiB + 32 B table, seen in CI).
-        std::thread::spawn(|| {
-            ON_REGISTER.with(|c| {
-                c.set(Some(|| {
-                    wrapper_alloc(1024);
-                    wrapper_alloc(32);
-                    free_fast(512);
-                }))
-            });
-            // As `totals()` before a thread's first allocation: arms the free side with a
-            // batch, so the registration's free passes the fast path.
-            flush_current_thread();
-            let guarded_before = (guarded_bytes(), guarded_objects(), guarded_frees());
-            wrapper_alloc(100);
-            free_fast(100);
-            // Counted: published into the thread's slot (it claimed one while registering,
-            // so every publish after that went there), or still pending.
-            let published = totals::own_published();
-            let pending = with_hot(|h| {
-                rebase(h);
-                [
-                    h.alloc_pending.get(),
-                    h.alloc_pending_count.get(),
-                    h.free_pending.get(),
-                    h.free_pending_count.get(),
-                ]
-            });
-            let pending: Vec<u64> = pending.iter().zip(published).map(|(p, q)| p + q).collect();
-            let guarded = [
-                guarded_bytes() - guarded_before.0,
-                guarded_objects() - guarded_before.1,
-                guarded_frees().0 - guarded_before.2.0,
-                guarded_frees().1 - guarded_before.2.1,
-            ];
-            assert_eq!(guarded, [1056, 2, 512, 1], "the profiler's own");
-            let program: Vec<u64> = pending.iter().zip(guarded).map(|(p, g)| p - g).collect();
-            assert_eq!(program, [100, 1, 100, 1], "the program's");
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn a_flush_inside_the_guard_takes_the_programs_unflushed_allocations() {
-        // Regression: the guard puts the program's countdown aside uncharged, and a flush under
-        // it (`snapshot()` flushes under the guard) left those allocations out of the totals.
-        std::thread::spawn(|| {
-            wrapper_alloc(1); // initialises the thread: draws its first gap
-            flush_current_thread();
-            let gap_before = with_hot(|h| h.gap.get());
-            for _ in 0..3 {
-                wrapper_alloc(100);
-            }
-            let guard = enter_guard();
-            let flushed_before = totals::read().allocated_objects;
-            flush_current_thread();
-            let flushed = totals::read().allocated_objects - flushed_before;
-            drop(guard);
-            let unflushed = with_hot(|h| {
-                rebase(h);
-                h.alloc_pending_count.get()
-            });
-            // Other unit tests may flush at the same time: at least our three went in.
-            assert!(flushed >= 3, "flushed {flushed} allocations");
-            assert_eq!(unflushed, 0, "none left behind, none counted twice");
-            let gap_after = with_hot(|h| h.gap.get());
-            assert!(
-                gap_before == NEVER || gap_after == (gap_before - 300).max(0),
-                "the sampling process advanced by the program's bytes: {gap_before} -> {gap_after}"
-            );
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn probability_matches_formula() {
-        assert_eq!(sample_probability(10, 1), 1.0);
-        let p = sample_probability(512 * 1024, 512 * 1024);
-        assert!((p - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
-        let tiny = sample_probability(1, 1 << 20);
-        assert!((tiny - 1.0 / (1u64 << 20) as f64).abs() / tiny < 1e-6);
-    }
-
-    #[test]
-    fn packed_countdowns_count_bytes_and_calls_apart() {
-        let armed = armed_word(BATCH);
-        let mut now = armed;
-        let mut bytes = 0;
-        let mut calls = 0;
-        // Any mix of sizes until the countdown goes negative, as the fast path would.
-        for size in [1usize, 7, 4096, 1, 100_000, 3, 65_536, 200_000] {
-            now = now.wrapping_sub(packed(size));
-            bytes += size as u64;
-            calls += 1;
-            assert_eq!(unpack(armed, now), (bytes, calls));
-            assert_eq!(
-                now >= 0,
-                bytes <= BATCH as u64,
-                "negative exactly past the batch"
-            );
-        }
-        // One call of a byte each: the call field never borrows before the countdown is spent.
-        let mut now = armed;
-        for n in 1..=BATCH as u64 {
-            now -= packed(1);
-            assert!(now >= 0);
-            assert_eq!(unpack(armed, now), (n, n));
-        }
-        assert!(now - packed(1) < 0);
-        // A huge size never reaches the packed arithmetic.
-        assert!(!alloc_fast(HUGE) && !free_counted(HUGE));
-    }
-
-    #[test]
-    fn a_forked_child_gives_back_the_other_threads_slots() {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            wrapper_alloc(1); // registers the thread, which claims a slot
-            ready_tx.send(crate::sys::thread_slot::current()).unwrap();
-            let _ = stop_rx.recv();
-        });
-        let theirs = ready_rx
-            .recv()
-            .unwrap()
-            .expect("the other thread holds a slot");
-        wrapper_alloc(1); // registers this thread (and installs the fork handlers)
-        // SAFETY: the child reads one atomic and leaves with `_exit`, touching nothing else.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let still_held = crate::sys::thread_slot::is_claimed(theirs);
-            // SAFETY: ends the child at once, without running the parent's exit handlers.
-            unsafe { libc::_exit(i32::from(still_held)) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
-        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-        stop_tx.send(()).unwrap();
-        holder.join().unwrap();
-        assert_eq!(waited, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "the child still counted the parent's other thread as holding slot {theirs}"
-        );
-    }
-
-    #[test]
-    fn a_guard_publishes_what_it_left_pending() {
-        // The guard gives the program its countdown back, with up to a batch still to spend:
-        // the guard's own allocations left pending would let the thread hold more than that.
-        std::thread::spawn(|| {
-            wrapper_alloc(1); // initialises the thread
-            flush_current_thread();
-            {
-                let _guard = enter_guard();
-                wrapper_alloc(100); // the guard's first allocation arms its countdown
-                wrapper_alloc(1000); // counted on the fast path, charged at the drop
-            }
-            let pending = with_hot(|h| (h.alloc_pending.get(), h.alloc_pending_count.get()));
-            assert_eq!(pending, (0, 0), "published when the guard was dropped");
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn huge_sizes_are_counted_by_their_real_size() {
-        std::thread::spawn(|| {
-            wrapper_alloc(1); // initialises the thread
-            for size in [HUGE, (1usize << 50) + 12_345, usize::MAX >> 2] {
-                flush_current_thread();
-                let before = totals::read();
-                wrapper_alloc(size);
-                free_fast(size);
-                flush_current_thread();
-                let after = totals::read();
-                // Other unit tests flush small amounts meanwhile; none allocates 1 TiB.
-                let allocated = after.allocated_bytes.wrapping_sub(before.allocated_bytes);
-                let freed = after.freed_bytes.wrapping_sub(before.freed_bytes);
-                for counted in [allocated, freed] {
-                    assert!(
-                        counted >= size as u64 && counted - (size as u64) < 1 << 32,
-                        "{size} bytes counted as {counted}"
-                    );
-                }
-            }
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn remembered_weights_are_the_computed_ones() {
-        std::thread::spawn(|| {
-            with_hot(|h| {
-                for (size, t) in [
-                    (4096, 512 * 1024),
-                    (4096, 512 * 1024),
-                    (100, 4096),
-                    (4096, 4096),
-                ] {
-                    let m = memo_weights(h, size, t, 7);
-                    let w = weights(size, t, 7);
-                    assert_eq!((m.w_count, m.w_bytes, m.thread), (w.w_count, w.w_bytes, 7));
-                    assert!(!m.exact && m.tag == 0);
-                }
-            })
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn exponential_gaps_have_the_right_mean() {
-        let mut rng = SmallRng::seed_from_u64(7);
-        let n = 200_000;
-        let t = 4096;
-        let sum: f64 = (0..n)
-            .map(|_| exponential_gap(rng.next_u64(), t) as f64)
-            .sum();
-        let mean = sum / n as f64;
-        // The mean of n Exp(t) draws has standard deviation t/sqrt(n) ≈ 0.22 % of t.
-        assert!((mean / t as f64 - 1.0).abs() < 0.01, "mean gap {mean}");
-    }
-}
+mod tests;

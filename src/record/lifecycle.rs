@@ -87,3 +87,31 @@ extern "C" fn child() {
         crate::record::totals::fold_slot(slot);
     });
 }
+
+thread_local! {
+    /// Flushes the thread's batched totals when the thread exits.
+    static EXIT_HOOK: ExitHook = const { ExitHook };
+}
+
+/// Whether the calling thread's exit hook will run (first call: registers it). Only such a
+/// thread may hold a thread slot: the hook releases it.
+pub(crate) fn exit_hook_armed() -> bool {
+    EXIT_HOOK.try_with(|_| {}).is_ok()
+}
+
+struct ExitHook;
+
+impl Drop for ExitHook {
+    fn drop(&mut self) {
+        crate::record::countdown::flush_at_exit();
+        // The slot is given up first (no spare kept, no repeat cached from here on), then its
+        // spare and pending sums are handed back.
+        crate::sys::thread_slot::release(|slot| {
+            crate::record::page_pool::close_slot(slot);
+            crate::record::stack_table::close_slot(slot);
+            // Last: the thread published its final batch above, into the slot.
+            crate::record::totals::fold_slot(slot);
+        });
+        crate::record::thread_names::mark_exited(crate::record::countdown::current_thread());
+    }
+}

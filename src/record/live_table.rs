@@ -13,8 +13,8 @@
 //! the alignment test meets a second, lock-free filter first: a table of counts of live records
 //! per hash bucket. A zero count proves the pointer untracked; only a non-zero one takes a lock.
 
-use crate::record::countdown::SampleInfo;
 use crate::record::stack_table::StackId;
+use crate::record::weights::SampleInfo;
 use crate::sys::internal_alloc::{Map, new_map};
 use crate::sys::lock::ForkMutex;
 use core::alloc::Layout;

@@ -13,3 +13,4 @@ pub(crate) mod stack_cache;
 pub(crate) mod stack_table;
 pub(crate) mod thread_names;
 pub(crate) mod totals;
+pub(crate) mod weights;

@@ -11,9 +11,9 @@
 //! lock: the writer makes the sequence odd, writes, and makes it even again, and a reader
 //! retries until it sees the same even sequence on both sides of its read.
 
-use crate::record::countdown::SampleInfo;
 use crate::record::live_table::LiveRecord;
 use crate::record::page_pool::{self, Cell, LINK};
+use crate::record::weights::SampleInfo;
 use crate::sys::single_writer::{seq_read, seq_write};
 use core::sync::atomic::Ordering;
 

@@ -17,8 +17,9 @@
 //! scope's allocations and frees do not race on different threads (a racing free can be seen a
 //! moment late, so a peak can include a block being freed at that instant).
 
-use crate::record::countdown::{self, Decision, SampleInfo, WEIGHT_ONE};
+use crate::record::countdown;
 use crate::record::live_table::LiveRecord;
+use crate::record::weights::{Decision, SampleInfo, WEIGHT_ONE};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 

@@ -7,8 +7,8 @@
 //! the live table when the sites are collected. The table is bounded: when full, new stacks
 //! are refused and the sample is counted as dropped.
 
-use crate::record::countdown::SampleInfo;
 use crate::record::stack_cache::{self, PendingSums};
+use crate::record::weights::SampleInfo;
 use crate::sys::internal_alloc::{Map, TableAlloc, TableVec, new_map};
 use crate::sys::lock::ForkMutex;
 use crate::unwind::capture::MAX_STACK_DEPTH;

@@ -5,3 +5,4 @@ pub(crate) mod internal_alloc;
 pub(crate) mod lock;
 pub(crate) mod single_writer;
 pub(crate) mod thread_slot;
+pub(crate) mod thread_state;
