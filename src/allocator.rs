@@ -64,9 +64,9 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// stack walker, so captured stacks start at the program's frame.
     fn own_functions() -> stacks::OwnFunctions {
         [
-            Self::alloc_cold as unsafe fn(Layout, bool, &Self) -> *mut u8 as usize,
+            Self::alloc_cold as unsafe fn(usize, usize, bool, &Self) -> *mut u8 as usize,
             Self::alloc_sampled as unsafe fn(&Self, Layout, bool, SampleInfo) -> *mut u8 as usize,
-            Self::realloc_cold as unsafe fn(*mut u8, Layout, usize, &Self, bool) -> *mut u8
+            Self::realloc_cold as unsafe fn(*mut u8, usize, usize, usize, &Self, bool) -> *mut u8
                 as usize,
             stacks::capture as fn(&mut [usize; MAX_STACK_DEPTH], &stacks::OwnFunctions) -> usize
                 as usize,
@@ -85,12 +85,15 @@ impl<A: GlobalAlloc> Sampler<A> {
         }
     }
 
-    /// The cold half of `alloc`. Like every cold entry point here it takes the allocator
-    /// last: the fast path's arguments stay in the registers the caller passed them in, so
-    /// the fast path moves none of them (one to three instructions a call).
+    /// The cold half of `alloc`. Like every cold entry point here it takes the layout as size
+    /// and alignment and the allocator last, in the order of `__rust_alloc`'s own arguments:
+    /// the fast path then moves none of them (a `Layout` argument is passed alignment first,
+    /// and the shuffles cost one to five instructions a call).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_cold(layout: Layout, zeroed: bool, this: &Self) -> *mut u8 {
+    unsafe fn alloc_cold(size: usize, align: usize, zeroed: bool, this: &Self) -> *mut u8 {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         let block = match sampler::decide(layout.size()) {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Skip => unsafe { this.inner_alloc(layout, zeroed) },
@@ -208,7 +211,9 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// A free whose block may be a recorded one: frees it as one if it is, as any other if not.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_cold(ptr: *mut u8, layout: Layout, this: &Self) {
+    unsafe fn dealloc_cold(ptr: *mut u8, size: usize, align: usize, this: &Self) {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller.
         if unsafe { this.dealloc_tracked(ptr, layout) } {
             return;
@@ -221,7 +226,9 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// An untracked free, already counted, whose thread must flush its free totals first.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_flush(ptr: *mut u8, layout: Layout, this: &Self) {
+    unsafe fn dealloc_flush(ptr: *mut u8, size: usize, align: usize, this: &Self) {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         sampler::flush_free_batch(layout.size());
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
         unsafe { this.inner.dealloc(ptr, layout) }
@@ -231,7 +238,15 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// must flush its free totals first.
     #[cold]
     #[inline(never)]
-    unsafe fn realloc_flush(ptr: *mut u8, layout: Layout, new_size: usize, this: &Self) -> *mut u8 {
+    unsafe fn realloc_flush(
+        ptr: *mut u8,
+        size: usize,
+        align: usize,
+        new_size: usize,
+        this: &Self,
+    ) -> *mut u8 {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         sampler::flush_free_batch(layout.size());
         // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; the old block is untracked.
         unsafe { this.inner.realloc(ptr, layout, new_size) }
@@ -285,11 +300,14 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[inline(never)]
     unsafe fn realloc_cold(
         ptr: *mut u8,
-        layout: Layout,
+        size: usize,
+        align: usize,
         new_size: usize,
         this: &Self,
         old_may_be_tracked: bool,
     ) -> *mut u8 {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         if old_may_be_tracked && sampler::forking() {
             // Inside `fork()` the tables are locked by this thread (see `dealloc_tracked`): the
             // old block is copied into a new, unsampled one and left allocated.
@@ -364,7 +382,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
             return unsafe { self.inner.alloc(layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { Self::alloc_cold(layout, false, self) }
+        unsafe { Self::alloc_cold(layout.size(), layout.align(), false, self) }
     }
 
     #[inline(always)]
@@ -374,7 +392,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { Self::alloc_cold(layout, true, self) }
+        unsafe { Self::alloc_cold(layout.size(), layout.align(), true, self) }
     }
 
     #[inline(always)]
@@ -383,14 +401,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
         // (calling `dealloc_tracked` and carrying on here cost three pushes and pops a free).
         if live::may_be_tracked(ptr) {
             // SAFETY: forwarded from our caller.
-            return unsafe { Self::dealloc_cold(ptr, layout, self) };
+            return unsafe { Self::dealloc_cold(ptr, layout.size(), layout.align(), self) };
         }
         if sampler::free_counted(layout.size()) {
             // SAFETY: forwarded from our caller; untracked blocks keep the caller's layout.
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { Self::dealloc_flush(ptr, layout, self) }
+        unsafe { Self::dealloc_flush(ptr, layout.size(), layout.align(), self) }
     }
 
     #[inline(always)]
@@ -404,9 +422,20 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
                 return unsafe { self.inner.realloc(ptr, layout, new_size) };
             }
             // SAFETY: forwarded from our caller; the old block is untracked.
-            return unsafe { Self::realloc_flush(ptr, layout, new_size, self) };
+            return unsafe {
+                Self::realloc_flush(ptr, layout.size(), layout.align(), new_size, self)
+            };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { Self::realloc_cold(ptr, layout, new_size, self, old_may_be_tracked) }
+        unsafe {
+            Self::realloc_cold(
+                ptr,
+                layout.size(),
+                layout.align(),
+                new_size,
+                self,
+                old_may_be_tracked,
+            )
+        }
     }
 }
