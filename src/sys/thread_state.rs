@@ -18,6 +18,11 @@ pub(crate) static GUARDED_FREED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Hot {
     /// Packed: bytes the thread may still allocate before the cold path must run, and calls.
     pub(crate) countdown: Cell<i64>,
+    /// Always `1 << COUNT_BITS` of `record::countdown`. Read from here rather than written as a
+    /// constant so that the compiler keeps the multiply and its overflow flag (`imul`, `jo`) for
+    /// the size test: a constant power of two is turned into a range test of the size and a
+    /// shift, which take a copy of the size, and three more instructions on every call.
+    pub(crate) unit: Cell<i64>,
     /// What `countdown` was set to at the last arm point.
     pub(crate) armed: Cell<i64>,
     /// Allocated bytes consumed at earlier arm points, not yet flushed.
@@ -59,6 +64,7 @@ thread_local! {
     static HOT: Hot = const {
         Hot {
             countdown: Cell::new(0),
+            unit: Cell::new(1 << 20),
             armed: Cell::new(0),
             alloc_pending: Cell::new(0),
             alloc_pending_count: Cell::new(0),

@@ -133,6 +133,11 @@ fn packed_countdowns_count_bytes_and_calls_apart() {
         assert_eq!(unpack(armed, now), (n, n));
     }
     assert!(now - packed(1) < 0);
+    // One call just under `HUGE` takes almost 2^63 off: still counted exactly.
+    let now = armed - 5 * packed(1);
+    let now = now.wrapping_sub(packed(HUGE - 1));
+    assert!(now < 0);
+    assert_eq!(unpack(armed, now), (5 + HUGE as u64 - 1, 6));
     // A huge size never reaches the packed arithmetic.
     assert!(!alloc_fast(HUGE) && !free_counted(HUGE));
 }
@@ -200,7 +205,7 @@ fn huge_sizes_are_counted_by_their_real_size() {
             free_fast(size);
             flush_current_thread();
             let after = totals::read();
-            // Other unit tests flush small amounts meanwhile; none allocates 1 TiB.
+            // Other unit tests flush small amounts meanwhile; none allocates 8 TiB.
             let allocated = after.allocated_bytes.wrapping_sub(before.allocated_bytes);
             let freed = after.freed_bytes.wrapping_sub(before.freed_bytes);
             for counted in [allocated, freed] {
