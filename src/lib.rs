@@ -106,6 +106,7 @@ mod lock;
 mod pages;
 mod pooled;
 mod profile;
+pub mod read;
 pub mod report;
 mod reporter;
 mod sampler;

@@ -267,10 +267,7 @@ impl Profile {
     /// profile.symbolize();
     /// ```
     pub fn symbolize(&mut self) {
-        let _guard = sampler::enter_guard();
-        for site in &mut self.sites {
-            site.frames = crate::symbolize::frames_of(&site.addresses);
-        }
+        crate::symbolize::symbolize_sites(&mut self.sites);
     }
 
     /// The `n` sites with the most estimated live bytes, largest first.
