@@ -24,6 +24,9 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: Sampler<System> = Sampler::new(System);
 
+/// Function, file, line: what the old symbolizer's cache kept per frame.
+type Resolved = (Option<String>, Option<String>, Option<u32>);
+
 /// A field of `/proc/self/status`, in KiB.
 fn status_kib(field: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -84,7 +87,7 @@ fn main() {
     let rss_before = status_kib("VmRSS");
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let start = Instant::now();
-    let mut kept: HashMap<u64, Vec<(Option<String>, Option<String>, Option<u32>)>> = HashMap::new();
+    let mut kept: HashMap<u64, Vec<Resolved>> = HashMap::new();
     let named = match mode.as_str() {
         "report" => {
             let report = Report::from_profile(&profile, None, Vec::new(), maps.clone());

@@ -127,13 +127,13 @@ impl<'a> DebugInfo<'a> {
         let context = addr2line::Context::from_dwarf(dwarf).ok();
         let segments = file
             .segments()
-            .filter_map(|s| {
+            .map(|s| {
                 let (offset, file_size) = s.file_range();
-                Some(Segment {
+                Segment {
                     offset,
                     file_size,
                     vaddr: s.address(),
-                })
+                }
             })
             .collect();
         Ok(DebugInfo {
