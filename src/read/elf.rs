@@ -309,5 +309,19 @@ pub(crate) fn resolve_in_process(addresses: &[u64]) -> Vec<Vec<Frame>> {
             out[i] = info.frames(a, a.wrapping_sub(object.bias));
         }
     }
+    give_back_freed_memory();
     out
 }
+
+/// The parsed debug info (tens of MiB in a large binary) was freed, but glibc keeps freed
+/// memory below its heap's top: hand it back to the system, or the process's RSS stays that
+/// much higher after its first report.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_back_freed_memory() {
+    // SAFETY: `malloc_trim` only releases free memory of glibc's heap; it is safe to call at
+    // any time from any thread.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_freed_memory() {}
