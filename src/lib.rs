@@ -96,7 +96,7 @@
 
 mod check;
 mod leaks;
-mod read;
+pub mod read;
 mod record;
 pub mod report;
 mod service;

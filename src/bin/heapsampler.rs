@@ -1,7 +1,7 @@
 //! `heapsampler`: read, compare, judge and render the JSON heap reports that the heapsampler
 //! `Reporter` writes (feature `cli`).
 //!
-//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `check`. Results go to stdout,
+//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `symbolize`, `check`. Results go to stdout,
 //! errors to stderr as one line naming the file and the problem (bad usage too). Names from a
 //! report and file names are printed with their control characters escaped
 //! ([`heapsampler::report::escape`]): a report is untrusted input.
@@ -20,10 +20,14 @@ mod diff;
 mod format;
 #[path = "heapsampler/input.rs"]
 mod input;
+#[path = "heapsampler/json.rs"]
+mod json;
 #[path = "heapsampler/leaks.rs"]
 mod leaks;
 #[path = "heapsampler/render.rs"]
 mod render;
+#[path = "heapsampler/symbolize.rs"]
+mod symbolize;
 #[path = "heapsampler/top.rs"]
 mod top;
 
@@ -60,6 +64,9 @@ enum Command {
         /// allocation rate over the report's window.
         #[arg(long, value_enum, default_value_t = TopBy::Live)]
         by: TopBy,
+        /// One JSON document instead of the table (shape: docs/report-format.md).
+        #[arg(long)]
+        json: bool,
     },
     /// What changed per call site and in the totals between two reports.
     ///
@@ -73,6 +80,9 @@ enum Command {
         /// How many sites to show.
         #[arg(short = 'n', long = "count", default_value_t = 20)]
         count: usize,
+        /// One JSON document instead of the tables (shape: docs/report-format.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Sites whose live bytes keep growing over a series of reports.
     ///
@@ -89,6 +99,9 @@ enum Command {
         /// Exit with status 1 when any site is a suspect (for CI).
         #[arg(long)]
         fail_on_leak: bool,
+        /// One JSON document instead of the text (shape: docs/report-format.md).
+        #[arg(long)]
+        json: bool,
     },
     /// A flamegraph of the report as SVG, or as collapsed stacks with --collapsed.
     Flamegraph {
@@ -111,6 +124,21 @@ enum Command {
         /// Output file (`-`: stdout).
         #[arg(short = 'o', long = "output", required = true)]
         output: PathBuf,
+    },
+    /// Fill in function, file and line of a report written unsymbolized
+    /// (`HEAPSAMPLER=symbolize=0`) from the binaries that produced it.
+    ///
+    /// A binary is matched to the report's mappings by GNU build-id (by file name when either
+    /// has none); addresses of other mappings keep what the report had.
+    Symbolize {
+        /// The heap report (JSON).
+        report: PathBuf,
+        /// A binary (executable or shared library) the process had loaded; repeat for more.
+        #[arg(long = "binary", required = true)]
+        binaries: Vec<PathBuf>,
+        /// Output file; `-` or absent: stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
     },
     /// Validate report files: JSON, format, version, fields and consistency.
     Check {
@@ -192,13 +220,24 @@ pub(crate) type Result<T> = std::result::Result<T, CliError>;
 
 fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
     match cli.command {
-        Command::Top { report, count, by } => top::run(out, &report, count, by),
-        Command::Diff { old, new, count } => diff::run(out, &old, &new, count),
+        Command::Top {
+            report,
+            count,
+            by,
+            json,
+        } => top::run(out, &report, count, by, json),
+        Command::Diff {
+            old,
+            new,
+            count,
+            json,
+        } => diff::run(out, &old, &new, count, json),
         Command::Leaks {
             inputs,
             window,
             fail_on_leak,
-        } => leaks::run(out, &inputs, window, fail_on_leak),
+            json,
+        } => leaks::run(out, &inputs, window, fail_on_leak, json),
         Command::Flamegraph {
             report,
             output,
@@ -206,6 +245,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
             by,
         } => render::flamegraph(out, &report, output.as_deref(), collapsed, by),
         Command::Pprof { report, output } => render::pprof(out, &report, &output),
+        Command::Symbolize {
+            report,
+            binaries,
+            output,
+        } => symbolize::run(out, &report, &binaries, output.as_deref()),
         Command::Check { inputs } => check::run(out, &inputs),
     }
 }
@@ -230,7 +274,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             error_line(
-                "no subcommand given (top, diff, leaks, flamegraph, pprof or check; \
+                "no subcommand given (top, diff, leaks, flamegraph, pprof, symbolize or check; \
                  see heapsampler --help)",
             );
             return ExitCode::from(2);
@@ -260,6 +304,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    format::set_colour(format::colour_wanted(
+        io::IsTerminal::is_terminal(&io::stdout()),
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    ));
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = run(cli, &mut out).and_then(|v| {

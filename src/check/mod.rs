@@ -343,6 +343,7 @@ impl LeakCheck {
         let _guard = countdown::enter_guard();
         let mut records = collect_records(self.tag);
         records.sort_unstable_by_key(|r| r.0);
+        prefetch_stacks(&records);
         let mut report = LeakReport::default();
         let mut start = 0;
         while start < records.len() {
@@ -460,6 +461,20 @@ fn collect_records(tag: u32) -> TableVec<(StackId, usize)> {
         }
     });
     out
+}
+
+/// Symbolizes the addresses of every leaked stack in one batch (one load of the debug info).
+fn prefetch_stacks(records: &[(StackId, usize)]) {
+    let mut addresses: Vec<u64> = Vec::new();
+    let mut raw = TableVec::new_in(TableAlloc);
+    for run in records.chunk_by(|a, b| a.0 == b.0) {
+        raw.clear();
+        stack_table::frames_of(run[0].0, &mut raw);
+        addresses.extend(raw.iter().map(|&a| a as u64));
+    }
+    addresses.sort_unstable();
+    addresses.dedup();
+    symbolize::prefetch(&addresses);
 }
 
 /// The reported site (library allocation frames trimmed) and its full symbolized stack.

@@ -268,10 +268,7 @@ impl Profile {
     /// profile.symbolize();
     /// ```
     pub fn symbolize(&mut self) {
-        let _guard = countdown::enter_guard();
-        for site in &mut self.sites {
-            site.frames = crate::read::symbolize::frames_of(&site.addresses);
-        }
+        crate::read::symbolize::symbolize_sites(&mut self.sites);
     }
 
     /// The `n` sites with the most estimated live bytes, largest first.

@@ -1,61 +1,178 @@
-//! Address → function, file, line, at report time only, with a process-wide cache.
+//! Address → function, file, line, at report time only, with a process-wide cache of the
+//! resolved frames.
 //!
-//! Resolution is slow the first time (the debug info is loaded: tens of milliseconds and
-//! thousands of allocations) and about a hash lookup after. It always runs under the
-//! reentrancy guard, so its allocations are profiler overhead, never a user site.
+//! On Linux a batch of addresses (one report) maps each object file it needs, parses only the
+//! debug info its addresses need, and unmaps it all at the end (`crate::read::elf`): a first
+//! report costs tens of milliseconds, and the process keeps only the resolved frames, their
+//! names stored once. Elsewhere the `backtrace` crate's symbolizer is used, which keeps the
+//! debug info it loaded for the life of the process. Everything runs under the reentrancy
+//! guard, so its allocations are profiler overhead, never a user site.
 
-use crate::read::profile::Frame;
+use crate::read::profile::{Frame, Site};
 use crate::record::countdown;
 use crate::sys::lock::{ForkLock, ForkMutex};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-type Cache = HashMap<u64, Arc<[Frame]>>;
 
 /// Bound on cached addresses; past it the cache is cleared and starts over.
 const MAX_CACHED: usize = 1 << 18;
 
+/// A resolved frame as cached: names shared by every frame that has them.
+struct Compact {
+    function: Option<Arc<str>>,
+    file: Option<Arc<str>>,
+    line: Option<u32>,
+}
+
+#[derive(Default)]
+struct Cache {
+    names: HashSet<Arc<str>>,
+    frames: HashMap<u64, Box<[Compact]>>,
+}
+
+impl Cache {
+    fn intern(&mut self, s: Option<String>) -> Option<Arc<str>> {
+        let s = s?;
+        if let Some(known) = self.names.get(s.as_str()) {
+            return Some(known.clone());
+        }
+        let name: Arc<str> = s.into();
+        self.names.insert(name.clone());
+        Some(name)
+    }
+
+    fn get(&self, address: u64) -> Option<Arc<[Frame]>> {
+        let frames = self.frames.get(&address)?;
+        Some(
+            frames
+                .iter()
+                .map(|c| Frame {
+                    address,
+                    function: c.function.as_deref().map(str::to_string),
+                    file: c.file.as_deref().map(str::to_string),
+                    line: c.line,
+                })
+                .collect(),
+        )
+    }
+
+    fn insert(&mut self, address: u64, frames: &[Frame]) {
+        if self.frames.len() >= MAX_CACHED {
+            self.frames.clear();
+            self.names.clear();
+        }
+        let compact = frames
+            .iter()
+            .map(|f| Compact {
+                function: self.intern(f.function.clone()),
+                file: self.intern(f.file.clone()),
+                line: f.line,
+            })
+            .collect();
+        self.frames.insert(address, compact);
+    }
+}
+
 static CACHE: ForkMutex<Option<Cache>> = ForkMutex::new(None);
-/// Held around every call into the `backtrace` crate's symbolizer, which serialises calls with
-/// a lock of its own that `fork()` cannot see: the prepare handler takes this one first, so no
-/// thread is inside the symbolizer at a fork and the child's copy of that lock is free (a
-/// forked child symbolizing — a leak check finishing — waited for ever otherwise).
+/// Held around every resolution: one batch at a time maps debug info (two reports at once
+/// would hold two copies), and, where the `backtrace` crate's symbolizer is used, around
+/// every call into it — it serialises calls with a lock of its own that `fork()` cannot see:
+/// the prepare handler takes this one first, so no thread is inside the symbolizer at a fork
+/// and the child's copy of that lock is free.
 static RESOLVING: ForkMutex<()> = ForkMutex::new(());
 
 /// Symbolizes one address (all its inlined frames, innermost first).
+///
+/// To symbolize many addresses, [`resolve_all`] loads the debug info once for all of them.
+///
+/// ```
+/// let frames = heapsampler::symbolize::resolve(main as usize as u64 + 1);
+/// assert!(!frames.is_empty());
+/// # fn main() {}
+/// ```
 pub fn resolve(address: u64) -> Arc<[Frame]> {
+    resolve_all(&[address])
+        .pop()
+        .unwrap_or_else(|| Arc::new([]))
+}
+
+/// Symbolizes a batch of addresses: `out[i]` holds the frames of `addresses[i]` (all its
+/// inlined frames, innermost first; one frame without a function when nothing is known).
+/// Addresses not in the cache are resolved together, loading each object's debug info once.
+///
+/// ```
+/// let here = main as usize as u64 + 1;
+/// let out = heapsampler::symbolize::resolve_all(&[here, here]);
+/// assert_eq!(out.len(), 2);
+/// # fn main() {}
+/// ```
+pub fn resolve_all(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
     register_fork_locks();
     let _guard = countdown::enter_guard();
-    if let Some(hit) = CACHE.lock().as_ref().and_then(|c| c.get(&address).cloned()) {
-        return hit;
+    let mut out: Vec<Option<Arc<[Frame]>>> = {
+        let cache = CACHE.lock();
+        addresses
+            .iter()
+            .map(|&a| cache.as_ref().and_then(|c| c.get(a)))
+            .collect()
+    };
+    let mut missing: Vec<u64> = addresses
+        .iter()
+        .zip(&out)
+        .filter(|(_, hit)| hit.is_none())
+        .map(|(&a, _)| a)
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        let resolving = RESOLVING.lock();
+        let resolved = backend(&missing);
+        drop(resolving);
+        let mut cache = CACHE.lock();
+        let cache = cache.get_or_insert_with(Cache::default);
+        for (&a, frames) in missing.iter().zip(&resolved) {
+            cache.insert(a, frames);
+        }
+        for (slot, &a) in out.iter_mut().zip(addresses) {
+            if slot.is_none() {
+                let i = missing.binary_search(&a).unwrap_or(0);
+                *slot = Some(resolved[i].as_slice().into());
+            }
+        }
     }
-    let mut frames = Vec::new();
-    let resolving = RESOLVING.lock();
-    backtrace::resolve(address as usize as *mut core::ffi::c_void, |sym| {
-        frames.push(Frame {
-            address,
-            function: sym.name().map(|n| format!("{n:#}")),
-            file: sym.filename().map(|p| p.display().to_string()),
-            line: sym.lineno(),
-        });
-    });
-    drop(resolving);
-    if frames.is_empty() {
-        frames.push(Frame {
-            address,
-            function: None,
-            file: None,
-            line: None,
-        });
-    }
-    let frames: Arc<[Frame]> = frames.into();
-    let mut cache = CACHE.lock();
-    let cache = cache.get_or_insert_with(HashMap::new);
-    if cache.len() >= MAX_CACHED {
-        cache.clear();
-    }
-    cache.insert(address, frames.clone());
-    frames
+    out.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+#[cfg(target_os = "linux")]
+fn backend(addresses: &[u64]) -> Vec<Vec<Frame>> {
+    crate::read::elf::resolve_in_process(addresses)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn backend(addresses: &[u64]) -> Vec<Vec<Frame>> {
+    addresses
+        .iter()
+        .map(|&address| {
+            let mut frames = Vec::new();
+            backtrace::resolve(address as usize as *mut core::ffi::c_void, |sym| {
+                frames.push(Frame {
+                    address,
+                    function: sym.name().map(|n| format!("{n:#}")),
+                    file: sym.filename().map(|p| p.display().to_string()),
+                    line: sym.lineno(),
+                });
+            });
+            if frames.is_empty() {
+                frames.push(Frame {
+                    address,
+                    function: None,
+                    file: None,
+                    line: None,
+                });
+            }
+            frames
+        })
+        .collect()
 }
 
 pub(crate) fn is_allocator_frame(f: &Frame) -> bool {
@@ -67,8 +184,8 @@ pub(crate) fn is_allocator_frame(f: &Frame) -> bool {
 /// Symbolizes a stack of raw addresses, dropping the allocator's own leading frames.
 pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
     let mut out: Vec<Frame> = Vec::new();
-    for &a in addresses {
-        out.extend(resolve(a).iter().cloned());
+    for frames in resolve_all(addresses) {
+        out.extend(frames.iter().cloned());
     }
     let skip = out.iter().take_while(|f| is_allocator_frame(f)).count();
     if skip < out.len() {
@@ -77,13 +194,37 @@ pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
     out
 }
 
+/// Fills in the frames of every site, resolving all their distinct addresses in one batch.
+pub(crate) fn symbolize_sites(sites: &mut [Site]) {
+    let _guard = countdown::enter_guard();
+    let mut all: Vec<u64> = sites
+        .iter()
+        .flat_map(|s| s.addresses.iter().copied())
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    // Loads the cache; each site's `frames_of` then only hits it.
+    prefetch(&all);
+    for site in sites {
+        site.frames = frames_of(&site.addresses);
+    }
+}
+
+/// Resolves a batch of addresses into the cache (one load of the debug info), so that
+/// per-stack lookups after it do not each load it.
+pub(crate) fn prefetch(addresses: &[u64]) {
+    drop(resolve_all(addresses));
+}
+
 /// Empties the cache (for measuring cold symbolization).
+///
+/// ```
+/// heapsampler::symbolize::clear_cache();
+/// ```
 pub fn clear_cache() {
     register_fork_locks();
     let _guard = countdown::enter_guard();
-    if let Some(c) = CACHE.lock().as_mut() {
-        c.clear();
-    }
+    *CACHE.lock() = None;
 }
 
 /// The symbolizer's lock and the symbol cache's, in the order the `pthread_atfork` handlers

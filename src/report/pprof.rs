@@ -227,11 +227,11 @@ fn build(profile: &Profile, mappings: &[Mapping]) -> proto::Profile {
     ];
     let period_type = value_type(&mut strings, "space", "bytes");
     let thread_key = strings.get("thread");
-    let symbolized = profile.sites.iter().any(|s| !s.frames.is_empty());
 
     let mut sorted_maps: Vec<&Mapping> = mappings.iter().collect();
     sorted_maps.sort_by_key(|m| m.start);
-    let mapping: Vec<proto::Mapping> = sorted_maps
+    // The `has_*` flags are set below from what the locations of each mapping really hold.
+    let mut mapping: Vec<proto::Mapping> = sorted_maps
         .iter()
         .enumerate()
         .map(|(i, m)| proto::Mapping {
@@ -241,10 +241,10 @@ fn build(profile: &Profile, mappings: &[Mapping]) -> proto::Profile {
             file_offset: m.offset,
             filename: strings.get(&m.path),
             build_id: strings.get(m.build_id.as_deref().unwrap_or("")),
-            has_functions: symbolized,
-            has_filenames: symbolized,
-            has_line_numbers: symbolized,
-            has_inline_frames: symbolized,
+            has_functions: false,
+            has_filenames: false,
+            has_line_numbers: false,
+            has_inline_frames: false,
         })
         .collect();
     let mapping_of = |address: u64| -> u64 {
@@ -323,6 +323,23 @@ fn build(profile: &Profile, mappings: &[Mapping]) -> proto::Profile {
         }
     }
 
+    // A flag claims only what is there: pprof symbolizes a mapping itself unless told it
+    // has names, and shows lines only where told it has them.
+    for loc in &locations {
+        let Some(m) = (loc.mapping_id as usize)
+            .checked_sub(1)
+            .and_then(|i| mapping.get_mut(i))
+        else {
+            continue;
+        };
+        m.has_functions |= !loc.line.is_empty();
+        m.has_filenames |= loc
+            .line
+            .iter()
+            .any(|l| functions[l.function_id as usize - 1].filename != 0);
+        m.has_line_numbers |= loc.line.iter().any(|l| l.line > 0);
+        m.has_inline_frames |= loc.line.len() > 1;
+    }
     let default_sample_type = sample_type[3].r#type;
     proto::Profile {
         sample_type,
@@ -679,6 +696,60 @@ mod tests {
                 .all(|l| l.line.is_empty() && l.mapping_id == 0)
         );
         assert!(p.function.is_empty());
+    }
+
+    #[test]
+    fn mappings_flag_only_what_their_locations_hold() {
+        let maps = |profile: &Profile| {
+            let maps = vec![
+                Mapping {
+                    path: "/usr/bin/app".into(),
+                    start: 0x1000,
+                    end: 0x3000,
+                    ..Mapping::default()
+                },
+                Mapping {
+                    path: "/usr/lib/libc.so.6".into(),
+                    start: 0x3000,
+                    end: 0x4000,
+                    ..Mapping::default()
+                },
+            ];
+            decode(&render(profile, &maps)).mapping
+        };
+        let flags = |m: &proto::Mapping| {
+            (
+                m.has_functions,
+                m.has_filenames,
+                m.has_line_numbers,
+                m.has_inline_frames,
+            )
+        };
+        // The app's addresses have names, files, lines and an inlined frame; libc's frame
+        // (0x3030) a name only.
+        let mut profile = sample_profile();
+        for f in profile.sites.iter_mut().flat_map(|s| &mut s.frames) {
+            if f.address == 0x3030 {
+                (f.file, f.line) = (None, None);
+            }
+        }
+        let m = maps(&profile);
+        assert_eq!(flags(&m[0]), (true, true, true, true));
+        assert_eq!(flags(&m[1]), (true, false, false, false));
+        // Names without lines (a binary without line tables): no line numbers claimed.
+        for f in profile.sites.iter_mut().flat_map(|s| &mut s.frames) {
+            f.line = None;
+        }
+        assert_eq!(flags(&maps(&profile)[0]), (true, true, false, true));
+        // Unsymbolized: nothing claimed, pprof symbolizes from the binaries itself.
+        for site in &mut profile.sites {
+            site.frames.clear();
+        }
+        assert!(
+            maps(&profile)
+                .iter()
+                .all(|m| flags(m) == (false, false, false, false))
+        );
     }
 
     #[test]

@@ -46,9 +46,11 @@ pub(crate) struct EnvConfig {
     pub enabled: Option<bool>,
     /// Permission bits of report files.
     pub mode: Option<u32>,
+    /// Whether reports are symbolized in process (`symbolize=0`: offline later).
+    pub symbolize: Option<bool>,
 }
 
-const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode";
+const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode, symbolize";
 
 /// Parses the variable's value; returns the settings and one message per problem.
 pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
@@ -98,6 +100,11 @@ pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
             "enabled" => match value.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => cfg.enabled = Some(true),
                 "0" | "false" | "no" | "off" => cfg.enabled = Some(false),
+                _ => problems.push(bad("expected 1 or 0", "1")),
+            },
+            "symbolize" => match value.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => cfg.symbolize = Some(true),
+                "0" | "false" | "no" | "off" => cfg.symbolize = Some(false),
                 _ => problems.push(bad("expected 1 or 0", "1")),
             },
             _ => problems.push(format!(
@@ -236,8 +243,9 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
-        let (cfg, problems) =
-            parse("interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640");
+        let (cfg, problems) = parse(
+            "interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640,symbolize=0",
+        );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             cfg,
@@ -248,6 +256,7 @@ mod tests {
                 keep: Some(7),
                 enabled: Some(true),
                 mode: Some(0o640),
+                symbolize: Some(false),
             }
         );
     }

@@ -53,6 +53,7 @@ pub struct Reporter {
     keep: usize,
     leak_window: usize,
     mode: u32,
+    symbolize: bool,
 }
 
 impl Reporter {
@@ -70,7 +71,31 @@ impl Reporter {
             keep: DEFAULT_KEEP,
             leak_window: DEFAULT_LEAK_WINDOW,
             mode: DEFAULT_FILE_MODE,
+            symbolize: true,
         }
+    }
+
+    /// Whether reports carry function names, files and lines (`true`, the default) or only
+    /// addresses and mappings (`false`): the process then never loads debug info (no memory
+    /// or time spent on it), and `heapsampler symbolize REPORT --binary PATH` fills the names
+    /// in later from the same binary. `HEAPSAMPLER=symbolize=0` says the same.
+    ///
+    /// ```
+    /// let r = heapsampler::Reporter::new("r").symbolize(false);
+    /// assert!(!r.symbolizes());
+    /// ```
+    pub fn symbolize(mut self, on: bool) -> Reporter {
+        self.symbolize = on;
+        self
+    }
+
+    /// Whether reports are symbolized in process.
+    ///
+    /// ```
+    /// assert!(heapsampler::Reporter::new("r").symbolizes());
+    /// ```
+    pub fn symbolizes(&self) -> bool {
+        self.symbolize
     }
 
     /// Creates report files with permission bits `mode` (less the umask; only the `0o777`
@@ -202,6 +227,9 @@ impl Reporter {
         }
         if let Some(m) = cfg.mode {
             r = r.mode(m);
+        }
+        if let Some(on) = cfg.symbolize {
+            r = r.symbolize(on);
         }
         Some(r)
     }
@@ -501,6 +529,9 @@ pub(crate) fn start_env_reporter(cfg: &crate::service::config::EnvConfig) {
     if let Some(m) = cfg.mode {
         r = r.mode(m);
     }
+    if let Some(on) = cfg.symbolize {
+        r = r.symbolize(on);
+    }
     match r.start_inner(false) {
         Ok(handle) => {
             let _ = ENV_REPORTER.set(handle);
@@ -603,11 +634,12 @@ impl Shared {
         // frame of every site.
         let profile = snapshot();
         let suspects = state.detector.observe(&profile);
-        let report = Report::build(
+        let report = Report::build_with(
             &profile,
             state.baseline.as_ref(),
             suspects,
             mappings::current(),
+            self.config.symbolize,
         );
         // Rates always cover the time since the previous attempt, written or not: each
         // report states its own window.

@@ -33,6 +33,8 @@ struct Row {
     old: Side,
     new: Side,
     label: (String, Option<String>),
+    /// The label unescaped, for JSON (which escapes it itself).
+    raw_label: (String, Option<String>),
     /// The stack id, when sites are matched by it.
     stack: Option<u32>,
 }
@@ -44,13 +46,60 @@ impl Row {
     fn d_alloc(&self) -> f64 {
         self.new.alloc_bytes - self.old.alloc_bytes
     }
+    /// `new` or `gone`; `None` for a site in both reports.
+    fn status(&self) -> Option<&'static str> {
+        match (self.old.present, self.new.present) {
+            (false, true) => Some("new"),
+            (true, false) => Some("gone"),
+            _ => None,
+        }
+    }
 }
 
-pub fn run(out: &mut dyn Write, old_path: &Path, new_path: &Path, count: usize) -> Result<Verdict> {
+pub fn run(
+    out: &mut dyn Write,
+    old_path: &Path,
+    new_path: &Path,
+    count: usize,
+    json: bool,
+) -> Result<Verdict> {
     let old = input::load(old_path)?;
     let new = input::load(new_path)?;
     let (o, n) = (&old.report, &new.report);
     let same = same_process(o, n);
+    if json {
+        let (changed, rows) = changed_rows(o, n, same, count);
+        let doc = crate::json::Diff {
+            old: crate::json::Source::of(old_path, o),
+            new: crate::json::Source::of(new_path, n),
+            matched_by: if same { "stack_id" } else { "function_names" },
+            totals: total_rows(o, n)
+                .into_iter()
+                .map(|(name, old, new, _)| crate::json::TotalChange {
+                    name,
+                    old,
+                    new,
+                    change: new as i128 - old as i128,
+                })
+                .collect(),
+            sites_changed: changed,
+            sites: rows
+                .into_iter()
+                .map(|row| crate::json::DiffSite {
+                    stack_id: row.stack,
+                    status: row.status().unwrap_or("changed"),
+                    old_live_bytes: row.old.live_bytes,
+                    new_live_bytes: row.new.live_bytes,
+                    live_bytes_change: row.d_live(),
+                    alloc_bytes_change: row.d_alloc(),
+                    function: row.raw_label.0,
+                    location: row.raw_label.1,
+                })
+                .collect(),
+        };
+        crate::json::write(out, &doc)?;
+        return Ok(Verdict::Good);
+    }
 
     describe(out, "old", &old, None)?;
     describe(out, "new", &new, Some(o.timestamp_ms))?;
@@ -141,14 +190,10 @@ fn same_process(a: &Report, b: &Report) -> bool {
     })
 }
 
-fn totals(out: &mut dyn Write, o: &Report, n: &Report) -> Result<()> {
+/// The exact counters compared: name, old, new, whether bytes.
+fn total_rows(o: &Report, n: &Report) -> [(&'static str, u64, u64, bool); 7] {
     let (a, b) = (&o.totals.counts, &n.totals.counts);
-    writeln!(
-        out,
-        "{:<18} {:>16} {:>16} {:>16}",
-        "totals (exact)", "old", "new", "change"
-    )?;
-    let rows: [(&str, u64, u64, bool); 7] = [
+    [
         ("live bytes", a.live_bytes, b.live_bytes, true),
         ("live blocks", a.live_objects, b.live_objects, false),
         (
@@ -171,8 +216,16 @@ fn totals(out: &mut dyn Write, o: &Report, n: &Report) -> Result<()> {
         ),
         ("freed bytes", a.freed_bytes, b.freed_bytes, true),
         ("frees", a.freed_objects, b.freed_objects, false),
-    ];
-    for (name, x, y, is_bytes) in rows {
+    ]
+}
+
+fn totals(out: &mut dyn Write, o: &Report, n: &Report) -> Result<()> {
+    writeln!(
+        out,
+        "{:<18} {:>16} {:>16} {:>16}",
+        "totals (exact)", "old", "new", "change"
+    )?;
+    for (name, x, y, is_bytes) in total_rows(o, n) {
         let change = y as i128 - x as i128;
         if is_bytes {
             writeln!(
@@ -204,7 +257,8 @@ fn key_of(r: &Report, s: &ReportSite, by_id: bool) -> Key {
     }
 }
 
-fn sites(out: &mut dyn Write, o: &Report, n: &Report, by_id: bool, count: usize) -> Result<()> {
+/// How many sites changed, and the `count` that changed most in live bytes.
+fn changed_rows(o: &Report, n: &Report, by_id: bool, count: usize) -> (usize, Vec<Row>) {
     let mut rows: HashMap<Key, Row> = HashMap::new();
     for (r, is_new) in [(n, true), (o, false)] {
         for s in &r.sites {
@@ -212,6 +266,7 @@ fn sites(out: &mut dyn Write, o: &Report, n: &Report, by_id: bool, count: usize)
                 old: Side::default(),
                 new: Side::default(),
                 label: format::site_label(r, s),
+                raw_label: raw_label(r, s),
                 stack: by_id.then_some(s.stack_id),
             });
             let side = if is_new { &mut row.new } else { &mut row.old };
@@ -233,6 +288,26 @@ fn sites(out: &mut dyn Write, o: &Report, n: &Report, by_id: bool, count: usize)
     });
     let changed = rows.len();
     rows.truncate(count);
+    (changed, rows)
+}
+
+/// A site's function and `file:line` as the report has them (not escaped).
+fn raw_label(r: &Report, s: &ReportSite) -> (String, Option<String>) {
+    let named = crate::json::Named::of(r, s);
+    match named.function {
+        Some(f) => (
+            f,
+            named.file.map(|file| match named.line {
+                Some(l) => format!("{file}:{l}"),
+                None => file,
+            }),
+        ),
+        None => (format::site_label(r, s).0, None),
+    }
+}
+
+fn sites(out: &mut dyn Write, o: &Report, n: &Report, by_id: bool, count: usize) -> Result<()> {
+    let (changed, rows) = changed_rows(o, n, by_id, count);
     writeln!(
         out,
         "{changed} sites changed; top {} by change of live bytes (estimated; ± is the standard \
@@ -249,11 +324,7 @@ fn sites(out: &mut dyn Write, o: &Report, n: &Report, by_id: bool, count: usize)
     )?;
     let t = o.sample_interval.max(n.sample_interval);
     for row in rows {
-        let status = match (row.old.present, row.new.present) {
-            (false, true) => "new",
-            (true, false) => "gone",
-            _ => "",
-        };
+        let status = row.status().unwrap_or("");
         writeln!(
             out,
             "{:>11} {:>11}  {:>11}  {:>10} {:>10}  {status:<4}  {:>6}  {}",

@@ -6,6 +6,41 @@ use heapsampler::report::json::ReportSite;
 pub use heapsampler::report::{escape, is_hostile};
 use std::path::Path;
 
+/// Whether output is coloured: set once by `main` (see [`colour_wanted`]).
+static COLOUR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Colour only on a terminal, never with `NO_COLOR` set to anything non-empty
+/// (<https://no-color.org>) or on a `dumb` terminal.
+pub fn colour_wanted(
+    terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+}
+
+pub fn set_colour(on: bool) {
+    COLOUR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn paint(text: &str, code: &str) -> String {
+    if COLOUR.load(std::sync::atomic::Ordering::Relaxed) {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Column headers.
+pub fn bold(text: &str) -> String {
+    paint(text, "1")
+}
+
+/// What needs attention (a leak suspect).
+pub fn red(text: &str) -> String {
+    paint(text, "1;31")
+}
+
 const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
 
 /// A path as printed: lossy for names that are not UTF-8, escaped like [`escape`] (`is_hostile`
@@ -221,6 +256,17 @@ pub fn label_text((function, place): &(String, Option<String>)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        let xterm = Some(OsStr::new("xterm-256color"));
+        assert!(colour_wanted(true, None, xterm));
+        assert!(colour_wanted(true, Some(OsStr::new("")), xterm));
+        assert!(!colour_wanted(false, None, xterm));
+        assert!(!colour_wanted(true, Some(OsStr::new("1")), xterm));
+        assert!(!colour_wanted(true, None, Some(OsStr::new("dumb"))));
+    }
 
     #[test]
     fn sizes() {

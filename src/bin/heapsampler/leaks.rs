@@ -19,6 +19,7 @@ pub fn run(
     inputs: &[PathBuf],
     window: usize,
     fail_on_leak: bool,
+    json: bool,
 ) -> Result<Verdict> {
     let mut reports = Vec::new();
     for file in input::expand(inputs)? {
@@ -33,6 +34,23 @@ pub fn run(
     }
     let series = processes(reports);
     let window = LeakDetector::new(window).window();
+    if json {
+        let processes: Vec<crate::json::LeakProcess> =
+            series.iter().map(|r| judge_json(r, window)).collect();
+        let total = processes.iter().map(|p| p.suspects.len()).sum();
+        crate::json::write(
+            out,
+            &crate::json::Leaks {
+                processes,
+                suspects_total: total,
+            },
+        )?;
+        return Ok(if fail_on_leak && total > 0 {
+            Verdict::Bad
+        } else {
+            Verdict::Good
+        });
+    }
     let mut total = 0;
     for (i, reports) in series.iter().enumerate() {
         if i > 0 {
@@ -83,6 +101,59 @@ fn processes(reports: Vec<Loaded>) -> Vec<Vec<Loaded>> {
     series
 }
 
+/// The suspects of one process over its reports (oldest first).
+fn suspects_of(reports: &[Loaded], window: usize) -> Vec<LeakSuspect> {
+    // One profile at a time: memory stays that of one report and the detector's window.
+    let mut detector = LeakDetector::new(window);
+    let mut suspects: Vec<LeakSuspect> = Vec::new();
+    for l in reports {
+        suspects = detector.observe(&l.report.to_profile());
+    }
+    suspects
+}
+
+/// One process's verdict as `--json` gives it.
+fn judge_json(reports: &[Loaded], window: usize) -> crate::json::LeakProcess {
+    let last = &reports[reports.len() - 1];
+    let r = &last.report;
+    let judged = reports.len().min(window);
+    let suspects = if judged < LeakDetector::MIN_REPORTS {
+        Vec::new()
+    } else {
+        suspects_of(reports, window)
+    };
+    crate::json::LeakProcess {
+        pid: r.pid,
+        program: r.program.clone(),
+        reports: reports.len(),
+        judged: if judged < LeakDetector::MIN_REPORTS {
+            0
+        } else {
+            judged
+        },
+        newest: last.path.display().to_string(),
+        suspects: suspects
+            .iter()
+            .map(|s| {
+                let site = r.sites.iter().find(|site| site.stack_id == s.stack_id);
+                crate::json::LeakJson {
+                    stack_id: s.stack_id,
+                    function: site
+                        .and_then(|site| r.top_function(site))
+                        .map(str::to_string),
+                    growth_bytes_per_sec: s.growth_bytes_per_sec,
+                    confidence: s.confidence,
+                    live_bytes: s.live_bytes,
+                    reports_considered: s.reports_considered,
+                    frames: site.map_or_else(Vec::new, |site| {
+                        r.site_frames(site).into_iter().map(Into::into).collect()
+                    }),
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Prints one process's verdict; returns how many suspects it has.
 fn judge(out: &mut dyn Write, reports: &[Loaded], window: usize) -> Result<usize> {
     let (first, last) = (&reports[0], &reports[reports.len() - 1]);
@@ -119,12 +190,7 @@ fn judge(out: &mut dyn Write, reports: &[Loaded], window: usize) -> Result<usize
         format::duration_ms(last.report.timestamp_ms - judged[0].report.timestamp_ms),
         last.name()
     )?;
-    // One profile at a time: memory stays that of one report and the detector's window.
-    let mut detector = LeakDetector::new(window);
-    let mut suspects: Vec<LeakSuspect> = Vec::new();
-    for l in reports {
-        suspects = detector.observe(&l.report.to_profile());
-    }
+    let suspects = suspects_of(reports, window);
     if suspects.is_empty() {
         writeln!(out, "  no site keeps growing")?;
     }
@@ -142,7 +208,11 @@ fn suspect(out: &mut dyn Write, n: usize, s: &LeakSuspect, newest: &Loaded) -> R
         None => format!("stack {}", s.stack_id),
     };
     writeln!(out)?;
-    writeln!(out, "  leak suspect #{n}: {label}")?;
+    writeln!(
+        out,
+        "  {}",
+        format::red(&format!("leak suspect #{n}: {label}"))
+    )?;
     writeln!(
         out,
         "    growth {} ({}/h), confidence {:.1}%, live now {} ({}), over {} reports",

@@ -7,8 +7,33 @@ use heapsampler::report::json::ReportSite;
 use std::io::Write;
 use std::path::Path;
 
-pub fn run(out: &mut dyn Write, path: &Path, count: usize, by: TopBy) -> Result<Verdict> {
+pub fn run(
+    out: &mut dyn Write,
+    path: &Path,
+    count: usize,
+    by: TopBy,
+    json: bool,
+) -> Result<Verdict> {
     let loaded = input::load(path)?;
+    if json {
+        let r = &loaded.report;
+        let doc = crate::json::Top {
+            report: crate::json::Source::of(path, r),
+            by: match by {
+                TopBy::Live => "live",
+                TopBy::Alloc => "alloc",
+                TopBy::Rate => "rate",
+            },
+            totals: &r.totals,
+            sites_total: r.sites.len(),
+            sites: ranked(r, count, by)
+                .into_iter()
+                .map(|s| crate::json::TopSite::of(r, s))
+                .collect(),
+        };
+        crate::json::write(out, &doc)?;
+        return Ok(Verdict::Good);
+    }
     header(out, &loaded)?;
     writeln!(out)?;
     table(out, &loaded, count, by)?;
@@ -113,8 +138,8 @@ pub fn sampling(t: u64) -> String {
     }
 }
 
-fn table(out: &mut dyn Write, loaded: &Loaded, count: usize, by: TopBy) -> Result<()> {
-    let r = &loaded.report;
+/// The `count` first sites by `by`, ties by stack id.
+fn ranked(r: &heapsampler::Report, count: usize, by: TopBy) -> Vec<&ReportSite> {
     let key = |s: &ReportSite| match by {
         TopBy::Live => s.live_bytes,
         TopBy::Alloc => s.alloc_bytes,
@@ -123,6 +148,12 @@ fn table(out: &mut dyn Write, loaded: &Loaded, count: usize, by: TopBy) -> Resul
     let mut sites: Vec<&ReportSite> = r.sites.iter().collect();
     sites.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.stack_id.cmp(&b.stack_id)));
     sites.truncate(count);
+    sites
+}
+
+fn table(out: &mut dyn Write, loaded: &Loaded, count: usize, by: TopBy) -> Result<()> {
+    let r = &loaded.report;
+    let sites = ranked(r, count, by);
     let what = match by {
         TopBy::Live => "live bytes",
         TopBy::Alloc => "allocated bytes",
@@ -137,11 +168,11 @@ fn table(out: &mut dyn Write, loaded: &Loaded, count: usize, by: TopBy) -> Resul
     if sites.is_empty() {
         return Ok(());
     }
-    writeln!(
-        out,
+    let columns = format!(
         "{:>10} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>6}  function (location)",
         "live", "±", "allocated", "±", "alloc rate", "±", "stack"
-    )?;
+    );
+    writeln!(out, "{}", format::bold(&columns))?;
     let t = r.sample_interval;
     let window_secs = r.window_ms as f64 / 1000.0;
     for s in sites {

@@ -229,14 +229,13 @@ fn locations_of(profile: &Profile) -> Vec<Location> {
         if profile.pid != std::process::id() {
             return Vec::new();
         }
+        let resolved = crate::read::symbolize::resolve_all(&addresses);
         return addresses
             .into_iter()
-            .map(|address| Location {
+            .zip(resolved)
+            .map(|(address, frames)| Location {
                 address,
-                frames: crate::read::symbolize::resolve(address)
-                    .iter()
-                    .map(to_location_frame)
-                    .collect(),
+                frames: frames.iter().map(to_location_frame).collect(),
             })
             .collect();
     }
@@ -312,6 +311,18 @@ impl Report {
         previous: Option<&Baseline>,
         leak_suspects: Vec<LeakSuspect>,
         mappings: Vec<Mapping>,
+    ) -> Report {
+        Report::build_with(profile, previous, leak_suspects, mappings, true)
+    }
+
+    /// [`build`](Self::build); `symbolize == false` leaves `locations` empty (symbolized
+    /// offline later, `heapsampler symbolize`) and loads no debug info.
+    pub(crate) fn build_with(
+        profile: &Profile,
+        previous: Option<&Baseline>,
+        leak_suspects: Vec<LeakSuspect>,
+        mappings: Vec<Mapping>,
+        symbolize: bool,
     ) -> Report {
         let _guard = crate::record::countdown::enter_guard();
         // Cumulative counters of another process cannot be subtracted from ours.
@@ -399,7 +410,11 @@ impl Report {
             sample_interval: profile.sample_interval,
             totals,
             profiler: profile.profiler.clone(),
-            locations: locations_of(profile),
+            locations: if symbolize {
+                locations_of(profile)
+            } else {
+                Vec::new()
+            },
             sites,
             leak_suspects,
             mappings,
