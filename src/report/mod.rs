@@ -2,6 +2,8 @@
 
 pub(crate) mod files;
 pub mod flamegraph;
+#[cfg(feature = "html")]
+pub mod html;
 pub mod json;
 pub mod mappings;
 #[cfg(feature = "pprof")]
