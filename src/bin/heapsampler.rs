@@ -1,7 +1,7 @@
 //! `heapsampler`: read, compare, judge and render the JSON heap reports that the heapsampler
 //! `Reporter` writes (feature `cli`).
 //!
-//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `check`. Results go to stdout,
+//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `html`, `check`. Results go to stdout,
 //! errors to stderr as one line naming the file and the problem (bad usage too). Names from a
 //! report and file names are printed with their control characters escaped
 //! ([`heapsampler::report::escape`]): a report is untrusted input.
@@ -18,6 +18,8 @@ mod check;
 mod diff;
 #[path = "heapsampler/format.rs"]
 mod format;
+#[path = "heapsampler/html.rs"]
+mod html;
 #[path = "heapsampler/input.rs"]
 mod input;
 #[path = "heapsampler/leaks.rs"]
@@ -111,6 +113,23 @@ enum Command {
         /// Output file (`-`: stdout).
         #[arg(short = 'o', long = "output", required = true)]
         output: PathBuf,
+    },
+    /// The heap timeline of a directory of reports as one self-contained HTML page: live
+    /// heap and allocation rate per process, top sites with error bands, leak suspects, a
+    /// sortable table of sites with their stacks, flamegraphs. Files that cannot be read are
+    /// listed on the page; no usable report at all is an error.
+    Html {
+        /// The directory of heap-*.json reports.
+        dir: PathBuf,
+        /// Output file; `-` or absent: stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// How many sites to draw over time (leak suspects are drawn besides).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// How many sites the table lists.
+        #[arg(long, default_value_t = 500)]
+        rows: usize,
     },
     /// Validate report files: JSON, format, version, fields and consistency.
     Check {
@@ -206,6 +225,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
             by,
         } => render::flamegraph(out, &report, output.as_deref(), collapsed, by),
         Command::Pprof { report, output } => render::pprof(out, &report, &output),
+        Command::Html {
+            dir,
+            output,
+            top,
+            rows,
+        } => html::run(out, &dir, output.as_deref(), top, rows),
         Command::Check { inputs } => check::run(out, &inputs),
     }
 }
@@ -230,7 +255,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             error_line(
-                "no subcommand given (top, diff, leaks, flamegraph, pprof or check; \
+                "no subcommand given (top, diff, leaks, flamegraph, pprof, html or check; \
                  see heapsampler --help)",
             );
             return ExitCode::from(2);
