@@ -74,7 +74,7 @@ fn empty_json() -> String {
 
 /// `reports` reports of one process with `sites` sites each, added to a timeline as they are
 /// made (only the timeline's compact copy stays): sites of 4 addresses from a pool of 400
-/// named functions, live bytes wandering around fixed levels, one site leaking 1 MiB a report.
+/// named functions, live bytes wandering around fixed levels, one site leaking 4 MiB a report.
 pub fn big_timeline(reports: usize, sites: usize) -> Timeline {
     let mut timeline = Timeline::new(Options::default());
     let mut base = report(4242, T0, 512 * 1024, 0, &[]);
@@ -106,15 +106,21 @@ pub fn big_timeline(reports: usize, sites: usize) -> Timeline {
             let level = 1.0e9 / (k as f64 + 1.0);
             let wobble = 1.0 + 0.1 * ((i * 7 + k) % 13) as f64 / 13.0;
             s.live_bytes = if k == 1 {
-                (i as f64 + 1.0) * 1048576.0
+                (i as f64 + 1.0) * 4.0 * 1048576.0
             } else {
                 level * wobble
             };
-            s.alloc_bytes = s.live_bytes * 3.0 + i as f64 * 1000.0;
+            // The leaking site allocates only what it leaks.
+            s.alloc_bytes = if k == 1 {
+                s.live_bytes
+            } else {
+                s.live_bytes * 3.0 + i as f64 * 1000.0
+            };
             s.alloc_bytes_per_sec = level / 100.0;
             live += s.live_bytes;
         }
-        allocated += 10_000_000;
+        // Cumulative: more than live bytes can swing between two reports.
+        allocated += 10_000_000_000;
         r.totals.counts.live_bytes = live as u64;
         r.totals.counts.allocated_bytes = allocated + live as u64;
         r.totals.allocated_bytes_per_sec = 1.0e7;
