@@ -162,7 +162,7 @@ pub(crate) fn draw(axes: &Axes, lines: &[Line]) -> String {
 /// A grid step of 1, 2 or 5 × 10^k in the binary unit of `max`, and the axis top (a whole
 /// number of steps at or above `max`).
 fn nice_step(max: f64) -> (f64, f64) {
-    if !(max > 0.0) || !max.is_finite() {
+    if max.is_nan() || max <= 0.0 || !max.is_finite() {
         return (1.0, 1.0);
     }
     let mut unit = 1.0;

@@ -46,7 +46,7 @@ pub(crate) fn render(t: &Timeline) -> String {
         body(t, &mut s);
     }
     skipped(t, &mut s);
-    let _ = write!(s, "<script>{}</script></body></html>\n", table::SCRIPT);
+    let _ = writeln!(s, "<script>{}</script></body></html>", table::SCRIPT);
     s
 }
 
