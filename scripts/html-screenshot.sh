@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 (cd "$work" && LEAKY_SERVICE_SECONDS="${LEAKY_SERVICE_SECONDS:-12}" \
     "$root/target/release/examples/leaky_service" > service.txt)
 reports=$(find "$work/heap-reports" -name 'heap-*.json' | wc -l)
-"$root/target/release/heapsampler" html "$work/heap-reports" -o "$work/heap.html"
+(cd "$work" && "$root/target/release/heapsampler" html heap-reports -o heap.html)
 
 chrome() {
     chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \

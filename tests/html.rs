@@ -240,3 +240,54 @@ fn a_big_input_makes_a_page_under_10_mb() {
     assert_eq!(table.matches("<tr data-live").count(), 500);
     assert!(page.contains("The 500 sites holding the most live bytes of 10000 are listed."));
 }
+
+/// `heapsampler html`: a page and status 0 for a directory with a usable report; one error
+/// line and status 2 for an empty directory or one with nothing usable.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_writes_the_page_or_fails_with_one_line() {
+    let run = |dir: &TempDir, out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_heapsampler"))
+            .arg("html")
+            .arg(&dir.0)
+            .arg("-o")
+            .arg(dir.0.join(out))
+            .output()
+            .unwrap()
+    };
+    let empty = TempDir::new("cli-empty");
+    let out = run(&empty, "page.html");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no heap-*.json reports in this directory"),
+        "{err}"
+    );
+    empty.write("heap-1-000001.json", "garbage");
+    let out = run(&empty, "page.html");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("no usable report, 1 skipped (first: heap-1-000001.json: not a JSON document"),
+        "{err}"
+    );
+    assert!(!empty.0.join("page.html").exists());
+
+    let dir = TempDir::new("cli-page");
+    let n = fixture(&dir);
+    dir.write("heap-99-000001.json", "garbage");
+    let out = run(&dir, "out.html");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(dir.0.join("out.html")).unwrap();
+    assert_eq!(
+        indices(section(&page, "<svg id=\"live-heap\"", "</svg>")).len(),
+        n
+    );
+    assert!(section(&page, "<ul id=\"skipped\"", "</ul>").contains("heap-99-000001.json"));
+}

@@ -271,12 +271,27 @@ fn top_sites(
             .filter(|c| is_suspect(c))
             .copied(),
     );
+    // One pass over each process's reports for all of its drawn sites.
+    let mut series_of: std::collections::HashMap<(usize, crate::StackId), Vec<f64>> =
+        Default::default();
+    let mut processes: Vec<usize> = kept.iter().map(|c| c.0).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    for pi in processes {
+        let ids: Vec<_> = kept
+            .iter()
+            .filter(|c| c.0 == pi)
+            .map(|c| c.1.sites[c.2].stack_id)
+            .collect();
+        let all = series::site_series(view, &view.processes[pi].reports, &ids);
+        series_of.extend(ids.into_iter().map(|id| (pi, id)).zip(all));
+    }
     let mut lines = Vec::new();
     let mut suspect_items = String::new();
     for (k, &(pi, report, si)) in kept.iter().enumerate() {
         let p: &Process = &view.processes[pi];
         let site = &report.sites[si];
-        let ys = series::site_series(view, &p.reports, &[site.stack_id]).remove(0);
+        let ys = series_of.remove(&(pi, site.stack_id)).unwrap_or_default();
         let name = table::site_name(report, site);
         let idx = series::keep(&ys, t.options.max_points);
         let mut points = Vec::with_capacity(idx.len());
@@ -326,6 +341,15 @@ fn top_sites(
             );
             (name.clone(), label)
         });
+        // Two sites in one function (two call paths) are told apart by their stack ids.
+        let twin = kept
+            .iter()
+            .any(|&(qi, r, qs)| (qi, qs) != (pi, si) && table::site_name(r, &r.sites[qs]) == name);
+        let name = if twin {
+            format!("{name} (stack {})", site.stack_id)
+        } else {
+            name
+        };
         lines.push(Line {
             label: if newest.len() > 1 {
                 format!("{name} ({})", p.label())
@@ -354,9 +378,11 @@ fn top_sites(
     let _ = write!(
         s,
         "<h2>Top sites: estimated live bytes</h2><p class=\"note\">The {} of {all} sites holding the \
-         most in each process's newest report, and every leak suspect; shaded: ±2 standard errors \
-         (√(T·B) for B bytes at sample interval T).</p><figure id=\"top-sites-figure\">{svg}{}</figure>",
+         most in each process's newest report, and every leak suspect (the leak detector over each \
+         process's newest {} reports); shaded: ±2 standard errors (√(T·B) for B bytes at sample \
+         interval T).</p><figure id=\"top-sites-figure\">{svg}{}</figure>",
         kept.len(),
+        series::DETECTOR_REPORTS,
         legend(&lines)
     );
     s.push_str("<h2>Leak suspects</h2>");
