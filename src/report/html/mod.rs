@@ -89,7 +89,7 @@ impl fmt::Display for Skipped {
 /// Why no page could be made.
 ///
 /// ```
-/// let err = heapsampler::report::html::page_from_dir("/nonexistent", &Default::default()).unwrap_err();
+/// let err = heapsampler::report::html::page_from_dir("/nonexistent".as_ref(), &Default::default()).unwrap_err();
 /// assert!(err.to_string().starts_with("/nonexistent: cannot list the directory"));
 /// ```
 #[derive(Debug)]
@@ -250,7 +250,7 @@ impl Timeline {
     ///
     /// ```
     /// let mut t = heapsampler::report::html::Timeline::new(Default::default());
-    /// assert!(!t.add_file("/nonexistent/heap-1-000001.json"));
+    /// assert!(!t.add_file("/nonexistent/heap-1-000001.json".as_ref()));
     /// assert!(t.skipped()[0].reason.starts_with("cannot read"));
     /// ```
     pub fn add_file(&mut self, path: &Path) -> bool {
