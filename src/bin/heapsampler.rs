@@ -1,7 +1,8 @@
 //! `heapsampler`: read, compare, judge and render the JSON heap reports that the heapsampler
 //! `Reporter` writes (feature `cli`).
 //!
-//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `symbolize`, `check`. Results go to stdout,
+//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `symbolize`, `html`, `check`. Results go
+//! to stdout,
 //! errors to stderr as one line naming the file and the problem (bad usage too). Names from a
 //! report and file names are printed with their control characters escaped
 //! ([`heapsampler::report::escape`]): a report is untrusted input.
@@ -18,6 +19,8 @@ mod check;
 mod diff;
 #[path = "heapsampler/format.rs"]
 mod format;
+#[path = "heapsampler/html.rs"]
+mod html;
 #[path = "heapsampler/input.rs"]
 mod input;
 #[path = "heapsampler/json.rs"]
@@ -140,6 +143,23 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
+    /// The heap timeline of a directory of reports as one self-contained HTML page: live
+    /// heap and allocation rate per process, top sites with error bands, leak suspects, a
+    /// sortable table of sites with their stacks, flamegraphs. Files that cannot be read are
+    /// listed on the page; no usable report at all is an error.
+    Html {
+        /// The directory of heap-*.json reports.
+        dir: PathBuf,
+        /// Output file; `-` or absent: stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// How many sites to draw over time (leak suspects are drawn besides).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// How many sites the table lists.
+        #[arg(long, default_value_t = 500)]
+        rows: usize,
+    },
     /// Validate report files: JSON, format, version, fields and consistency.
     Check {
         /// Report files and/or directories of reports.
@@ -250,6 +270,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
             binaries,
             output,
         } => symbolize::run(out, &report, &binaries, output.as_deref()),
+        Command::Html {
+            dir,
+            output,
+            top,
+            rows,
+        } => html::run(out, &dir, output.as_deref(), top, rows),
         Command::Check { inputs } => check::run(out, &inputs),
     }
 }
@@ -274,7 +300,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             error_line(
-                "no subcommand given (top, diff, leaks, flamegraph, pprof, symbolize or check; \
+                "no subcommand given (top, diff, leaks, flamegraph, pprof, symbolize, html or \
+                 check; \
                  see heapsampler --help)",
             );
             return ExitCode::from(2);

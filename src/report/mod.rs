@@ -2,6 +2,8 @@
 
 pub(crate) mod files;
 pub mod flamegraph;
+#[cfg(feature = "html")]
+pub mod html;
 pub mod json;
 pub use crate::read::mappings;
 #[cfg(feature = "pprof")]

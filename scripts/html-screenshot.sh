@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The heap timeline of the leaky_service example, rendered by `heapsampler html`, opened in
+# headless Chromium: saves a screenshot and checks through the page's DOM that the live-heap
+# chart has exactly one point per report and that the leak suspect is named.
+#
+#   bash scripts/html-screenshot.sh [screenshot.png]     (default: docs/timeline.png)
+#
+# Needs `chromium` (Debian: apt-get install chromium). LEAKY_SERVICE_SECONDS (default 12)
+# sets how long the example runs; it writes one report a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+shot="${1:-$root/docs/timeline.png}"
+case "$shot" in /*) ;; *) shot="$root/$shot" ;; esac
+
+cargo build --release --features cli --bin heapsampler --example leaky_service
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && LEAKY_SERVICE_SECONDS="${LEAKY_SERVICE_SECONDS:-12}" \
+    "$root/target/release/examples/leaky_service" > service.txt)
+reports=$(find "$work/heap-reports" -name 'heap-*.json' | wc -l)
+(cd "$work" && "$root/target/release/heapsampler" html heap-reports -o heap.html)
+
+chrome() {
+    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$work/profile" --window-size=1400,1800 "$@" "file://$work/heap.html" \
+        2> "$work/chromium.log"
+}
+chrome --dump-dom > "$work/dom.html"
+chrome --screenshot="$shot" > /dev/null
+
+# The DOM as the browser built it: the live-heap chart's points, one per report.
+live=$(perl -0777 -ne 'print $1 if /(<svg id="live-heap".*?<\/svg>)/s' "$work/dom.html")
+all=$(grep -o 'data-report-index="[0-9]*"' <<< "$live" | wc -l)
+points=$(grep -o 'data-report-index="[0-9]*"' <<< "$live" | sort -u | wc -l)
+echo "reports: $reports, live-heap points: $all ($points distinct)"
+if [ "$points" -ne "$reports" ] || [ "$all" -ne "$reports" ]; then
+    echo "the live-heap chart does not hold one point per report"; exit 1
+fi
+if ! grep -q 'data-suspect="leaky_service::leak_session_state"' "$work/dom.html"; then
+    cat "$work/service.txt"
+    echo "the leak suspect leak_session_state is not named on the page"; exit 1
+fi
+echo "leak suspect named: leaky_service::leak_session_state"
+echo "screenshot: $shot ($(stat -c %s "$shot") bytes)"
