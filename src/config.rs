@@ -56,9 +56,11 @@ pub(crate) struct EnvConfig {
     pub enabled: Option<bool>,
     /// Permission bits of report files.
     pub mode: Option<u32>,
+    /// Address of the HTTP endpoint (feature `http`).
+    pub http: Option<String>,
 }
 
-const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode";
+const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode, http";
 
 /// Parses the variable's value; returns the settings and one message per problem.
 pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
@@ -87,6 +89,11 @@ pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
                 problems.push(bad("expected a directory path", "no reports"))
             }
             "dir" => cfg.dir = Some(PathBuf::from(value)),
+            "http" if value.is_empty() => problems.push(bad(
+                "expected an address like 127.0.0.1:6060 or a port like 6060",
+                "no endpoint",
+            )),
+            "http" => cfg.http = Some(value.to_string()),
             "period" => match parse_duration(value) {
                 Some(d) if !d.is_zero() => cfg.period = Some(d),
                 _ => problems.push(bad(
@@ -225,6 +232,14 @@ fn apply_env() {
     if cfg.dir.is_some() {
         crate::reporter::start_env_reporter(cfg);
     }
+    if let Some(addr) = &cfg.http {
+        #[cfg(feature = "http")]
+        crate::http::start_env_endpoint(addr);
+        #[cfg(not(feature = "http"))]
+        warn(&format!(
+            "HEAPSAMPLER: http={addr} needs heapsampler's `http` feature; no endpoint"
+        ));
+    }
 }
 
 extern "C" fn init_from_env() {
@@ -246,8 +261,9 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
-        let (cfg, problems) =
-            parse("interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640");
+        let (cfg, problems) = parse(
+            "interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640,http=6060",
+        );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             cfg,
@@ -258,6 +274,7 @@ mod tests {
                 keep: Some(7),
                 enabled: Some(true),
                 mode: Some(0o640),
+                http: Some("6060".into()),
             }
         );
     }

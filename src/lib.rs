@@ -99,12 +99,17 @@ mod budget;
 mod check;
 mod config;
 mod fork;
+#[cfg(feature = "http")]
+#[path = "service/http/mod.rs"]
+pub mod http;
 mod internal_alloc;
 mod leaks;
 mod live;
 mod lock;
 mod pages;
 mod pooled;
+#[path = "read/process_memory.rs"]
+mod process_memory;
 mod profile;
 pub mod report;
 mod reporter;
@@ -133,6 +138,7 @@ pub use budget::{
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
 pub use live::DEFAULT_MAX_LIVE_SAMPLES;
+pub use process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process_memory};
 pub use profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
 };
