@@ -408,6 +408,15 @@ fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool) 
     }
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    // Closing with unread bytes (an oversized head's rest) sends a reset, which can destroy
+    // the answer before the client reads it: take a little of what is left first, briefly.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
