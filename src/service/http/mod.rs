@@ -17,7 +17,7 @@
 //! it under the profiler's reentrancy guard: its own allocations are profiler overhead, never
 //! a site of the program. A client cannot stall it: requests are bounded in size (8 KiB of
 //! head, no body) and in time (read and write timeouts), and connections beyond the pool
-//! and its short queue get `503` at once.
+//! and its queue (4 per worker) get `503` at once.
 //!
 //! ```no_run
 //! # #[global_allocator]

@@ -3,8 +3,8 @@
 //! Bounds, so that no client can hold the endpoint (let alone the program): a request head
 //! of at most [`MAX_HEAD_BYTES`], read within [`HEAD_DEADLINE`]; no request body; an answer
 //! written within [`WRITE_DEADLINE`]; one request per connection; at most `workers`
-//! connections served and as many queued, the rest answered `503` by the accept thread at
-//! once.
+//! connections served and four times as many queued, the rest answered `503` by the accept
+//! thread at once.
 
 use super::routes::{self, Context, Request, Response};
 use crate::sampler;
@@ -26,6 +26,8 @@ pub(crate) const MAX_HEAD_BYTES: usize = 8192;
 pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Time a client has to take the whole answer; slower is cut off.
 pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// Connections waiting for a worker, per worker; more get `503`.
+pub(crate) const QUEUED_PER_WORKER: usize = 4;
 /// Bytes written per `write` call, so that the write deadline is checked between them.
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -80,7 +82,7 @@ impl Endpoint {
     }
 
     /// Serves at most `n` requests at once (at least 1; default [`DEFAULT_WORKERS`]), each on
-    /// its own thread; as many more wait, and further connections get `503`.
+    /// its own thread; `4 n` more wait, and further connections get `503`.
     ///
     /// ```
     /// let e = heapsampler::http::Endpoint::new("0").workers(8);
@@ -137,7 +139,7 @@ impl Endpoint {
         let listener = TcpListener::bind(&addrs[..])?;
         let local_addr = listener.local_addr()?;
         let context = Arc::new(Context::new(self.top_sites));
-        let (sender, receiver) = mpsc::sync_channel::<TcpStream>(self.workers);
+        let (sender, receiver) = mpsc::sync_channel::<TcpStream>(self.workers * QUEUED_PER_WORKER);
         let receiver = Arc::new(parking_lot::Mutex::new(receiver));
         let mut threads = Vec::with_capacity(self.workers + 1);
         for i in 0..self.workers {
@@ -298,7 +300,7 @@ fn serve_connection(mut stream: TcpStream, context: &Context) {
                     routes::route(&request, context)
                 }))
                 .unwrap_or_else(|_| Response::text(500, "internal error\n"));
-                write_response(&mut stream, &response, head_only);
+                write_response(&mut stream, &response, head_only, false);
                 context.served.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -307,7 +309,8 @@ fn serve_connection(mut stream: TcpStream, context: &Context) {
         Err(Some(response)) => response,
         Err(None) => return,
     };
-    write_response(&mut stream, &response, false);
+    // A refused request may have left bytes unread.
+    write_response(&mut stream, &response, false, true);
 }
 
 /// The request head, up to and including its blank line. `Err(Some(answer))` for a client
@@ -392,7 +395,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Response> {
 
 /// Writes the answer within [`WRITE_DEADLINE`], chunk by chunk; gives up on a client that
 /// does not read.
-fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool) {
+fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, drain: bool) {
     let deadline = Instant::now() + WRITE_DEADLINE;
     let head = response.head(head_only);
     let body: &[u8] = if head_only { &[] } else { &response.body };
@@ -408,6 +411,9 @@ fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool) 
     }
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    if !drain {
+        return;
+    }
     // Closing with unread bytes (an oversized head's rest) sends a reset, which can destroy
     // the answer before the client reads it: take a little of what is left first, briefly.
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
