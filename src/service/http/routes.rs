@@ -283,11 +283,11 @@ fn pprof_response(bytes: Vec<u8>) -> Response {
     r
 }
 
-/// The gzipped pprof of a symbolized profile, with the process's mappings.
+/// The gzipped pprof of an unsymbolized profile of this process (symbolized per distinct
+/// address while rendering), with the process's mappings.
 pub(crate) fn render_pprof(profile: &Profile, allocs: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    let _ =
-        crate::report::pprof::render_with_default(profile, &mappings::current(), allocs, &mut out);
+    let _ = crate::report::pprof::render_resolving(profile, &mappings::current(), allocs, &mut out);
     out
 }
 

@@ -280,6 +280,12 @@ fn accept_loop(listener: TcpListener, sender: SyncSender<TcpStream>, context: &C
                 let busy = Response::text(503, "busy: every worker is serving; retry\n");
                 let _ = stream.write_all(&busy.head(false));
                 let _ = stream.write_all(&busy.body);
+                // Take what the client already sent, without waiting: closing over unread
+                // bytes resets the connection, which can destroy the answer.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                if stream.set_nonblocking(true).is_ok() {
+                    let _ = stream.read(&mut [0u8; 4096]);
+                }
             }
             Err(TrySendError::Disconnected(_)) => return,
         }

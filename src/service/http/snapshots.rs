@@ -1,4 +1,4 @@
-//! Moments: symbolized snapshots with an id, kept a little while so that two requests (a
+//! Moments: snapshots with an id, kept a little while so that two requests (a
 //! pprof and a JSON report, say) can be served from the very same snapshot.
 
 use crate::profile::{Profile, snapshot};
@@ -13,17 +13,18 @@ pub(crate) const KEPT: usize = 8;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One symbolized snapshot.
+/// One snapshot.
 pub(crate) struct Moment {
     pub id: u64,
     pub profile: Profile,
 }
 
 impl Moment {
-    /// Takes and symbolizes a snapshot now (under the caller's reentrancy guard).
+    /// Takes a snapshot now (under the caller's reentrancy guard). Not symbolized: the
+    /// renderers symbolize each distinct address once, through the process-wide cache,
+    /// instead of copying every frame of every site.
     pub fn take() -> Moment {
-        let mut profile = snapshot();
-        profile.symbolize();
+        let profile = snapshot();
         Moment {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             profile,
