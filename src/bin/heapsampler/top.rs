@@ -87,7 +87,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
         )?;
     }
     if let Some(line) = process_line(r) {
-        writeln!(out, "process   {line}")?;
+        writeln!(out, "resident  {line}")?;
     }
     if p.samples_dropped > 0 {
         writeln!(
