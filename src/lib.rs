@@ -105,6 +105,7 @@ mod unwind;
 
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
+pub use read::process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process_memory};
 pub use read::profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
 };
@@ -121,6 +122,8 @@ pub use record::stack_table::{DEFAULT_MAX_STACKS, StackId};
 pub use record::totals::{Totals, totals};
 pub use record::weights::sample_probability;
 pub use report::json::{Report, ReportError};
+#[cfg(feature = "http")]
+pub use service::http;
 pub use service::reporter::{
     DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,
     env_reporter,

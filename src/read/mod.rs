@@ -4,6 +4,7 @@
 pub(crate) mod elf;
 pub mod mappings;
 pub mod offline;
+pub mod process_memory;
 pub(crate) mod profile;
 pub(crate) mod site_name;
 pub mod symbolize;

@@ -94,6 +94,17 @@ pub(crate) fn ranges(r: &Report) -> Result<(), String> {
             ));
         }
     }
+    if let Some(m) = &r.process_memory
+        && let Some(rss) = m.rss_bytes
+    {
+        for (name, part) in [("anon_bytes", m.anon_bytes), ("file_bytes", m.file_bytes)] {
+            if let Some(part) = part.filter(|&p| p > rss) {
+                return Err(format!(
+                    "`process_memory.{name}` is {part}, more than `process_memory.rss_bytes` ({rss})"
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -48,9 +48,11 @@ pub(crate) struct EnvConfig {
     pub mode: Option<u32>,
     /// Whether reports are symbolized in process (`symbolize=0`: offline later).
     pub symbolize: Option<bool>,
+    /// Address of the HTTP endpoint (feature `http`).
+    pub http: Option<String>,
 }
 
-const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode, symbolize";
+const KNOWN_KEYS: &str = "interval, dir, period, keep, enabled, mode, symbolize, http";
 
 /// Parses the variable's value; returns the settings and one message per problem.
 pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
@@ -79,6 +81,11 @@ pub(crate) fn parse(text: &str) -> (EnvConfig, Vec<String>) {
                 problems.push(bad("expected a directory path", "no reports"))
             }
             "dir" => cfg.dir = Some(PathBuf::from(value)),
+            "http" if value.is_empty() => problems.push(bad(
+                "expected an address like 127.0.0.1:6060 or a port like 6060",
+                "no endpoint",
+            )),
+            "http" => cfg.http = Some(value.to_string()),
             "period" => match parse_duration(value) {
                 Some(d) if !d.is_zero() => cfg.period = Some(d),
                 _ => problems.push(bad(
@@ -222,6 +229,14 @@ fn apply_env() {
     if cfg.dir.is_some() {
         crate::service::reporter::start_env_reporter(cfg);
     }
+    if let Some(addr) = &cfg.http {
+        #[cfg(feature = "http")]
+        crate::service::http::start_env_endpoint(addr);
+        #[cfg(not(feature = "http"))]
+        warn(&format!(
+            "HEAPSAMPLER: http={addr} needs heapsampler's `http` feature; no endpoint"
+        ));
+    }
 }
 
 extern "C" fn init_from_env() {
@@ -244,7 +259,8 @@ mod tests {
     #[test]
     fn parses_every_key() {
         let (cfg, problems) = parse(
-            "interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640,symbolize=0",
+            "interval=512k, dir=heap-reports ,period=250ms,keep=7,enabled=on,mode=640,symbolize=0,\
+             http=6060",
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
@@ -257,6 +273,7 @@ mod tests {
                 enabled: Some(true),
                 mode: Some(0o640),
                 symbolize: Some(false),
+                http: Some("6060".into()),
             }
         );
     }

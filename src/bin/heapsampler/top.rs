@@ -111,6 +111,9 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
             int(p.samples_unaligned)
         )?;
     }
+    if let Some(line) = process_line(r) {
+        writeln!(out, "resident  {line}")?;
+    }
     if p.samples_dropped > 0 {
         writeln!(
             out,
@@ -122,6 +125,31 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// RSS beside the live heap, and the gap between them (what the allocators hold beyond the
+/// live blocks, the profiler's own memory, code and stacks).
+fn process_line(r: &heapsampler::Report) -> Option<String> {
+    let m = r.process_memory.as_ref()?;
+    let rss = m.rss_bytes?;
+    let live = r.totals.counts.live_bytes;
+    let mut line = format!(
+        "RSS {}, heap live {} ({:.0}% of RSS), gap {}",
+        bytes(rss as f64),
+        bytes(live as f64),
+        100.0 * live as f64 / rss.max(1) as f64,
+        bytes(rss.saturating_sub(live) as f64)
+    );
+    if r.profiler.own_bytes > 0 {
+        line += &format!(" (profiler's own {})", bytes(r.profiler.own_bytes as f64));
+    }
+    if let Some(g) = &m.glibc_malloc {
+        line += &format!("; glibc malloc keeps {} free", bytes(g.free_bytes as f64));
+    }
+    if let Some(max) = m.cgroup.as_ref().and_then(|c| c.max_bytes) {
+        line += &format!("; cgroup limit {}", bytes(max as f64));
+    }
+    Some(line)
 }
 
 /// One line on what the sample interval means for the estimates.

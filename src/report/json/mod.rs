@@ -68,6 +68,10 @@ pub struct Report {
     pub leak_suspects: Vec<LeakSuspect>,
     /// The process's executable mappings, for offline symbolization.
     pub mappings: Vec<Mapping>,
+    /// The process's memory beside the heap (resident set, cgroup, the C library's malloc),
+    /// read when the report was built; absent in reports of other processes and older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_memory: Option<crate::ProcessMemory>,
 }
 
 /// Exact process-wide counters, and exact rates over the report's window.
@@ -418,6 +422,8 @@ impl Report {
             sites,
             leak_suspects,
             mappings,
+            process_memory: (profile.pid == std::process::id())
+                .then(crate::read::process_memory::process_memory),
         }
     }
 

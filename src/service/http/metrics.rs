@@ -1,0 +1,469 @@
+//! `/metrics`: the exact totals, rates, the profiler's figures, the process's memory and the
+//! live bytes of the top sites, in the OpenMetrics text format (`prometheus-client`).
+//!
+//! Site labels are bounded: the `N` sites with the most live bytes are named by their
+//! function (sites of one function add up), everything else is `site="other"`, so a scrape
+//! has at most `N + 1` site series whatever the program does.
+
+use super::routes::Context;
+use crate::read::profile::{Profile, snapshot};
+use crate::record::countdown;
+use crate::record::totals::Totals;
+use parking_lot::Mutex;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The `Content-Type` of [`metrics_text`]: OpenMetrics text, which Prometheus, Grafana Alloy
+/// and the OpenTelemetry collector read.
+///
+/// ```
+/// assert!(heapsampler::http::METRICS_CONTENT_TYPE.starts_with("application/openmetrics-text"));
+/// ```
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The window the `*_per_second` gauges are measured over (or since the process started,
+/// when it is younger).
+pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Readings of the totals, at least a second apart, over the last [`RATE_WINDOW`].
+#[derive(Default)]
+pub(crate) struct RateWindow {
+    readings: Mutex<VecDeque<(Instant, Totals)>>,
+}
+
+/// Per-second rates of the four exact counters.
+struct Rates {
+    allocated_bytes: f64,
+    allocated_objects: f64,
+    freed_bytes: f64,
+    freed_objects: f64,
+    window_secs: f64,
+}
+
+impl RateWindow {
+    /// Records `now` and returns the rates against the oldest reading of the window (the
+    /// process start for the first scrapes).
+    fn observe(&self, now: Totals) -> Rates {
+        let at = Instant::now();
+        let mut readings = self.readings.lock();
+        while readings.len() > 1 && readings[1].0 + RATE_WINDOW <= at {
+            readings.pop_front();
+        }
+        let since = readings
+            .front()
+            .filter(|(t, _)| *t + RATE_WINDOW > at || readings.len() == 1)
+            .map(|&(t, totals)| (at.duration_since(t).as_secs_f64(), totals));
+        if readings
+            .back()
+            .is_none_or(|(t, _)| at.duration_since(*t) >= Duration::from_secs(1))
+        {
+            readings.push_back((at, now));
+        }
+        drop(readings);
+        let (secs, before) = match since {
+            Some((secs, before)) if secs >= 1.0 => (secs, before),
+            _ => {
+                // Since the process started (its counters started at zero).
+                let started = crate::service::config::process_start_ms().unwrap_or(0);
+                let secs = crate::read::profile::now_ms().saturating_sub(started) as f64 / 1000.0;
+                (secs, Totals::default())
+            }
+        };
+        let rate = |a: u64, b: u64| {
+            if secs > 0.0 {
+                a.saturating_sub(b) as f64 / secs
+            } else {
+                0.0
+            }
+        };
+        Rates {
+            allocated_bytes: rate(now.allocated_bytes, before.allocated_bytes),
+            allocated_objects: rate(now.allocated_objects, before.allocated_objects),
+            freed_bytes: rate(now.freed_bytes, before.freed_bytes),
+            freed_objects: rate(now.freed_objects, before.freed_objects),
+            window_secs: secs,
+        }
+    }
+}
+
+/// The metrics of now in the OpenMetrics text format, for a handler of your own web framework
+/// (serve it with [`METRICS_CONTENT_TYPE`]): what `/metrics` serves, with the default number
+/// of named sites and rates over the last minute of calls.
+///
+/// ```
+/// let text = heapsampler::http::metrics_text();
+/// assert!(text.contains("heapsampler_live_bytes "));
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
+pub fn metrics_text() -> String {
+    static RATES: std::sync::OnceLock<RateWindow> = std::sync::OnceLock::new();
+    let _guard = countdown::enter_guard();
+    let profile = snapshot();
+    render_profile(
+        &profile,
+        RATES.get_or_init(RateWindow::default),
+        super::DEFAULT_TOP_SITES,
+        None,
+    )
+}
+
+/// `/metrics` of a running endpoint.
+pub(crate) fn render(context: &Context) -> String {
+    let profile = snapshot();
+    render_profile(
+        &profile,
+        &context.rates,
+        context.top_sites,
+        Some((&context.served, &context.rejected)),
+    )
+}
+
+fn gauge<N: Into<String>, H: Into<String>>(r: &mut Registry, name: N, help: H, v: f64) {
+    r.register(name, help, ConstGauge::new(v));
+}
+
+fn counter<N: Into<String>, H: Into<String>>(r: &mut Registry, name: N, help: H, v: u64) {
+    r.register(name, help, ConstCounter::new(v));
+}
+
+fn render_profile(
+    profile: &Profile,
+    rates: &RateWindow,
+    top: usize,
+    endpoint: Option<(&AtomicU64, &AtomicU64)>,
+) -> String {
+    let mut r = Registry::with_prefix("heapsampler");
+    let t = &profile.totals;
+    // Exact totals.
+    counter(
+        &mut r,
+        "allocated_bytes",
+        "Bytes ever allocated (exact).",
+        t.allocated_bytes,
+    );
+    counter(
+        &mut r,
+        "allocated_objects",
+        "Allocations ever made (exact).",
+        t.allocated_objects,
+    );
+    counter(
+        &mut r,
+        "freed_bytes",
+        "Bytes ever freed (exact).",
+        t.freed_bytes,
+    );
+    counter(
+        &mut r,
+        "freed_objects",
+        "Frees ever made (exact).",
+        t.freed_objects,
+    );
+    gauge(
+        &mut r,
+        "live_bytes",
+        "Bytes live now (exact).",
+        t.live_bytes as f64,
+    );
+    gauge(
+        &mut r,
+        "live_objects",
+        "Blocks live now (exact).",
+        t.live_objects as f64,
+    );
+    gauge(
+        &mut r,
+        "peak_live_bytes",
+        "Most bytes ever live at once (exact).",
+        t.peak_live_bytes as f64,
+    );
+    counter(
+        &mut r,
+        "overhead_allocated_bytes",
+        "Bytes the profiler allocated for its own work (included in allocated_bytes).",
+        t.overhead_allocated_bytes,
+    );
+    counter(
+        &mut r,
+        "overhead_freed_bytes",
+        "Bytes of the profiler's own work freed (included in freed_bytes).",
+        t.overhead_freed_bytes,
+    );
+    // Rates.
+    let rate = rates.observe(*t);
+    gauge(
+        &mut r,
+        "allocated_bytes_per_second",
+        "Bytes allocated per second over the rate window.",
+        rate.allocated_bytes,
+    );
+    gauge(
+        &mut r,
+        "allocated_objects_per_second",
+        "Allocations per second over the rate window.",
+        rate.allocated_objects,
+    );
+    gauge(
+        &mut r,
+        "freed_bytes_per_second",
+        "Bytes freed per second over the rate window.",
+        rate.freed_bytes,
+    );
+    gauge(
+        &mut r,
+        "freed_objects_per_second",
+        "Frees per second over the rate window.",
+        rate.freed_objects,
+    );
+    gauge(
+        &mut r,
+        "rate_window_seconds",
+        "The window the per-second rates cover (at most 60 s).",
+        rate.window_secs,
+    );
+    // The profiler.
+    let p = &profile.profiler;
+    gauge(
+        &mut r,
+        "sample_interval_bytes",
+        "Mean sampling interval (1 = exact, 0 = off).",
+        profile.sample_interval as f64,
+    );
+    counter(&mut r, "samples", "Samples recorded.", p.samples);
+    counter(
+        &mut r,
+        "samples_dropped",
+        "Samples dropped because a table was full.",
+        p.samples_dropped,
+    );
+    gauge(
+        &mut r,
+        "live_samples",
+        "Sampled blocks live now.",
+        p.live_samples as f64,
+    );
+    gauge(
+        &mut r,
+        "stacks",
+        "Distinct call stacks held.",
+        p.stacks as f64,
+    );
+    gauge(
+        &mut r,
+        "own_bytes",
+        "The profiler's own memory: tables and page padding.",
+        p.own_bytes as f64,
+    );
+    gauge(
+        &mut r,
+        "own_bytes_budget",
+        "The most own_bytes can reach under the limits.",
+        p.own_bytes_budget as f64,
+    );
+    gauge(
+        &mut r,
+        "overhead_live_bytes",
+        "Bytes of the profiler's own work live now (symbol cache, buffers).",
+        t.overhead_allocated_bytes
+            .saturating_sub(t.overhead_freed_bytes) as f64,
+    );
+    if let Some((served, rejected)) = endpoint {
+        counter(
+            &mut r,
+            "http_requests",
+            "Requests this endpoint answered.",
+            served.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut r,
+            "http_rejected",
+            "Connections refused with 503 (every worker busy).",
+            rejected.load(Ordering::Relaxed),
+        );
+    }
+    process_metrics(&mut r, &crate::read::process_memory::process_memory());
+    site_metrics(&mut r, profile, top);
+    let mut out = String::new();
+    let _ = encode(&mut out, &r);
+    out
+}
+
+fn process_metrics(r: &mut Registry, m: &crate::ProcessMemory) {
+    let mut opt = |name: &str, help: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            gauge(r, name, help, v as f64);
+        }
+    };
+    opt(
+        "process_rss_bytes",
+        "Resident set size (smaps_rollup Rss).",
+        m.rss_bytes,
+    );
+    opt(
+        "process_pss_bytes",
+        "Proportional set size (smaps_rollup Pss).",
+        m.pss_bytes,
+    );
+    opt(
+        "process_anon_bytes",
+        "Resident anonymous memory (smaps_rollup Anonymous).",
+        m.anon_bytes,
+    );
+    opt(
+        "process_file_bytes",
+        "Resident file-backed and shared memory (Rss - Anonymous).",
+        m.file_bytes,
+    );
+    opt(
+        "process_swap_bytes",
+        "Anonymous memory swapped out.",
+        m.swap_bytes,
+    );
+    if let Some(c) = &m.cgroup {
+        opt(
+            "cgroup_memory_current_bytes",
+            "Memory charged to the cgroup (memory.current).",
+            c.current_bytes,
+        );
+        opt(
+            "cgroup_memory_max_bytes",
+            "The cgroup's limit (memory.max; absent: none).",
+            c.max_bytes,
+        );
+        opt(
+            "cgroup_memory_anon_bytes",
+            "Anonymous memory charged (memory.stat anon).",
+            c.anon_bytes,
+        );
+        opt(
+            "cgroup_memory_file_bytes",
+            "Page cache charged (memory.stat file).",
+            c.file_bytes,
+        );
+        opt(
+            "cgroup_memory_kernel_bytes",
+            "Kernel memory charged (memory.stat kernel).",
+            c.kernel_bytes,
+        );
+    }
+    if let Some(g) = &m.glibc_malloc {
+        opt(
+            "glibc_malloc_system_bytes",
+            "Memory glibc malloc got from the kernel (mallinfo2).",
+            Some(g.system_bytes),
+        );
+        opt(
+            "glibc_malloc_in_use_bytes",
+            "Bytes in glibc malloc's allocated blocks.",
+            Some(g.in_use_bytes),
+        );
+        opt(
+            "glibc_malloc_free_bytes",
+            "Bytes in free blocks glibc malloc keeps.",
+            Some(g.free_bytes),
+        );
+        opt(
+            "glibc_malloc_releasable_bytes",
+            "Of those, releasable by malloc_trim.",
+            Some(g.releasable_bytes),
+        );
+    }
+}
+
+/// Live bytes of the top `top` sites by function, and of all others as `site="other"`.
+fn site_metrics(r: &mut Registry, profile: &Profile, top: usize) {
+    let family = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+    let mut sites: Vec<_> = profile.sites.iter().collect();
+    sites.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
+    let (named, rest) = sites.split_at(top.min(sites.len()));
+    for site in named {
+        let frames = crate::read::symbolize::frames_of(&site.addresses);
+        let name =
+            crate::read::site_name::site_name(frames.iter().filter_map(|f| f.function.as_deref()))
+                .unwrap_or("?");
+        // OpenMetrics label values are UTF-8 with `\`, `"` and newlines escaped by the
+        // encoder; control characters from a hostile binary are escaped here.
+        let label = crate::report::escape(name).into_owned();
+        family
+            .get_or_create(&vec![("site".to_string(), label)])
+            .inc_by(site.live_bytes.max(0.0));
+    }
+    let other: f64 = rest.iter().map(|s| s.live_bytes.max(0.0)).sum();
+    family
+        .get_or_create(&vec![("site".to_string(), "other".to_string())])
+        .inc_by(other);
+    r.register(
+        "site_live_bytes",
+        "Estimated live bytes of the top sites by function; every other site in site=\"other\".",
+        family,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_use_the_oldest_reading_of_the_window() {
+        let w = RateWindow::default();
+        let at = |bytes: u64| Totals {
+            allocated_bytes: bytes,
+            allocated_objects: bytes / 8,
+            ..Totals::default()
+        };
+        // First reading: against the process start.
+        let first = w.observe(at(1000));
+        assert!(first.window_secs >= 0.0);
+        // Put a reading 10 s in the past by hand.
+        {
+            let mut readings = w.readings.lock();
+            readings.clear();
+            readings.push_back((Instant::now() - Duration::from_secs(10), at(1000)));
+        }
+        let r = w.observe(at(21_000));
+        assert!((r.window_secs - 10.0).abs() < 0.5, "{}", r.window_secs);
+        assert!(
+            (r.allocated_bytes - 2000.0).abs() < 100.0,
+            "{}",
+            r.allocated_bytes
+        );
+        assert_eq!(w.readings.lock().len(), 2);
+    }
+
+    #[test]
+    fn site_labels_are_bounded() {
+        let _guard = countdown::enter_guard();
+        let sites = (0..50)
+            .map(|i| crate::Site {
+                stack_id: i,
+                addresses: vec![0x10 + u64::from(i)],
+                live_bytes: 100.0 * i as f64,
+                ..crate::Site::default()
+            })
+            .collect();
+        let profile = Profile {
+            sites,
+            ..Profile::default()
+        };
+        let text = render_profile(&profile, &RateWindow::default(), 5, None);
+        let site_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("heapsampler_site_live_bytes{"))
+            .collect();
+        assert!(site_lines.len() <= 6, "{site_lines:#?}");
+        let total: f64 = site_lines
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(total, (0..50).map(|i| 100.0 * i as f64).sum::<f64>());
+        assert!(text.contains("heapsampler_site_live_bytes{site=\"other\"} "));
+        assert!(text.contains("# TYPE heapsampler_allocated_bytes counter"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
