@@ -125,61 +125,43 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod allocator;
-mod budget;
 mod check;
-mod config;
-mod fork;
-mod internal_alloc;
 mod leaks;
-mod live;
-mod lock;
-mod pages;
-mod pooled;
-mod profile;
+mod read;
+mod record;
 pub mod report;
-mod reporter;
-mod sampler;
-mod single_writer;
-mod site_name;
-mod stack_cache;
-mod stacks;
+mod service;
+mod sys;
+mod unwind;
+
+pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
+pub use leaks::{LeakDetector, LeakSuspect};
+pub use read::profile::{
+    Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
+};
 // Per-address symbolization and its cache, for the stress tests: users symbolize a whole
 // `Profile` (`Profile::symbolize`) or get a symbolized `Report`.
 #[doc(hidden)]
-pub mod symbolize;
-mod thread_slot;
-mod thread_stack;
-mod threads;
-mod totals;
-#[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
-mod unwind_cached;
-#[cfg(all(
-    feature = "frame-pointers",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod unwind_fp;
-
-pub use allocator::Sampler;
-use budget::{DEFAULT_EXACT_MAX_LIVE_SAMPLES, DEFAULT_EXACT_MAX_STACKS, DEFAULT_MAX_PADDING_BYTES};
-pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
-pub use leaks::{LeakDetector, LeakSuspect};
-use live::DEFAULT_MAX_LIVE_SAMPLES;
-pub use profile::{
-    Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
+pub use read::symbolize;
+use record::budget::{
+    DEFAULT_EXACT_MAX_LIVE_SAMPLES, DEFAULT_EXACT_MAX_STACKS, DEFAULT_MAX_PADDING_BYTES,
 };
+pub use record::countdown::{
+    DEFAULT_SAMPLE_INTERVAL, sample_interval, set_sample_interval, set_seed,
+};
+// Hooks of the statistical tests (the allocator-test crate), not part of the API.
+#[doc(hidden)]
+pub use record::countdown::{TOTALS_BATCH_BYTES, sample_probability};
+use record::live_table::DEFAULT_MAX_LIVE_SAMPLES;
+pub use record::sampler::Sampler;
+use record::stack_table::DEFAULT_MAX_STACKS;
+pub use record::stack_table::{MAX_STACK_DEPTH, StackId};
+pub use record::totals::{Totals, totals};
 pub use report::json::{Report, ReportError};
-pub use reporter::{
+pub use service::reporter::{
     DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,
     env_reporter,
 };
-pub use sampler::{DEFAULT_SAMPLE_INTERVAL, sample_interval, set_sample_interval, set_seed};
-// Hooks of the statistical tests (the allocator-test crate), not part of the API.
-#[doc(hidden)]
-pub use sampler::{TOTALS_BATCH_BYTES, sample_probability};
-use stacks::DEFAULT_MAX_STACKS;
-pub use stacks::{MAX_STACK_DEPTH, StackId};
-pub use totals::{Totals, totals};
 
 /// Bounds on the profiler's own memory. When one is reached, new samples are dropped (counted
 /// in [`ProfilerStats::samples_dropped`]) or, past the padding bound, recorded without page
@@ -253,7 +235,7 @@ impl Limits {
         } else {
             (self.max_stacks, self.max_live_samples)
         };
-        budget::budget_bytes(stacks, records, self.max_padding_bytes)
+        record::budget::budget_bytes(stacks, records, self.max_padding_bytes)
     }
 
     /// The limits in force.
@@ -262,13 +244,13 @@ impl Limits {
     /// assert_eq!(heapsampler::Limits::current(), heapsampler::Limits::default());
     /// ```
     pub fn current() -> Limits {
-        let stacks = stacks::stats();
+        let stacks = record::stack_table::stats();
         Limits {
             max_stacks: stacks.max_stacks as usize,
-            max_live_samples: live::max_len(),
+            max_live_samples: record::live_table::max_len(),
             exact_max_stacks: stacks.exact_max_stacks as usize,
-            exact_max_live_samples: live::exact_max_len(),
-            max_padding_bytes: budget::max_padding(),
+            exact_max_live_samples: record::live_table::exact_max_len(),
+            max_padding_bytes: record::budget::max_padding(),
         }
     }
 }
@@ -281,7 +263,7 @@ impl Limits {
 /// # heapsampler::set_limits(heapsampler::Limits::default());
 /// ```
 pub fn set_limits(limits: Limits) {
-    stacks::set_max_stacks(limits.max_stacks, limits.exact_max_stacks);
-    live::set_max_len(limits.max_live_samples, limits.exact_max_live_samples);
-    budget::set_max_padding(limits.max_padding_bytes);
+    record::stack_table::set_max_stacks(limits.max_stacks, limits.exact_max_stacks);
+    record::live_table::set_max_len(limits.max_live_samples, limits.exact_max_live_samples);
+    record::budget::set_max_padding(limits.max_padding_bytes);
 }

@@ -1,5 +1,5 @@
 //! Sampled blocks of up to 64 KiB take pages from the profiler's pool, whose region holds at
-//! most 16,384 pages; their records sit beside those pages (`src/pooled.rs`). When the region
+//! most 16,384 pages; their records sit beside those pages (`src/record/pooled.rs`). When the region
 //! is used up, sampled blocks come from the inner allocator instead, recorded in the shared
 //! live table: nothing fails, nothing is dropped, and every block is found again when freed.
 

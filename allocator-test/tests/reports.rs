@@ -653,7 +653,7 @@ fn reporter_work_is_overhead_not_a_user_site() {
         .iter()
         .any(|p| f.starts_with(p))
             && !f.starts_with("heapsampler::Sampler")
-            && !f.starts_with("heapsampler::allocator")
+            && !f.starts_with("heapsampler::record::sampler")
     };
     // std's own backtrace printing (of a panicking test) uses addr2line too: not ours.
     let std_backtrace = |site: &heapsampler::Site| {

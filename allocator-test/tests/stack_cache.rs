@@ -1,12 +1,12 @@
 //! Repeats of a thread's last recorded stack go to pending sums of its own (see
-//! `src/stack_cache.rs`). With more threads than there are cache slots, snapshots taken while
+//! `src/record/stack_cache.rs`). With more threads than there are cache slots, snapshots taken while
 //! they run, and threads exiting with pending sums, per-site figures must still be exact.
 
 use allocator_test::config_lock;
 use std::alloc::{Layout, alloc, dealloc};
 use std::sync::{Arc, Barrier};
 
-/// More than the 512 thread slots (`src/thread_slot.rs`): the last threads to start record
+/// More than the 512 thread slots (`src/sys/thread_slot.rs`): the last threads to start record
 /// every sample the long way.
 const THREADS: usize = 600;
 const PER_THREAD: usize = 40;

@@ -7,7 +7,7 @@
 //! profile gives address-only stacks. Sites whose stacks read the same are merged. The value
 //! is a whole number of estimated bytes (live, or allocated since the start).
 
-use crate::profile::{Profile, Site};
+use crate::read::profile::{Profile, Site};
 use std::collections::BTreeMap;
 
 /// What a flamegraph's widths measure.
@@ -166,7 +166,7 @@ fn empty_svg(title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Frame;
+    use crate::read::profile::Frame;
 
     fn frame(address: u64, function: Option<&str>) -> Frame {
         Frame {

@@ -3,7 +3,7 @@
 pub(crate) mod files;
 pub mod flamegraph;
 pub mod json;
-pub mod mappings;
+pub use crate::read::mappings;
 #[cfg(feature = "pprof")]
 pub mod pprof;
 pub(crate) mod validate;

@@ -18,9 +18,9 @@
 //! allocations in the next profile renders under the profiler's own accounting, as the
 //! reporter does.
 
-use crate::profile::{Frame, Profile, Site};
-use crate::report::mappings::Mapping;
-use crate::stacks::OTHER_THREADS;
+use crate::read::mappings::Mapping;
+use crate::read::profile::{Frame, Profile, Site};
+use crate::record::stack_table::OTHER_THREADS;
 use prost::Message;
 use std::collections::HashMap;
 use std::io::Write;
@@ -148,7 +148,7 @@ pub(crate) mod proto {
 /// Renders `profile` as a gzipped pprof protobuf (what `go tool pprof` opens).
 ///
 /// `mappings` are the profiled process's executable mappings (for a live process,
-/// [`mappings::current()`](crate::report::mappings::current); for a saved report, the
+/// [`mappings::current()`](crate::read::mappings::current); for a saved report, the
 /// report's own): they let pprof symbolize addresses offline. Symbolize the profile first
 /// ([`Profile::symbolize`]) for function names and lines in the output.
 ///
@@ -462,7 +462,7 @@ fn apportion(parts: &[f64], total: i64) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::SiteThread;
+    use crate::read::profile::SiteThread;
     use std::io::Read;
 
     fn frame(address: u64, function: &str, line: u32) -> Frame {

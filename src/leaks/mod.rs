@@ -4,8 +4,8 @@
 //! with the scripted scenarios of `allocator-test/tests/leaks.rs` (leak, plateauing cache,
 //! oscillation, churn; 1000 seeded series each).
 
-use crate::profile::Profile;
-use crate::stacks::StackId;
+use crate::read::profile::Profile;
+use crate::record::stack_table::StackId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -646,7 +646,7 @@ fn erfc(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Site;
+    use crate::read::profile::Site;
 
     fn profile(ts: u64, t: u64, sites: &[(StackId, f64, f64)]) -> Profile {
         Profile {

@@ -161,7 +161,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 /// The variable as it was at process start, parsed once; problems go to stderr once.
 pub(crate) fn env_config() -> &'static EnvConfig {
     ENV.get_or_init(|| {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let Some(text) = read_env() else {
             return EnvConfig::default();
         };
@@ -203,7 +203,7 @@ fn read_env() -> Option<String> {
 /// program that only links the library (the `heapsampler` CLI, say) must not start a reporter.
 fn sampler_is_global_allocator() -> bool {
     drop(std::hint::black_box(Box::new(0u64)));
-    crate::sampler::current_thread() != 0
+    crate::record::countdown::current_thread() != 0
 }
 
 fn apply_env() {
@@ -213,22 +213,22 @@ fn apply_env() {
     let cfg = env_config();
     if cfg.enabled == Some(false) {
         if !interval_is_explicit() {
-            crate::sampler::store_interval(0);
+            crate::record::countdown::store_interval(0);
         }
         return;
     }
     if let Some(interval) = cfg.interval
         && !interval_is_explicit()
     {
-        crate::sampler::store_interval(interval);
+        crate::record::countdown::store_interval(interval);
     }
     if cfg.dir.is_some() {
-        crate::reporter::start_env_reporter(cfg);
+        crate::service::reporter::start_env_reporter(cfg);
     }
 }
 
 extern "C" fn init_from_env() {
-    PROCESS_START_MS.store(crate::profile::now_ms(), Ordering::Relaxed);
+    PROCESS_START_MS.store(crate::read::profile::now_ms(), Ordering::Relaxed);
     // A panic must not unwind out of an `extern "C"` constructor (that aborts the process).
     let _ = std::panic::catch_unwind(apply_env);
 }

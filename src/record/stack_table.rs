@@ -7,10 +7,10 @@
 //! the live table when the sites are collected. The table is bounded: when full, new stacks
 //! are refused and the sample is counted as dropped.
 
-use crate::internal_alloc::{Map, TableAlloc, TableVec, new_map};
-use crate::lock::ForkMutex;
-use crate::sampler::SampleInfo;
-use crate::stack_cache::{self, PendingSums};
+use crate::record::countdown::SampleInfo;
+use crate::record::stack_cache::{self, PendingSums};
+use crate::sys::internal_alloc::{Map, TableAlloc, TableVec, new_map};
+use crate::sys::lock::ForkMutex;
 use core::hash::BuildHasher;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -29,7 +29,8 @@ const SHARDS: usize = 1 << SHARD_BITS;
 pub type StackId = u32;
 
 static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS);
-static EXACT_MAX_STACKS: AtomicUsize = AtomicUsize::new(crate::budget::DEFAULT_EXACT_MAX_STACKS);
+static EXACT_MAX_STACKS: AtomicUsize =
+    AtomicUsize::new(crate::record::budget::DEFAULT_EXACT_MAX_STACKS);
 static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static EVICTED: AtomicU64 = AtomicU64::new(0);
@@ -315,11 +316,11 @@ pub(crate) fn capture(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctions) ->
         feature = "frame-pointers",
         any(target_arch = "x86_64", target_arch = "aarch64")
     ))]
-    if crate::unwind_fp::walk(&mut sink) {
+    if crate::unwind::frame_pointers::walk(&mut sink) {
         return sink.finish();
     }
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
-    if crate::unwind_cached::walk(&mut sink) {
+    if crate::unwind::dwarf::walk(&mut sink) {
         return sink.finish();
     }
     let mut cb = |frame: &backtrace::Frame| sink.push(frame.ip() as usize);
@@ -374,7 +375,7 @@ fn flush_pending_sums() {
 
 /// Puts the pending sums of `slot` into their site and empties it: the slot's thread exits.
 pub(crate) fn close_slot(slot: usize) {
-    let _guard = crate::sampler::enter_guard();
+    let _guard = crate::record::countdown::enter_guard();
     let mut guard = stack_cache::pending_id_of(slot).map(|id| TABLE[shard_of_id(id)].lock());
     stack_cache::close_slot(slot, |p| {
         if let Some(shard) = guard.as_mut().and_then(|g| g.as_mut()) {
@@ -451,7 +452,7 @@ fn record_in(
 /// The bound on stacks that applies to a new stack of `sample`: the exact-mode one for an
 /// exact-mode sample (interval 1), the usual one otherwise.
 fn max_for(sample: &SampleInfo) -> usize {
-    if crate::budget::exact_mode_sample(sample) {
+    if crate::record::budget::exact_mode_sample(sample) {
         EXACT_MAX_STACKS.load(Ordering::Relaxed)
     } else {
         MAX_STACKS.load(Ordering::Relaxed)
@@ -501,7 +502,7 @@ struct LiveSums {
 /// left out, as the stack would be.
 fn live_sums() -> Map<StackId, LiveSums> {
     let mut sums: Map<StackId, LiveSums> = new_map();
-    crate::live::for_each(|_, rec| {
+    crate::record::live_table::for_each(|_, rec| {
         if sums.try_reserve(1).is_err() {
             return;
         }
@@ -622,7 +623,7 @@ pub(crate) fn set_max_stacks(n: usize, exact: usize) {
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     for shard in &TABLE {
         f(shard);
     }

@@ -4,9 +4,9 @@
 //! thousands of allocations) and about a hash lookup after. It always runs under the
 //! reentrancy guard, so its allocations are profiler overhead, never a user site.
 
-use crate::lock::ForkMutex;
-use crate::profile::Frame;
-use crate::sampler;
+use crate::read::profile::Frame;
+use crate::record::countdown;
+use crate::sys::lock::ForkMutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ static RESOLVING: ForkMutex<()> = ForkMutex::new(());
 
 /// Symbolizes one address (all its inlined frames, innermost first).
 pub fn resolve(address: u64) -> Arc<[Frame]> {
-    let _guard = sampler::enter_guard();
+    let _guard = countdown::enter_guard();
     if let Some(hit) = CACHE.lock().as_ref().and_then(|c| c.get(&address).cloned()) {
         return hit;
     }
@@ -60,7 +60,7 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
 pub(crate) fn is_allocator_frame(f: &Frame) -> bool {
     f.function
         .as_deref()
-        .is_some_and(crate::site_name::is_allocator_function)
+        .is_some_and(crate::read::site_name::is_allocator_function)
 }
 
 /// Symbolizes a stack of raw addresses, dropping the allocator's own leading frames.
@@ -78,7 +78,7 @@ pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
 
 /// Empties the cache (for measuring cold symbolization).
 pub fn clear_cache() {
-    let _guard = sampler::enter_guard();
+    let _guard = countdown::enter_guard();
     if let Some(c) = CACHE.lock().as_mut() {
         c.clear();
     }
@@ -86,7 +86,7 @@ pub fn clear_cache() {
 
 /// Hands the symbolizer's lock and the symbol cache's to the `pthread_atfork` handlers, so a
 /// child can symbolize.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&RESOLVING);
     f(&CACHE);
 }

@@ -16,10 +16,10 @@
 //! Pending sums sit in the entry of the thread's `thread_slot`; a thread without one records
 //! every sample the long way.
 
-use crate::sampler::SampleInfo;
-use crate::single_writer::{seq_read, seq_write};
-use crate::stacks::{MAX_STACK_DEPTH, StackId};
-use crate::thread_slot::{self, MAX_THREAD_SLOTS};
+use crate::record::countdown::SampleInfo;
+use crate::record::stack_table::{MAX_STACK_DEPTH, StackId};
+use crate::sys::single_writer::{seq_read, seq_write};
+use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// Samples a thread adds to its pending sums before it flushes them into the site.

@@ -1,6 +1,6 @@
 //! Live records of sampled blocks that came from the page pool, kept beside their pages.
 //!
-//! A pooled block owns the cell of its first page (`pages::Cell`, one cache line), so its
+//! A pooled block owns the cell of its first page (`page_pool::Cell`, one cache line), so its
 //! record needs no hash table and no lock: only one thread at a time can hold the block — the
 //! one that allocated it until it hands the pointer out, then whichever frees it — and that
 //! thread is the cell's only writer. Recording and removing a sample each cost one cache line
@@ -11,10 +11,10 @@
 //! lock: the writer makes the sequence odd, writes, and makes it even again, and a reader
 //! retries until it sees the same even sequence on both sides of its read.
 
-use crate::live::LiveRecord;
-use crate::pages::{self, Cell, LINK};
-use crate::sampler::SampleInfo;
-use crate::single_writer::{seq_read, seq_write};
+use crate::record::countdown::SampleInfo;
+use crate::record::live_table::LiveRecord;
+use crate::record::page_pool::{self, Cell, LINK};
+use crate::sys::single_writer::{seq_read, seq_write};
 use core::sync::atomic::Ordering;
 
 const SEQ: usize = 0;
@@ -42,7 +42,7 @@ fn publish(cell: &Cell, state: u64, words: Option<&[u64; 6]>) {
 /// Records the live block at `ptr`, which the pool handed out and the program does not have
 /// yet. `false` if `ptr` is not a pooled block.
 pub(crate) fn insert(ptr: usize, record: &LiveRecord) -> bool {
-    let Some(cell) = pages::cell_of(ptr) else {
+    let Some(cell) = page_pool::cell_of(ptr) else {
         return false;
     };
     let s = &record.sample;
@@ -63,7 +63,7 @@ pub(crate) fn insert(ptr: usize, record: &LiveRecord) -> bool {
 
 /// Removes and returns the record of the pooled block `ptr`, which the caller is freeing.
 pub(crate) fn remove(ptr: usize) -> Option<LiveRecord> {
-    let cell = pages::cell_of(ptr)?;
+    let cell = page_pool::cell_of(ptr)?;
     // The caller is the cell's writer: no sequence lock is needed to read it.
     let record = decode(cell)?;
     publish(cell, 0, None);
@@ -72,12 +72,12 @@ pub(crate) fn remove(ptr: usize) -> Option<LiveRecord> {
 
 /// The record of the pooled block `ptr`, left in place.
 pub(crate) fn get(ptr: usize) -> Option<LiveRecord> {
-    read(pages::cell_of(ptr)?)
+    read(page_pool::cell_of(ptr)?)
 }
 
 /// Calls `f` with every live pooled block and its record.
 pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
-    pages::for_each_cell(|ptr, cell| {
+    page_pool::for_each_cell(|ptr, cell| {
         if let Some(record) = read(cell) {
             f(ptr, &record);
         }
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn a_record_round_trips_and_is_gone_after_removal() {
-        let block = pages::alloc(0);
+        let block = page_pool::alloc(0);
         if block.is_null() {
             return; // No pool on this machine (page size other than 4 KiB).
         }
@@ -155,6 +155,6 @@ mod tests {
         for_each(|p, _| assert_ne!(p, ptr, "not listed once removed"));
         assert!(!insert(0x1000, &record), "not a pooled block");
         // SAFETY: `block` came from `alloc(0)` and is not used again.
-        unsafe { pages::free(block, 0) };
+        unsafe { page_pool::free(block, 0) };
     }
 }

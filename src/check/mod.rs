@@ -18,14 +18,15 @@
 //! that leaked pays that until it frees or exits.
 
 mod report;
-pub(crate) mod scopes;
+use crate::record::scopes;
 
 pub use report::{HeapStats, LeakReport, LeakSite};
 
-use crate::internal_alloc::{TableAlloc, TableVec};
-use crate::profile::Frame;
-use crate::stacks::StackId;
-use crate::{live, sampler, stacks, symbolize};
+use crate::read::profile::Frame;
+use crate::read::symbolize;
+use crate::record::stack_table::StackId;
+use crate::record::{countdown, live_table, stack_table};
+use crate::sys::internal_alloc::{TableAlloc, TableVec};
 use core::marker::PhantomData;
 use scopes::{Counters, MAX_NEST};
 
@@ -119,7 +120,7 @@ impl LeakCheck {
     /// ```
     pub fn start() -> LeakCheck {
         let mut ancestors = [0u32; MAX_NEST];
-        let enclosing = sampler::current_scope();
+        let enclosing = countdown::current_scope();
         if scopes::is_active(enclosing) {
             let mut above = [0u32; MAX_NEST];
             scopes::ancestors_of(enclosing, &mut above);
@@ -128,7 +129,7 @@ impl LeakCheck {
         }
         let (tag, owns_slot) = scopes::claim(&ancestors);
         // Last: nothing above is allocated in the scope.
-        sampler::enter_scope(tag);
+        countdown::enter_scope(tag);
         scopes::set_owner(tag);
         LeakCheck {
             tag,
@@ -154,7 +155,7 @@ impl LeakCheck {
     /// ```
     pub fn allow(mut self, pattern: &str) -> Self {
         // The list is the check's own bookkeeping: keep it out of the scope.
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         self.allow.push(pattern.to_owned());
         self
     }
@@ -339,7 +340,7 @@ impl LeakCheck {
     pub fn finish(mut self) -> LeakReport {
         self.end_scope();
         // Everything below is the check's own work: never recorded, never in any scope.
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         let mut records = collect_records(self.tag);
         records.sort_unstable_by_key(|r| r.0);
         let mut report = LeakReport::default();
@@ -416,8 +417,8 @@ impl LeakCheck {
 
     /// Leaves the thread's scope, returning it to the nearest enclosing check still active.
     fn end_scope(&mut self) {
-        if sampler::current_scope() == self.tag {
-            sampler::leave_scope(self.nearest_active_ancestor());
+        if countdown::current_scope() == self.tag {
+            countdown::leave_scope(self.nearest_active_ancestor());
         }
     }
 
@@ -434,7 +435,7 @@ impl LeakCheck {
         self.done = true;
         let parent = self.nearest_active_ancestor();
         if parent != 0 {
-            live::retag(self.tag, parent);
+            live_table::retag(self.tag, parent);
         }
         scopes::release(self.tag, self.owns_slot)
     }
@@ -453,7 +454,7 @@ impl Drop for LeakCheck {
 /// allocation while a live-table shard is locked could re-enter that lock through a free.
 fn collect_records(tag: u32) -> TableVec<(StackId, usize)> {
     let mut out = TableVec::new_in(TableAlloc);
-    live::for_each(|_, rec| {
+    live_table::for_each(|_, rec| {
         if rec.sample.tag == tag && out.try_reserve(1).is_ok() {
             out.push((rec.stack, rec.size));
         }
@@ -464,7 +465,7 @@ fn collect_records(tag: u32) -> TableVec<(StackId, usize)> {
 /// The reported site (library allocation frames trimmed) and its full symbolized stack.
 fn site_of(stack: StackId, bytes: u64, blocks: u64) -> (LeakSite, Vec<Frame>) {
     let mut raw = TableVec::new_in(TableAlloc);
-    stacks::frames_of(stack, &mut raw);
+    stack_table::frames_of(stack, &mut raw);
     let addresses: Vec<u64> = raw.iter().map(|&a| a as u64).collect();
     drop(raw);
     let full = symbolize::frames_of(&addresses);
@@ -608,7 +609,7 @@ impl CheckHandle {
     /// # check.assert_no_leaks();
     /// ```
     pub fn current() -> Option<CheckHandle> {
-        let tag = sampler::current_scope();
+        let tag = countdown::current_scope();
         scopes::is_active(tag).then_some(CheckHandle { tag })
     }
 
@@ -637,7 +638,7 @@ impl CheckHandle {
                 _not_send: PhantomData,
             };
         }
-        let prev = sampler::enter_scope(self.tag);
+        let prev = countdown::enter_scope(self.tag);
         EnteredCheck {
             tag: self.tag,
             prev,
@@ -717,13 +718,13 @@ impl EnteredCheck {
 
 impl Drop for EnteredCheck {
     fn drop(&mut self) {
-        if self.tag != 0 && sampler::current_scope() == self.tag {
+        if self.tag != 0 && countdown::current_scope() == self.tag {
             let back = if scopes::is_active(self.prev) {
                 self.prev
             } else {
                 0
             };
-            sampler::leave_scope(back);
+            countdown::leave_scope(back);
         }
     }
 }

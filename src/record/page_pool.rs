@@ -30,14 +30,14 @@
 //! ~20 ns of a ~200 ns sample). A spare sits in the thread's entry of [`SPARES`] (indexed by its
 //! `thread_slot`), so [`own_bytes`] counts it, and the thread hands it back when it exits.
 
-use crate::lock::ForkMutex;
-use crate::single_writer::SingleWriter;
-use crate::thread_slot::{self, MAX_THREAD_SLOTS};
+use crate::sys::lock::ForkMutex;
+use crate::sys::single_writer::SingleWriter;
+use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// The page size the pool works in (and the alignment of every block it hands out).
-const PAGE: usize = crate::live::PAGE;
+const PAGE: usize = crate::record::live_table::PAGE;
 const CLASSES: usize = 5;
 /// The largest block the pool serves: 16 pages.
 pub(crate) const MAX_POOLED: usize = PAGE << (CLASSES - 1);
@@ -303,7 +303,7 @@ unsafe fn give_back(block: *mut u8, class: u8) {
     let size = block_bytes(class);
     // A sampled free runs outside the guard (it is the program's free), but parking_lot may
     // allocate when the lock is contended: that allocation is the profiler's.
-    let _guard = crate::sampler::enter_guard();
+    let _guard = crate::record::countdown::enter_guard();
     {
         let mut pool = POOL.lock();
         if pool.idle[c] + size <= MAX_IDLE_BYTES {
@@ -348,7 +348,7 @@ pub(crate) fn own_bytes() -> u64 {
 }
 
 /// Hands this module's lock to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&POOL);
 }
 
@@ -379,7 +379,7 @@ mod tests {
         }
         std::thread::spawn(|| {
             // Registers the thread (its exit hook and slot), as its first allocation would.
-            crate::sampler::leave_scope(crate::sampler::enter_scope(0));
+            crate::record::countdown::leave_scope(crate::record::countdown::enter_scope(0));
             let spare = || own_spare().expect("a slot").load(Ordering::Relaxed);
             let a = alloc(0);
             // SAFETY: `a` came from `alloc(0)` and is not used again.

@@ -1,11 +1,11 @@
 //! [`Sampler`]: the `GlobalAlloc` wrapper. Fast paths only; everything rare is `#[cold]`.
 
-use crate::budget;
-use crate::check;
-use crate::live::{self, LiveRecord, PAGE};
-use crate::pages;
-use crate::sampler::{self, Decision, SampleInfo};
-use crate::stacks::{self, MAX_STACK_DEPTH};
+use crate::record::budget;
+use crate::record::countdown::{self, Decision, SampleInfo};
+use crate::record::live_table::{self, LiveRecord, PAGE};
+use crate::record::page_pool;
+use crate::record::scopes;
+use crate::record::stack_table::{self, MAX_STACK_DEPTH};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
@@ -62,13 +62,14 @@ impl<A> Sampler<A> {
 impl<A: GlobalAlloc> Sampler<A> {
     /// Entry addresses of the functions that can be on the stack between the program and the
     /// stack walker, so captured stacks start at the program's frame.
-    fn own_functions() -> stacks::OwnFunctions {
+    fn own_functions() -> stack_table::OwnFunctions {
         [
             Self::alloc_cold as unsafe fn(&Self, Layout, bool) -> *mut u8 as usize,
             Self::alloc_sampled as unsafe fn(&Self, Layout, bool, SampleInfo) -> *mut u8 as usize,
             Self::realloc_cold as unsafe fn(&Self, *mut u8, Layout, usize, bool) -> *mut u8
                 as usize,
-            stacks::capture as fn(&mut [usize; MAX_STACK_DEPTH], &stacks::OwnFunctions) -> usize
+            stack_table::capture
+                as fn(&mut [usize; MAX_STACK_DEPTH], &stack_table::OwnFunctions) -> usize
                 as usize,
         ]
     }
@@ -88,14 +89,14 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn alloc_cold(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        let block = match sampler::decide(layout.size()) {
+        let block = match countdown::decide(layout.size()) {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Skip => unsafe { self.inner_alloc(layout, zeroed) },
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info) },
         };
         if !block.is_null() {
-            sampler::granted(layout.size());
+            countdown::granted(layout.size());
         }
         block
     }
@@ -104,13 +105,13 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// counted-as-dropped allocation; nothing here can fail the program.
     #[inline(never)]
     unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool, info: SampleInfo) -> *mut u8 {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         let mut frames = [0usize; MAX_STACK_DEPTH];
-        let depth = stacks::capture(&mut frames, &Self::own_functions());
+        let depth = stack_table::capture(&mut frames, &Self::own_functions());
         let plain = |this: &Self| {
-            stacks::count_dropped();
+            stack_table::count_dropped();
             if info.tag != 0 {
-                check::scopes::on_unrecorded(info.tag);
+                scopes::on_unrecorded(info.tag);
             }
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             unsafe { this.inner_alloc(layout, zeroed) }
@@ -120,7 +121,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         // are asked of the inner allocator with page alignment. Exact records keep their
         // layout: a page each would be ruinous. So does a sample whose padding would pass the
         // padding bound: the profiler's memory stays bounded at any interval (`budget`).
-        let class = pages::class_for(layout);
+        let class = page_pool::class_for(layout);
         let padding = class.map_or(PAGE, |c| budget::padding_of(layout.size(), c + 1));
         let aligned = if info.exact {
             false
@@ -133,7 +134,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         };
         let pooled = if aligned {
             class
-                .map(|class| (pages::alloc(class), class))
+                .map(|class| (page_pool::alloc(class), class))
                 .filter(|(block, _)| !block.is_null())
         } else {
             None
@@ -179,7 +180,7 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: the block came from `pool` with `block_layout` and was never handed out.
             unsafe { this.free_block(block, pool, block_layout) }
         };
-        let Some((stack, slot)) = stacks::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
+        let Some((stack, slot)) = stack_table::record(&frames[..depth.min(MAX_STACK_DEPTH)], &info)
         else {
             give_back(self);
             return plain(self);
@@ -192,12 +193,12 @@ impl<A: GlobalAlloc> Sampler<A> {
             slot,
             sample: info,
         };
-        if !live::insert(block, record) {
+        if !live_table::insert(block, record) {
             give_back(self);
             return plain(self);
         }
         if info.tag != 0 {
-            check::scopes::on_alloc(info.tag, block_layout.size());
+            scopes::on_alloc(info.tag, block_layout.size());
         }
         block
     }
@@ -210,7 +211,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         if unsafe { self.dealloc_tracked(ptr, layout) } {
             return;
         }
-        sampler::free_fast(layout.size());
+        countdown::free_fast(layout.size());
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
@@ -219,7 +220,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_flush(&self, ptr: *mut u8, layout: Layout) {
-        sampler::flush_free_batch(layout.size());
+        countdown::flush_free_batch(layout.size());
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
@@ -228,7 +229,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_tracked(&self, ptr: *mut u8, layout: Layout) -> bool {
-        if sampler::forking() {
+        if countdown::forking() {
             // This thread holds every table lock (inside `fork()`): the block may be tracked and
             // cannot be looked up, so it is left allocated. Only a free inside the fork
             // handlers' window can land here.
@@ -237,18 +238,18 @@ impl<A: GlobalAlloc> Sampler<A> {
         let record = {
             // A pooled block's record is removed without a lock (`pooled`), so without the
             // guard that keeps a contended lock's own allocations out of the program's.
-            let _guard = (!pages::in_region(ptr as usize)).then(sampler::enter_guard);
-            let Some(record) = live::remove(ptr) else {
+            let _guard = (!page_pool::in_region(ptr as usize)).then(countdown::enter_guard);
+            let Some(record) = live_table::remove(ptr) else {
                 return false;
             };
             budget::release_held(record.pool, record.layout(), record.sample.exact);
             if record.sample.tag != 0 {
-                check::scopes::on_free(record.sample.tag, record.size);
+                scopes::on_free(record.sample.tag, record.size);
             }
             record
         };
         // Outside the guard: this free is the program's, not the profiler's.
-        sampler::free_fast(layout.size());
+        countdown::free_fast(layout.size());
         // SAFETY: the record holds where this block came from and the layout it was given.
         unsafe { self.free_block(ptr, record.pool, record.layout()) };
         true
@@ -264,7 +265,7 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: forwarded from the caller: an inner block of `layout`.
             0 => unsafe { self.inner.dealloc(block, layout) },
             // SAFETY: forwarded from the caller: a block of the pool's class `pool - 1`.
-            pool => unsafe { pages::free(block, pool - 1) },
+            pool => unsafe { page_pool::free(block, pool - 1) },
         }
     }
 
@@ -277,7 +278,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         new_size: usize,
         old_may_be_tracked: bool,
     ) -> *mut u8 {
-        if old_may_be_tracked && sampler::forking() {
+        if old_may_be_tracked && countdown::forking() {
             // Inside `fork()` the tables are locked by this thread (see `dealloc_tracked`): the
             // old block is copied into a new, unsampled one and left allocated.
             // SAFETY: as below, `GlobalAlloc::realloc`'s contract makes this a valid layout.
@@ -291,22 +292,22 @@ impl<A: GlobalAlloc> Sampler<A> {
             return new;
         }
         // When the old block may be tracked the fast path did not count the new size yet.
-        let counted_fast = old_may_be_tracked && sampler::alloc_fast(new_size);
+        let counted_fast = old_may_be_tracked && countdown::alloc_fast(new_size);
         let decision = if counted_fast {
             Decision::Skip
         } else {
-            sampler::decide(new_size)
+            countdown::decide(new_size)
         };
         let old_record = if old_may_be_tracked {
-            let _guard = sampler::enter_guard();
-            live::get(ptr)
+            let _guard = countdown::enter_guard();
+            live_table::get(ptr)
         } else {
             None
         };
-        let decision = if sampler::in_guard() {
+        let decision = if countdown::in_guard() {
             decision
         } else {
-            check::scopes::follow_realloc(decision, old_record.as_ref(), new_size)
+            scopes::follow_realloc(decision, old_record.as_ref(), new_size)
         };
         // A large request `decide` left uncounted is counted once granted; a refused one
         // leaves the old block in place, neither freed nor replaced.
@@ -314,8 +315,8 @@ impl<A: GlobalAlloc> Sampler<A> {
             // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
             let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
             if !new.is_null() {
-                sampler::free_fast(layout.size());
-                sampler::granted(new_size);
+                countdown::free_fast(layout.size());
+                countdown::granted(new_size);
             }
             return new;
         }
@@ -331,7 +332,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         if new.is_null() {
             return new;
         }
-        sampler::granted(new_size);
+        countdown::granted(new_size);
         // SAFETY: both blocks are live, distinct, and at least this many bytes long.
         unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
         // SAFETY: `ptr` is the caller's live block of `layout`, now copied and not used again.
@@ -346,7 +347,7 @@ impl<A: GlobalAlloc> Sampler<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if sampler::alloc_fast(layout.size()) {
+        if countdown::alloc_fast(layout.size()) {
             // SAFETY: forwarded from our caller.
             return unsafe { self.inner.alloc(layout) };
         }
@@ -356,7 +357,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
 
     #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if sampler::alloc_fast(layout.size()) {
+        if countdown::alloc_fast(layout.size()) {
             // SAFETY: forwarded from our caller.
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
@@ -368,11 +369,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Every branch ends in a tail call: the fast path needs no stack frame of its own
         // (calling `dealloc_tracked` and carrying on here cost three pushes and pops a free).
-        if live::may_be_tracked(ptr) {
+        if live_table::may_be_tracked(ptr) {
             // SAFETY: forwarded from our caller.
             return unsafe { self.dealloc_cold(ptr, layout) };
         }
-        if sampler::free_counted(layout.size()) {
+        if countdown::free_counted(layout.size()) {
             // SAFETY: forwarded from our caller; untracked blocks keep the caller's layout.
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
@@ -382,9 +383,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
 
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let old_may_be_tracked = live::may_be_tracked(ptr);
-        if !old_may_be_tracked && sampler::alloc_fast(new_size) {
-            sampler::free_fast(layout.size());
+        let old_may_be_tracked = live_table::may_be_tracked(ptr);
+        if !old_may_be_tracked && countdown::alloc_fast(new_size) {
+            countdown::free_fast(layout.size());
             // SAFETY: forwarded from our caller; the old block is untracked.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }

@@ -1,9 +1,9 @@
 //! [`Profile`]: a snapshot of the totals and the per-site estimates, and the diff of two.
 
-use crate::sampler::WEIGHT_ONE;
-use crate::stacks::{self, StackId};
-use crate::totals::{self, Totals};
-use crate::{live, sampler, threads};
+use crate::record::countdown::WEIGHT_ONE;
+use crate::record::stack_table::{self, StackId};
+use crate::record::totals::{self, Totals};
+use crate::record::{countdown, live_table, thread_names};
 use serde::{Deserialize, Serialize};
 
 /// A point-in-time heap profile: exact totals, and per call site the unbiased estimates.
@@ -183,12 +183,12 @@ fn from_fixed(v: u128) -> f64 {
 /// assert_eq!(profile.pid, std::process::id());
 /// ```
 pub fn snapshot() -> Profile {
-    let _guard = sampler::enter_guard();
-    sampler::flush_current_thread();
-    let copies = stacks::collect();
+    let _guard = countdown::enter_guard();
+    countdown::flush_current_thread();
+    let copies = stack_table::collect();
     // Read before this snapshot allocates its own sites (under the guard, but counted).
     let totals = totals::read();
-    let stats = stacks::stats();
+    let stats = stack_table::stats();
     let mut sites = Vec::with_capacity(copies.len());
     let mut live_samples = 0;
     for copy in copies.iter() {
@@ -198,7 +198,7 @@ pub fn snapshot() -> Profile {
             .iter()
             .map(|t| SiteThread {
                 thread: t.thread,
-                name: threads::name(t.thread),
+                name: thread_names::name(t.thread),
                 alloc_bytes: from_fixed(t.alloc_bytes),
                 live_bytes: from_fixed(t.live_bytes),
             })
@@ -219,10 +219,11 @@ pub fn snapshot() -> Profile {
     }
     drop(copies);
     let limits = crate::Limits::current();
-    let table_bytes = crate::internal_alloc::table_bytes() + crate::pages::own_bytes();
-    let padding_bytes = crate::budget::padding_bytes();
+    let table_bytes =
+        crate::sys::internal_alloc::table_bytes() + crate::record::page_pool::own_bytes();
+    let padding_bytes = crate::record::budget::padding_bytes();
     let attributed: f64 = sites.iter().map(|s| s.live_bytes).sum();
-    let sample_interval = sampler::sample_interval();
+    let sample_interval = countdown::sample_interval();
     Profile {
         pid: std::process::id(),
         timestamp_ms: now_ms(),
@@ -235,14 +236,14 @@ pub fn snapshot() -> Profile {
             stacks: stats.stacks,
             stacks_evicted: stats.evicted,
             max_stacks: stats.max_stacks,
-            max_live_samples: live::max_len() as u64,
+            max_live_samples: live_table::max_len() as u64,
             table_bytes,
-            overhead_alloc_bytes: sampler::guarded_bytes(),
+            overhead_alloc_bytes: countdown::guarded_bytes(),
             exact_max_stacks: limits.exact_max_stacks as u64,
             exact_max_live_samples: limits.exact_max_live_samples as u64,
             padding_bytes,
             max_padding_bytes: limits.max_padding_bytes as u64,
-            samples_unaligned: crate::budget::unaligned_samples(),
+            samples_unaligned: crate::record::budget::unaligned_samples(),
             own_bytes: table_bytes + padding_bytes,
             own_bytes_budget: limits.budget_bytes(sample_interval == 1),
             unattributed_live_bytes: totals.live_bytes as f64 - attributed,
@@ -267,9 +268,9 @@ impl Profile {
     /// profile.symbolize();
     /// ```
     pub fn symbolize(&mut self) {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         for site in &mut self.sites {
-            site.frames = crate::symbolize::frames_of(&site.addresses);
+            site.frames = crate::read::symbolize::frames_of(&site.addresses);
         }
     }
 

@@ -18,9 +18,9 @@
 //! about what it allocates then writes no shared line at all, and the counter is never off by
 //! more than a batch per thread, plus the thread's unpublished batches.
 
-use crate::lock::ForkMutex;
-use crate::single_writer::{SingleWriter, seq_read, seq_write};
-use crate::thread_slot::{self, MAX_THREAD_SLOTS};
+use crate::sys::lock::ForkMutex;
+use crate::sys::single_writer::{SingleWriter, seq_read, seq_write};
+use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Allocation and free counters: cumulative bytes and calls.
@@ -133,7 +133,7 @@ pub(crate) fn fold_slot(slot: usize) {
         return;
     };
     // parking_lot may allocate when the lock is contended: that is the profiler's own.
-    let _guard = crate::sampler::enter_guard();
+    let _guard = crate::record::countdown::enter_guard();
     let _lock = FOLD_LOCK.lock();
     // The lock makes this the sequence count's only writer.
     seq_write(&FOLDS, || {
@@ -230,10 +230,10 @@ pub(crate) fn read() -> Totals {
         live_bytes,
         live_objects: allocated_objects.saturating_sub(freed_objects),
         peak_live_bytes: PEAK_LIVE.load(Ordering::Relaxed).max(live_bytes),
-        overhead_allocated_bytes: crate::sampler::guarded_bytes(),
-        overhead_allocated_objects: crate::sampler::guarded_objects(),
-        overhead_freed_bytes: crate::sampler::guarded_frees().0,
-        overhead_freed_objects: crate::sampler::guarded_frees().1,
+        overhead_allocated_bytes: crate::record::countdown::guarded_bytes(),
+        overhead_allocated_objects: crate::record::countdown::guarded_objects(),
+        overhead_freed_bytes: crate::record::countdown::guarded_frees().0,
+        overhead_freed_objects: crate::record::countdown::guarded_frees().1,
     }
 }
 
@@ -246,7 +246,7 @@ pub(crate) fn own_published() -> [u64; 4] {
 }
 
 /// Hands this module's lock to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&FOLD_LOCK);
 }
 
@@ -268,6 +268,6 @@ pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLoc
 /// }
 /// ```
 pub fn totals() -> Totals {
-    crate::sampler::flush_current_thread();
+    crate::record::countdown::flush_current_thread();
     read()
 }

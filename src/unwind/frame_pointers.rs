@@ -10,10 +10,10 @@
 //! the precompiled standard library) breaks the chain; the walk then stops early rather than
 //! read garbage, and the stack is shorter than the default unwinder's.
 
-use crate::stacks::FrameSink;
+use crate::record::stack_table::FrameSink;
 
 /// Records followed at most: the deepest stack kept plus the allocator's own frames.
-const MAX_WALK: usize = crate::stacks::MAX_STACK_DEPTH + 16;
+const MAX_WALK: usize = crate::record::stack_table::MAX_STACK_DEPTH + 16;
 
 /// The frame pointer register of the caller of this (always inlined) function.
 #[inline(always)]
@@ -38,7 +38,7 @@ fn frame_pointer() -> usize {
 #[inline(never)]
 pub(crate) fn walk(sink: &mut FrameSink<'_>) -> bool {
     // Everything between our own frame and the top of the stack is mapped.
-    let Some((lo, hi)) = crate::thread_stack::live_region() else {
+    let Some((lo, hi)) = crate::unwind::stack_bounds::live_region() else {
         return false;
     };
     let mut fp = frame_pointer();
@@ -62,6 +62,6 @@ mod tests {
     #[test]
     fn same_frames_as_the_system_unwinder_where_frame_pointers_exist() {
         // At least the recursion; the walk may stop early in code without frame pointers.
-        crate::stacks::walker_check::agrees_with_the_system_unwinder(super::walk, 12);
+        crate::record::stack_table::walker_check::agrees_with_the_system_unwinder(super::walk, 12);
     }
 }

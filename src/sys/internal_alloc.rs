@@ -13,7 +13,7 @@
 //! other, and the heap gives back what they free (dlmalloc trims its top and unmaps free
 //! segments).
 
-use crate::lock::ForkMutex;
+use crate::sys::lock::ForkMutex;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -50,7 +50,7 @@ unsafe impl Allocator for TableAlloc {
         }
         // The lock may allocate when contended (parking_lot, off Linux): that allocation is the
         // profiler's, and must not be sampled into a table while this lock is held.
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         // SAFETY: the size is non-zero and the alignment a power of two, as dlmalloc requires.
         let ptr = unsafe { HEAP.lock().malloc(layout.size(), layout.align()) };
         let ptr = NonNull::new(ptr).ok_or(AllocError)?;
@@ -64,7 +64,7 @@ unsafe impl Allocator for TableAlloc {
         }
         TABLE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // As in `allocate`.
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         // SAFETY: the caller returns a block this allocator handed out with this layout.
         unsafe {
             HEAP.lock()
@@ -74,7 +74,7 @@ unsafe impl Allocator for TableAlloc {
 }
 
 /// Hands the heap's lock to the `pthread_atfork` handlers (last: it is the innermost lock).
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&HEAP);
 }
 

@@ -12,10 +12,10 @@
 //! next period tries again (creating the directory if needed).
 
 use crate::leaks::LeakDetector;
-use crate::profile::snapshot;
+use crate::read::mappings;
+use crate::read::profile::snapshot;
+use crate::record::countdown;
 use crate::report::json::{Baseline, DEFAULT_FILE_MODE, Report};
-use crate::report::mappings;
-use crate::sampler;
 use parking_lot::{Condvar, Mutex};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -184,8 +184,8 @@ impl Reporter {
     /// }
     /// ```
     pub fn from_env() -> Option<Reporter> {
-        let _guard = sampler::enter_guard();
-        let cfg = crate::config::env_config();
+        let _guard = countdown::enter_guard();
+        let cfg = crate::service::config::env_config();
         if cfg.enabled == Some(false) {
             return None;
         }
@@ -238,7 +238,7 @@ impl Reporter {
     /// Starts the reporter; `replace_env`: stop the `HEAPSAMPLER` reporter first (every
     /// reporter but that one itself).
     fn start_inner(self, replace_env: bool) -> io::Result<ReporterHandle> {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         let abs_dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let pid = std::process::id();
         let shared = Arc::new(Shared {
@@ -387,7 +387,7 @@ impl ReporterHandle {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn status(&self) -> ReporterStatus {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         self.shared.status.lock().clone()
     }
 
@@ -420,7 +420,7 @@ impl ReporterHandle {
     }
 
     fn shutdown(&self) -> io::Result<PathBuf> {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         *self.shared.stop.lock() = true;
         self.shared.wake.notify_all();
         let thread = self.thread.lock().take();
@@ -489,7 +489,7 @@ fn stop_env_reporter() {
 }
 
 /// Starts the reporter the variable asks for (called from the constructor).
-pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
+pub(crate) fn start_env_reporter(cfg: &crate::service::config::EnvConfig) {
     let Some(dir) = cfg.dir.clone() else { return };
     let mut r = Reporter::new(dir);
     if let Some(p) = cfg.period {
@@ -505,14 +505,16 @@ pub(crate) fn start_env_reporter(cfg: &crate::config::EnvConfig) {
         Ok(handle) => {
             let _ = ENV_REPORTER.set(handle);
         }
-        Err(e) => crate::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}")),
+        Err(e) => {
+            crate::service::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}"))
+        }
     }
 }
 
 /// The reporter thread: a report every period until told to stop. The whole thread runs
 /// under the reentrancy guard: everything it allocates is profiler overhead.
 fn run(shared: Arc<Shared>) {
-    let _guard = sampler::enter_guard();
+    let _guard = countdown::enter_guard();
     // A killed writer's temporary files go when a reporter starts, not a period later (each
     // report sweeps again). Under the state lock: a `dump_now` may be writing already.
     {
@@ -545,7 +547,7 @@ impl Shared {
     /// Writes one report (the final one when `last`), records the outcome, and prints a
     /// distinct error once.
     fn write_report(&self, last: bool) -> io::Result<PathBuf> {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         let mut state = self.state.lock();
         self.write_locked(&mut state, last)
     }
@@ -575,7 +577,10 @@ impl Shared {
                 status.last_path = Some(path.clone());
                 status.last_error = None;
                 if state.printed_error.take().is_some() {
-                    crate::config::warn(&format!("heap reports resumed: wrote {}", path.display()));
+                    crate::service::config::warn(&format!(
+                        "heap reports resumed: wrote {}",
+                        path.display()
+                    ));
                 }
             }
             Err(e) => {
@@ -583,7 +588,7 @@ impl Shared {
                 status.errors += 1;
                 status.last_error = Some(message.clone());
                 if state.printed_error.as_ref() != Some(&message) {
-                    crate::config::warn(&format!("heap report not written: {message}"));
+                    crate::service::config::warn(&format!("heap report not written: {message}"));
                     state.printed_error = Some(message);
                 }
             }
@@ -685,7 +690,7 @@ fn install_exit_hook() {
 /// reporter thread: the report is written on the exiting thread.
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        let _guard = sampler::enter_guard();
+        let _guard = countdown::enter_guard();
         let pid = std::process::id();
         let reporters: Vec<Arc<Shared>> = match REGISTRY.try_lock_for(EXIT_WAIT) {
             Some(registry) => registry.iter().filter_map(Weak::upgrade).collect(),

@@ -27,9 +27,9 @@
 //! Memory: 64 KiB of rules per object list, framehop's cache (~37 KiB) once per process, and
 //! ~12.5 KiB per sampling thread (two memos: the last two walks; a new walk replaces the older).
 
-use crate::internal_alloc::TableAlloc;
-use crate::lock::ForkMutex;
-use crate::stacks::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
+use crate::record::stack_table::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
+use crate::sys::internal_alloc::TableAlloc;
+use crate::sys::lock::ForkMutex;
 use core::cell::RefCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -1014,7 +1014,7 @@ fn walked(sink: &mut FrameSink<'_>) -> Option<Walked> {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let (lo, hi) = crate::thread_stack::live_region()?;
+    let (lo, hi) = crate::unwind::stack_bounds::live_region()?;
     if (sp as usize) < lo.saturating_sub(4096) || sp as usize >= hi {
         return None;
     }
@@ -1252,7 +1252,7 @@ fn eh_frame_address(hdr: &[u8], hdr_avma: u64) -> Option<u64> {
 }
 
 /// Hands the loader gate and framehop's lock to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&LOADER_GATE);
     f(&FRAMEHOP);
 }
@@ -1279,7 +1279,7 @@ mod tests {
     fn same_stack_as_the_system_unwinder() {
         // Three times: the later walks are served from the rule cache and the replay memo.
         for _ in 0..3 {
-            crate::stacks::walker_check::agrees_with_the_system_unwinder(walk, 14);
+            crate::record::stack_table::walker_check::agrees_with_the_system_unwinder(walk, 14);
         }
     }
 
@@ -1344,7 +1344,7 @@ mod tests {
 
     #[test]
     fn a_walk_from_another_call_site_joins_the_previous_walk() {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         outer_frames(10, &mut || {
             let kind = |w: &Option<Walked>| match w {
                 Some(Walked::Replayed) => 0,

@@ -13,10 +13,10 @@
 //! the alignment test meets a second, lock-free filter first: a table of counts of live records
 //! per hash bucket. A zero count proves the pointer untracked; only a non-zero one takes a lock.
 
-use crate::internal_alloc::{Map, new_map};
-use crate::lock::ForkMutex;
-use crate::sampler::SampleInfo;
-use crate::stacks::StackId;
+use crate::record::countdown::SampleInfo;
+use crate::record::stack_table::StackId;
+use crate::sys::internal_alloc::{Map, new_map};
+use crate::sys::lock::ForkMutex;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
@@ -36,7 +36,7 @@ struct Padded(AtomicUsize);
 static UNALIGNED_LIVE: Padded = Padded(AtomicUsize::new(0));
 static MAX_LIVE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LIVE_SAMPLES);
 static EXACT_MAX_LIVE: AtomicUsize =
-    AtomicUsize::new(crate::budget::DEFAULT_EXACT_MAX_LIVE_SAMPLES);
+    AtomicUsize::new(crate::record::budget::DEFAULT_EXACT_MAX_LIVE_SAMPLES);
 
 const FILTER_BITS: u32 = 16;
 const _: () = assert!(
@@ -107,7 +107,7 @@ pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
     // units of a page, so it is 0 (only an offset of 0 passes) or at least a page (every
     // offset passes). Two fewer instructions on every free than the test and the load apart.
     p & (PAGE - 1) <= UNALIGNED_LIVE.0.load(Ordering::Relaxed)
-        && (crate::pages::in_region(p) || filter_slot(p).load(Ordering::Relaxed) != 0)
+        && (crate::record::page_pool::in_region(p) || filter_slot(p).load(Ordering::Relaxed) != 0)
 }
 
 /// Inserts a record. `false` if its shard is full (the bound is split evenly over the shards,
@@ -116,11 +116,11 @@ pub(crate) fn may_be_tracked(ptr: *mut u8) -> bool {
 pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
     if record.pool != 0 {
         // A pooled block's record sits beside its pages, outside the bound (see `pooled`).
-        return crate::pooled::insert(ptr as usize, &record);
+        return crate::record::pooled::insert(ptr as usize, &record);
     }
     let mut guard = shard(ptr as usize).lock();
     let map = guard.get_or_insert_with(new_map);
-    let max = if crate::budget::exact_mode_sample(&record.sample) {
+    let max = if crate::record::budget::exact_mode_sample(&record.sample) {
         &EXACT_MAX_LIVE
     } else {
         &MAX_LIVE
@@ -145,8 +145,8 @@ pub(crate) fn insert(ptr: *mut u8, record: LiveRecord) -> bool {
 /// Removes and returns the record of `ptr`, if it is a recorded block. Must run before the
 /// block goes back to the inner allocator, which may hand the address out again at once.
 pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
-    if crate::pages::in_region(ptr as usize) {
-        return crate::pooled::remove(ptr as usize);
+    if crate::record::page_pool::in_region(ptr as usize) {
+        return crate::record::pooled::remove(ptr as usize);
     }
     let record = {
         let mut guard = shard(ptr as usize).lock();
@@ -162,8 +162,8 @@ pub(crate) fn remove(ptr: *mut u8) -> Option<LiveRecord> {
 
 /// The record of `ptr`, left in place.
 pub(crate) fn get(ptr: *mut u8) -> Option<LiveRecord> {
-    if crate::pages::in_region(ptr as usize) {
-        return crate::pooled::get(ptr as usize);
+    if crate::record::page_pool::in_region(ptr as usize) {
+        return crate::record::pooled::get(ptr as usize);
     }
     shard(ptr as usize)
         .lock()
@@ -183,7 +183,7 @@ pub(crate) fn for_each(mut f: impl FnMut(usize, &LiveRecord)) {
             }
         }
     }
-    crate::pooled::for_each(f);
+    crate::record::pooled::for_each(f);
 }
 
 /// Moves every live record tagged `from` to tag `to` (a finished leak check hands its live
@@ -214,7 +214,7 @@ pub(crate) fn set_max_len(n: usize, exact: usize) {
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     for shard in &TABLE {
         f(shard);
     }

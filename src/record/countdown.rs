@@ -17,7 +17,7 @@
 //! exact-recording scope (a `LeakCheck`) do not advance the Poisson process, so they can never
 //! bias which user allocation is sampled next.
 
-use crate::totals;
+use crate::record::totals;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use rand::rngs::SmallRng;
@@ -141,13 +141,13 @@ impl Drop for ExitHook {
         });
         // The slot is given up first (no spare kept, no repeat cached from here on), then its
         // spare and pending sums are handed back.
-        crate::thread_slot::release(|slot| {
-            crate::pages::close_slot(slot);
-            crate::stacks::close_slot(slot);
+        crate::sys::thread_slot::release(|slot| {
+            crate::record::page_pool::close_slot(slot);
+            crate::record::stack_table::close_slot(slot);
             // Last: the thread published its final batch above, into the slot.
-            crate::totals::fold_slot(slot);
+            crate::record::totals::fold_slot(slot);
         });
-        crate::threads::mark_exited(current_thread());
+        crate::record::thread_names::mark_exited(current_thread());
     }
 }
 
@@ -543,11 +543,11 @@ fn refresh(h: &Hot) {
         let _guard = enter_guard();
         let index = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
         h.thread.set(index);
-        crate::fork::install();
-        crate::threads::register(index);
+        crate::record::lifecycle::install();
+        crate::record::thread_names::register(index);
         if EXIT_HOOK.try_with(|_| {}).is_ok() {
             // Only a thread whose exit hook will run may hold a slot: the hook releases it.
-            crate::thread_slot::claim();
+            crate::sys::thread_slot::claim();
         }
         #[cfg(test)]
         if let Some(registration_allocates) = tests::ON_REGISTER.with(|c| c.get()) {
@@ -583,7 +583,7 @@ fn reseed(h: &Hot, seed: u64) {
 /// heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
 /// ```
 pub fn set_sample_interval(bytes: u64) {
-    crate::config::note_explicit_interval();
+    crate::service::config::note_explicit_interval();
     store_interval(bytes);
 }
 
@@ -961,7 +961,7 @@ mod tests {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
             wrapper_alloc(1); // registers the thread, which claims a slot
-            ready_tx.send(crate::thread_slot::current()).unwrap();
+            ready_tx.send(crate::sys::thread_slot::current()).unwrap();
             let _ = stop_rx.recv();
         });
         let theirs = ready_rx
@@ -972,7 +972,7 @@ mod tests {
         // SAFETY: the child reads one atomic and leaves with `_exit`, touching nothing else.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let still_held = crate::thread_slot::is_claimed(theirs);
+            let still_held = crate::sys::thread_slot::is_claimed(theirs);
             // SAFETY: ends the child at once, without running the parent's exit handlers.
             unsafe { libc::_exit(i32::from(still_held)) };
         }

@@ -11,10 +11,10 @@
 //! reject versions they do not know with [`ReportErrorKind::UnsupportedVersion`].
 
 use crate::leaks::LeakSuspect;
-use crate::profile::{Frame, Profile, ProfilerStats, Site, SiteThread};
-use crate::report::mappings::Mapping;
-use crate::stacks::StackId;
-use crate::totals::Totals;
+use crate::read::mappings::Mapping;
+use crate::read::profile::{Frame, Profile, ProfilerStats, Site, SiteThread};
+use crate::record::stack_table::StackId;
+use crate::record::totals::Totals;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -233,7 +233,7 @@ fn locations_of(profile: &Profile) -> Vec<Location> {
             .into_iter()
             .map(|address| Location {
                 address,
-                frames: crate::symbolize::resolve(address)
+                frames: crate::read::symbolize::resolve(address)
                     .iter()
                     .map(to_location_frame)
                     .collect(),
@@ -301,7 +301,7 @@ impl Report {
         leak_suspects: Vec<LeakSuspect>,
         mappings: Vec<Mapping>,
     ) -> Report {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let baseline = previous.map(Baseline::of);
         Report::build(profile, baseline.as_ref(), leak_suspects, mappings)
     }
@@ -313,12 +313,12 @@ impl Report {
         leak_suspects: Vec<LeakSuspect>,
         mappings: Vec<Mapping>,
     ) -> Report {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         // Cumulative counters of another process cannot be subtracted from ours.
         let previous = previous.filter(|b| b.pid == profile.pid);
         let since = match previous {
             Some(b) => Some(b.timestamp_ms),
-            None if profile.pid == std::process::id() => crate::config::process_start_ms(),
+            None if profile.pid == std::process::id() => crate::service::config::process_start_ms(),
             None => None,
         };
         let window_ms = since.map_or(0, |s| profile.timestamp_ms.saturating_sub(s));
@@ -437,7 +437,7 @@ impl Report {
     /// assert_eq!(report.site_frames(&report.sites[0]), site.frames);
     /// ```
     pub fn site_frames(&self, site: &ReportSite) -> Vec<Frame> {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let mut frames: Vec<Frame> = Vec::new();
         for &address in &site.addresses {
             let Some(location) = self.location(address) else {
@@ -452,7 +452,7 @@ impl Report {
         }
         let skip = frames
             .iter()
-            .take_while(|f| crate::symbolize::is_allocator_frame(f))
+            .take_while(|f| crate::read::symbolize::is_allocator_frame(f))
             .count();
         if skip < frames.len() {
             frames.drain(..skip);
@@ -484,7 +484,7 @@ impl Report {
             .filter_map(|&a| self.location(a))
             .flat_map(|l| l.frames.iter())
             .filter_map(|f| f.function.as_deref());
-        crate::site_name::site_name(names)
+        crate::read::site_name::site_name(names)
     }
 
     /// The report as a [`Profile`] (rates, suspects and mappings left out, frames rebuilt
@@ -500,7 +500,7 @@ impl Report {
     /// assert_eq!(back.sites.len(), profile.sites.len());
     /// ```
     pub fn to_profile(&self) -> Profile {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         Profile {
             pid: self.pid,
             timestamp_ms: self.timestamp_ms,
@@ -536,7 +536,7 @@ impl Report {
     /// assert!(Report::parse("not json").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<Report, ReportError> {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         check_header(text)?;
         let report: Report = serde_json::from_str(text)
             .map_err(|e| ReportError::from(ReportErrorKind::Invalid(e.to_string())))?;
@@ -554,7 +554,7 @@ impl Report {
     /// ```
     pub fn read(path: impl AsRef<Path>) -> Result<Report, ReportError> {
         let path = path.as_ref();
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let at = |kind: ReportErrorKind| ReportError {
             path: Some(path.to_path_buf()),
             kind,
@@ -574,7 +574,7 @@ impl Report {
     /// assert_eq!(heapsampler::Report::parse(&text).unwrap(), r);
     /// ```
     pub fn to_string_pretty(&self) -> String {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let mut out = Vec::new();
         // Serializing plain data with string keys and finite numbers into memory cannot fail.
         let _ = self.serialize(&mut serde_json::Serializer::with_formatter(
@@ -594,7 +594,7 @@ impl Report {
     /// assert!(buf.ends_with(b"}\n"));
     /// ```
     pub fn write_to(&self, w: impl Write) -> io::Result<()> {
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let mut w = w;
         self.serialize(&mut serde_json::Serializer::with_formatter(
             &mut w,
@@ -644,7 +644,7 @@ impl Report {
     ) -> io::Result<PathBuf> {
         use std::os::unix::fs::OpenOptionsExt;
         static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
-        let _guard = crate::sampler::enter_guard();
+        let _guard = crate::record::countdown::enter_guard();
         let dir = dir.as_ref();
         if name.is_empty() || name.starts_with('.') || name.contains('/') {
             return Err(io::Error::new(
@@ -1109,7 +1109,7 @@ mod tests {
         p.sites[0].frames = vec![
             frame(
                 10,
-                "<heapsampler::allocator::Sampler<A> as core::alloc::global::GlobalAlloc>::alloc",
+                "<heapsampler::record::sampler::Sampler<A> as core::alloc::global::GlobalAlloc>::alloc",
             ),
             frame(10, "__rustc::__rust_alloc"),
             frame(20, "alloc::alloc::Global::alloc_impl"),

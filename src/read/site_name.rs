@@ -30,15 +30,14 @@ const ALLOCATOR_PREFIXES: &[&str] = &[
     "__rust_alloc_zeroed",
     "__rdl_",
     "__rg_",
-    // The wrapper (`<heapsampler::allocator::Sampler<A> as core::alloc::global::GlobalAlloc>
-    // ::alloc`) and what it calls while recording.
+    // The wrapper (`<heapsampler::record::sampler::Sampler<A> as
+    // core::alloc::global::GlobalAlloc>::alloc`) and what it calls while recording.
     "<heapsampler::",
-    "heapsampler::allocator::",
-    "heapsampler::sampler::",
-    "heapsampler::stacks::",
-    "heapsampler::stack_cache::",
-    "heapsampler::thread_stack::",
-    "heapsampler::unwind_",
+    "heapsampler::record::sampler::",
+    "heapsampler::record::countdown::",
+    "heapsampler::record::stack_table::",
+    "heapsampler::record::stack_cache::",
+    "heapsampler::unwind::",
     // `alloc::alloc::alloc`, `exchange_malloc`, `Global::alloc_impl`, `handle_alloc_error`.
     "alloc::alloc::",
     "<alloc::alloc::",
@@ -140,7 +139,7 @@ mod tests {
     /// The frames of a `vec![0u8; n]` site of a debug build, as symbolized (the wrapper is
     /// inlined into `__rust_alloc`), innermost first.
     const DEBUG_BUILD_SITE: &[&str] = &[
-        "<heapsampler::allocator::Sampler<A> as core::alloc::global::GlobalAlloc>::alloc",
+        "<heapsampler::record::sampler::Sampler<A> as core::alloc::global::GlobalAlloc>::alloc",
         "__rustc::__rust_alloc",
         "alloc::alloc::alloc",
         "alloc::alloc::Global::alloc_impl",
@@ -180,7 +179,7 @@ mod tests {
         ));
         assert!(!is_library_function("<my_app::Arena>::alloc"));
         assert!(is_library_function(
-            "<heapsampler::allocator::Sampler<my_app::Arena> as core::alloc::global::GlobalAlloc>::realloc"
+            "<heapsampler::record::sampler::Sampler<my_app::Arena> as core::alloc::global::GlobalAlloc>::realloc"
         ));
     }
 

@@ -17,8 +17,8 @@
 //! scope's allocations and frees do not race on different threads (a racing free can be seen a
 //! moment late, so a peak can include a block being freed at that instant).
 
-use crate::live::LiveRecord;
-use crate::sampler::{self, Decision, SampleInfo, WEIGHT_ONE};
+use crate::record::countdown::{self, Decision, SampleInfo, WEIGHT_ONE};
+use crate::record::live_table::LiveRecord;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Bits of a tag that index the slot table.
@@ -176,14 +176,14 @@ pub(crate) fn read(tag: u32) -> Option<Counters> {
 
 /// Records the calling thread as the owner of the active check `tag` (it started the check).
 pub(crate) fn set_owner(tag: u32) {
-    let thread = sampler::current_thread();
+    let thread = countdown::current_thread();
     with_slot(tag, |slot| slot.owner.store(thread, Ordering::Relaxed));
 }
 
 /// Runs `f` on `tag`'s slot if it is active, holding off its release meanwhile.
 fn with_slot<R>(tag: u32, f: impl FnOnce(&Slot) -> R) -> Option<R> {
     let slot = slot_of(tag);
-    let thread = sampler::current_thread();
+    let thread = countdown::current_thread();
     if thread != 0 && slot.owner.load(Ordering::Relaxed) == thread {
         // Only the owner releases the slot, so the tag cannot change under its feet; a stale
         // tag (a finished check) fails the comparison as on the slow path.
@@ -257,7 +257,7 @@ pub(crate) fn follow_realloc(
             w_bytes: (new_size.max(1) as u64).saturating_mul(WEIGHT_ONE),
             exact: true,
             tag,
-            thread: sampler::current_thread(),
+            thread: countdown::current_thread(),
         });
     }
     match decision {

@@ -10,7 +10,7 @@
 //! of the profiler's memory is bounded by a count ([`crate::Limits`]), so the whole has a
 //! bound, [`budget_bytes`], reported in every profile beside what is held now.
 
-use crate::live::{LiveRecord, PAGE};
+use crate::record::live_table::{LiveRecord, PAGE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Default bound on the page padding of live sampled blocks: 64 MiB, the size of the page
@@ -86,15 +86,15 @@ pub(crate) const RECORD_BYTES: u64 =
 /// pool's idle pages and cells (`pages`), and the padding bound.
 pub(crate) fn budget_bytes(stacks: usize, records: usize, padding: usize) -> u64 {
     (stacks as u64)
-        .saturating_mul(crate::stacks::STACK_BYTES)
+        .saturating_mul(crate::record::stack_table::STACK_BYTES)
         .saturating_add((records as u64).saturating_mul(RECORD_BYTES))
-        .saturating_add(crate::pages::MAX_OWN_BYTES)
+        .saturating_add(crate::record::page_pool::MAX_OWN_BYTES)
         .saturating_add(padding as u64)
 }
 
 /// Whether `sample` was taken in exact mode (interval 1), where the exact-mode bounds apply.
 /// A `LeakCheck`'s records (tagged) stay under the usual bounds.
-pub(crate) fn exact_mode_sample(sample: &crate::sampler::SampleInfo) -> bool {
+pub(crate) fn exact_mode_sample(sample: &crate::record::countdown::SampleInfo) -> bool {
     sample.exact && sample.tag == 0
 }
 
@@ -120,12 +120,15 @@ mod tests {
     #[test]
     fn the_budget_adds_up_every_bound() {
         let l = crate::Limits::default();
-        let stack = crate::stacks::STACK_BYTES;
+        let stack = crate::record::stack_table::STACK_BYTES;
         assert!((512..2048).contains(&stack), "{stack}");
         assert!((64..256).contains(&RECORD_BYTES), "{RECORD_BYTES}");
         assert_eq!(
             l.budget_bytes(false),
-            (1 << 16) * stack + (1 << 20) * RECORD_BYTES + crate::pages::MAX_OWN_BYTES + (64 << 20)
+            (1 << 16) * stack
+                + (1 << 20) * RECORD_BYTES
+                + crate::record::page_pool::MAX_OWN_BYTES
+                + (64 << 20)
         );
         // 290 MiB while sampling, 3.5 GiB in exact mode (docs/report-format.md).
         assert_eq!(l.budget_bytes(false) >> 20, 290);

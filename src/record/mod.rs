@@ -1,0 +1,15 @@
+//! The allocator side: `Sampler<A>` fast paths, countdown and weights, totals, the stack and
+//! live tables, the page pool, LeakCheck scopes, thread names and lifecycle (fork, thread exit).
+
+pub(crate) mod budget;
+pub(crate) mod countdown;
+pub(crate) mod lifecycle;
+pub(crate) mod live_table;
+pub(crate) mod page_pool;
+pub(crate) mod pooled;
+pub(crate) mod sampler;
+pub(crate) mod scopes;
+pub(crate) mod stack_cache;
+pub(crate) mod stack_table;
+pub(crate) mod thread_names;
+pub(crate) mod totals;
