@@ -157,7 +157,8 @@ pub use record::sampler::Sampler;
 use record::stack_table::DEFAULT_MAX_STACKS;
 pub use record::stack_table::{MAX_STACK_DEPTH, StackId};
 pub use record::totals::{Totals, totals};
-pub use report::json::{Report, ReportError};
+pub use report::json::report_error::ReportError;
+pub use report::json::schema::Report;
 pub use service::reporter::{
     DEFAULT_KEEP, DEFAULT_LEAK_WINDOW, DEFAULT_PERIOD, Reporter, ReporterHandle, ReporterStatus,
     env_reporter,

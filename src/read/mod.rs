@@ -2,5 +2,8 @@
 
 pub mod mappings;
 pub(crate) mod profile;
+mod profiler_work;
 pub(crate) mod site_name;
 pub mod symbolize;
+
+pub(crate) use profiler_work::profiler_work;

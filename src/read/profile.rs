@@ -4,6 +4,7 @@ use crate::record::countdown::WEIGHT_ONE;
 use crate::record::stack_table::{self, StackId};
 use crate::record::totals::{self, Totals};
 use crate::record::{countdown, live_table, thread_names};
+use core::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 /// A point-in-time heap profile: exact totals, and per call site the unbiased estimates.
@@ -249,6 +250,23 @@ pub fn snapshot() -> Profile {
             unattributed_live_bytes: totals.live_bytes as f64 - attributed,
         },
         sites,
+    }
+}
+
+/// Wall-clock time the constructor ran (≈ process start), ms since the epoch; 0 = unknown.
+static PROCESS_START_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Records the process's start (from the constructor that reads the environment).
+pub(crate) fn note_process_start() {
+    PROCESS_START_MS.store(now_ms(), Ordering::Relaxed);
+}
+
+/// When the process started (as seen by the constructor), ms since the Unix epoch: the
+/// window of a process's first report.
+pub(crate) fn process_start_ms() -> Option<u64> {
+    match PROCESS_START_MS.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(ms),
     }
 }
 

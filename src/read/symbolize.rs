@@ -69,11 +69,18 @@ pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
     for &a in addresses {
         out.extend(resolve(a).iter().cloned());
     }
-    let skip = out.iter().take_while(|f| is_allocator_frame(f)).count();
-    if skip < out.len() {
-        out.drain(..skip);
-    }
+    drop_allocator_frames(&mut out);
     out
+}
+
+/// Drops a stack's leading allocator frames (the wrapper, std's allocation shims): the one
+/// rule for where the code that asked for memory begins, live or read back from a report. A
+/// stack of allocator frames only is left whole.
+pub(crate) fn drop_allocator_frames(frames: &mut Vec<Frame>) {
+    let skip = frames.iter().take_while(|f| is_allocator_frame(f)).count();
+    if skip < frames.len() {
+        frames.drain(..skip);
+    }
 }
 
 /// Empties the cache (for measuring cold symbolization).

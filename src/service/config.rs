@@ -17,15 +17,13 @@
 //! [`Reporter`]: crate::Reporter
 //! [`env_reporter`]: crate::env_reporter
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 static INTERVAL_EXPLICIT: AtomicBool = AtomicBool::new(false);
-/// Wall-clock time the constructor ran (≈ process start), ms since the epoch; 0 = unknown.
-static PROCESS_START_MS: AtomicU64 = AtomicU64::new(0);
 static ENV: OnceLock<EnvConfig> = OnceLock::new();
 
 /// Records that the program chose the interval itself, so the environment cannot override it.
@@ -36,14 +34,6 @@ pub(crate) fn note_explicit_interval() {
 /// Whether the program set the interval explicitly.
 pub(crate) fn interval_is_explicit() -> bool {
     INTERVAL_EXPLICIT.load(Ordering::Relaxed)
-}
-
-/// When the process started (as seen by the constructor), ms since the Unix epoch.
-pub(crate) fn process_start_ms() -> Option<u64> {
-    match PROCESS_START_MS.load(Ordering::Relaxed) {
-        0 => None,
-        ms => Some(ms),
-    }
 }
 
 /// The settings `HEAPSAMPLER` gave; `None` where it said nothing (or something malformed).
@@ -228,7 +218,7 @@ fn apply_env() {
 }
 
 extern "C" fn init_from_env() {
-    PROCESS_START_MS.store(crate::read::profile::now_ms(), Ordering::Relaxed);
+    crate::read::profile::note_process_start();
     // A panic must not unwind out of an `extern "C"` constructor (that aborts the process).
     let _ = std::panic::catch_unwind(apply_env);
 }
