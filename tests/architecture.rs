@@ -214,7 +214,12 @@ type UseLeaves = Vec<(Vec<String>, Span, Option<String>)>;
 
 impl<'ast> Visit<'ast> for Collector<'_> {
     fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
-        if m.content.is_some() {
+        // An inline test module may set up a scene with any floor, as tests in another file
+        // may; the floors are about the code that ships.
+        let test_only = m.attrs.iter().any(|a| {
+            a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+        });
+        if m.content.is_some() && !test_only {
             self.module.push(m.ident.to_string());
             self.depth += 1;
             visit::visit_item_mod(self, m);
@@ -557,7 +562,6 @@ fn library_sources() -> Vec<Source> {
 }
 
 #[test]
-#[ignore = "until the files move into their floors"]
 fn every_file_imports_only_from_floors_below() {
     let sources = library_sources();
     let (imports, errors) = imports(&sources);
@@ -566,7 +570,6 @@ fn every_file_imports_only_from_floors_below() {
 }
 
 #[test]
-#[ignore = "until the files move into their floors"]
 fn no_files_import_each_other_in_a_circle() {
     let sources = library_sources();
     let (imports, errors) = imports(&sources);
@@ -575,7 +578,6 @@ fn no_files_import_each_other_in_a_circle() {
 }
 
 #[test]
-#[ignore = "until the long files are split"]
 fn no_source_file_is_longer_than_600_lines() {
     let long: Vec<String> = crate_sources()
         .iter()

@@ -1,5 +1,6 @@
 //! [`Profile`]: a snapshot of the totals and the per-site estimates, and the diff of two.
 
+pub use crate::read::symbolize::Frame;
 use crate::record::countdown::WEIGHT_ONE;
 use crate::record::stack_table::{self, StackId};
 use crate::record::totals::{self, Totals};
@@ -149,24 +150,6 @@ pub struct SiteThread {
     pub alloc_bytes: f64,
     /// Estimated bytes this thread allocated here that are still live.
     pub live_bytes: f64,
-}
-
-/// One symbolized frame. An address with inlined calls yields several frames.
-///
-/// ```
-/// let f = heapsampler::Frame { address: 0x1234, function: Some("main".into()), file: None, line: None };
-/// assert_eq!(f.function.as_deref(), Some("main"));
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Frame {
-    /// The return address this frame was resolved from.
-    pub address: u64,
-    /// Demangled function name, without the hash suffix.
-    pub function: Option<String>,
-    /// Source file.
-    pub file: Option<String>,
-    /// Source line.
-    pub line: Option<u32>,
 }
 
 fn from_fixed(v: u128) -> f64 {

@@ -4,9 +4,9 @@
 //! thousands of allocations) and about a hash lookup after. It always runs under the
 //! reentrancy guard, so its allocations are profiler overhead, never a user site.
 
-use crate::read::profile::Frame;
 use crate::record::countdown;
 use crate::sys::lock::ForkMutex;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -96,4 +96,22 @@ pub fn clear_cache() {
 pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&RESOLVING);
     f(&CACHE);
+}
+
+/// One symbolized frame. An address with inlined calls yields several frames.
+///
+/// ```
+/// let f = heapsampler::Frame { address: 0x1234, function: Some("main".into()), file: None, line: None };
+/// assert_eq!(f.function.as_deref(), Some("main"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    /// The return address this frame was resolved from.
+    pub address: u64,
+    /// Demangled function name, without the hash suffix.
+    pub function: Option<String>,
+    /// Source file.
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
 }

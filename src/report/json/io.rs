@@ -31,7 +31,7 @@ impl Report {
         })
     }
 
-    /// Reads a report file; errors name the file. A file larger than [`MAX_REPORT_BYTES`] is
+    /// Reads a report file; errors name the file. A file larger than [`MAX_REPORT_BYTES`](crate::report::json::MAX_REPORT_BYTES) is
     /// refused unread (`/dev/zero` is not a report), and so are values out of range (an
     /// estimate above 2^64, a timestamp after the year 9999): see `docs/report-format.md`.
     ///
@@ -183,14 +183,6 @@ impl Report {
 /// assert_eq!(heapsampler::report::json::DEFAULT_FILE_MODE, 0o600);
 /// ```
 pub const DEFAULT_FILE_MODE: u32 = 0o600;
-
-/// The largest report file [`Report::read`] reads: 1 GiB (a report of a million sites is a
-/// few hundred MiB).
-///
-/// ```
-/// assert_eq!(heapsampler::report::json::MAX_REPORT_BYTES, 1 << 30);
-/// ```
-pub const MAX_REPORT_BYTES: u64 = 1 << 30;
 
 /// Checks `format` and `version` before the full parse; a single pass over the text that
 /// skips every other field.

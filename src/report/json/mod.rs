@@ -26,8 +26,9 @@ pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use crate::report::files::MAX_REPORT_BYTES;
 pub(crate) use build::Baseline;
-pub use io::{DEFAULT_FILE_MODE, MAX_REPORT_BYTES};
+pub use io::DEFAULT_FILE_MODE;
 pub use report_error::ReportErrorKind;
 // `Report`, `ReportError` and `LeakSuspect` are reached from the crate root only.
 pub use schema::{
