@@ -3,8 +3,6 @@
 //! A sampling heap profiler you install as the global allocator: where is the memory going,
 //! and what is leaking — cheap enough to leave on in production.
 //!
-//! ## Install
-//!
 //! ```
 //! #[global_allocator]
 //! static GLOBAL: heapsampler::Sampler<std::alloc::System> =
@@ -14,23 +12,16 @@
 //!
 //! Any `GlobalAlloc` can be wrapped (jemalloc, mimalloc). From then on every allocation of
 //! the program is counted exactly, and about one in every 512 KiB of allocated bytes is
-//! *sampled*: its call stack is recorded, and it stands for the bytes around it.
+//! *sampled*: its call stack is recorded, and it stands for the objects and bytes around it.
 //!
-//! ## Read a profile
+//! | you run | you use | it gives you |
+//! |---|---|---|
+//! | a service | [`Reporter`], or `HEAPSAMPLER=dir=…` | a JSON [`Report`] every period: live bytes and allocation rates per call site, [`LeakSuspect`]s |
+//! | a test suite | [`LeakCheck`] | every allocation of a scope recorded exactly; a failing test names the stacks that leaked |
+//! | a terminal | the `heapsampler` tool (feature `cli`) | `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `validate` over report files |
+//! | your own code | [`snapshot`], [`totals`] | a [`Profile`] to read, diff or render ([`report`]) |
 //!
-//! ```
-//! let mut profile = heapsampler::snapshot();
-//! profile.symbolize();
-//! println!("live: {} bytes (exact)", profile.totals.live_bytes);
-//! for site in profile.top_sites(3) {
-//!     let func = site.frames.first().and_then(|f| f.function.as_deref()).unwrap_or("?");
-//!     println!("{:>10.0} live bytes (estimated) at {func}", site.live_bytes);
-//! }
-//! ```
-//!
-//! [`totals()`] reads the exact totals alone, allocating nothing.
-//!
-//! ## Periodic reports from a service
+//! ## Services: periodic reports
 //!
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
@@ -44,11 +35,10 @@
 //! `heap-reports/heap-<pid>-<seq>.json`, with per-site live bytes, allocation rates, symbolized
 //! stacks, allocating threads and [`LeakSuspect`]s found by a [`LeakDetector`] over the last
 //! reports. Operators can do the same without a rebuild:
-//! `HEAPSAMPLER=interval=512k,dir=heap-reports,period=60s`. Renderers for pprof and
-//! flamegraphs are in [`report`]; the `heapsampler` command-line tool (feature `cli`) reads,
-//! diffs and checks report files.
+//! `HEAPSAMPLER=interval=512k,dir=heap-reports,period=60s` ([`env_reporter`]). Renderers for
+//! pprof and flamegraphs are in [`report`].
 //!
-//! ## Leak checks in tests
+//! ## Test suites: leak checks
 //!
 //! ```
 //! # #[global_allocator]
@@ -68,35 +58,76 @@
 //! disturb each other. Work handed to other threads joins with [`LeakCheck::spawn`] or a
 //! [`CheckHandle`].
 //!
+//! ## At a terminal
+//!
+//! ```sh
+//! cargo install heapsampler --features cli
+//! heapsampler top heap-reports/heap-22703-000008.json -n 10
+//! heapsampler leaks heap-reports --fail-on-leak     # exit status 1 when a site keeps growing
+//! heapsampler pprof heap-22703-000008.json -o heap.pb.gz && go tool pprof -top heap.pb.gz
+//! ```
+//!
+//! ## In your own code: read a profile
+//!
+//! ```
+//! let mut profile = heapsampler::snapshot();
+//! profile.symbolize();
+//! println!("live: {} bytes (exact)", profile.totals.live_bytes);
+//! for site in profile.top_sites(3) {
+//!     let func = site.frames.first().and_then(|f| f.function.as_deref()).unwrap_or("?");
+//!     println!("{:>10.0} live bytes (estimated) at {func}", site.live_bytes);
+//! }
+//! ```
+//!
+//! [`totals()`] reads the exact totals alone, allocating nothing.
+//!
 //! ## How sampling works
 //!
 //! Each thread walks a Poisson process over the bytes it allocates, with mean interval `T`
 //! ([`set_sample_interval`], default [`DEFAULT_SAMPLE_INTERVAL`]). An allocation of `s` bytes
-//! is sampled with probability `p = 1 − e^(−s/T)` and stands for `1/p` allocations and `s/p`
+//! is sampled with probability `p = 1 − e^(−s/T)` and stands for `1/p` objects and `s/p`
 //! bytes (Horvitz–Thompson weights), so every per-site estimate is unbiased; its relative error
 //! is about `√(T/B)` for a site of `B` bytes (`B = 100 T` ⇒ ±10 %), and a site of `B` bytes
 //! goes unseen with probability `e^(−B/T)`. `T = 1` records every allocation exactly.
 //!
 //! The unsampled path costs a thread-local subtraction per `alloc` and a pointer test per
-//! `dealloc`: sampled blocks are handed out page-aligned, so a free whose address is not
-//! page-aligned is known not to be sampled without touching any table. Sampled blocks of up to
-//! 64 KiB take whole pages of the profiler's own (as in tcmalloc and jemalloc) rather than an
-//! aligned block from the inner allocator, which would leave fragments behind in it; larger ones
-//! come from the inner allocator, page-aligned.
+//! `dealloc`: sampled objects are handed out page-aligned, so a free whose address is not
+//! page-aligned is known not to be sampled without touching any table. Sampled objects of up
+//! to 64 KiB take whole pages of the profiler's own (as in tcmalloc and jemalloc) rather than
+//! an aligned block from the inner allocator, which would leave fragments behind in it; larger
+//! ones come from the inner allocator, page-aligned. `docs/architecture.md` follows one
+//! sampled allocation through the crate.
 //!
 //! ## Guarantees
 //!
 //! The allocator never fails the program: nothing in `alloc`/`dealloc`/`realloc` panics or
 //! grows without bound. When a table is full, samples are dropped and counted
-//! ([`ProfilerStats::samples_dropped`]). It works before `main`, at thread exit and in a
-//! forked child. The profiler's own allocations are never sampled and are reported as
-//! overhead.
+//! ([`ProfilerStats::samples_dropped`]); the profiler's memory stays within
+//! [`Limits::budget_bytes`]. It works before `main`, at thread exit and in a forked child.
+//! The profiler's own allocations are never sampled and are reported as overhead.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `fast-unwind` | on | cached DWARF unwinding (`framehop`) for every capture, about 10× faster than the system unwinder (x86_64 Linux) |
+//! | `frame-pointers` | off | a frame-pointer walk for exact recording (leak checks, interval 1), ~1 ns a frame; build with `RUSTFLAGS="-C force-frame-pointers=yes"` |
+//! | `pprof` | off | `report::pprof`: gzipped pprof profiles (Go heap-profile shape) |
+//! | `flamegraph` | off | `report::flamegraph::svg`: SVG flamegraphs (collapsed stacks need no feature) |
+//! | `cli` | off | the `heapsampler` command-line tool (turns on `pprof` and `flamegraph`) |
+//!
+//! ## Platforms
+//!
+//! Built and tested on Linux (glibc), x86_64. It needs a Unix (`pthread_atfork`, `mmap`).
+//! `fast-unwind` walks x86_64 Linux stacks; `frame-pointers` walks x86_64 and aarch64;
+//! elsewhere stacks come from the `backtrace` crate. Report mappings (for offline
+//! symbolization) are read on Linux only; other systems write none.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod check;
 mod leaks;
-pub mod read;
+mod read;
 mod record;
 pub mod report;
 mod service;
@@ -109,19 +140,28 @@ pub use read::process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process
 pub use read::profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
 };
+// Per-address symbolization and its cache, for the stress tests: users symbolize a whole
+// `Profile` (`Profile::symbolize`) or get a symbolized `Report`.
+#[doc(hidden)]
 pub use read::symbolize;
-pub use record::budget::{
+use record::budget::{
     DEFAULT_EXACT_MAX_LIVE_SAMPLES, DEFAULT_EXACT_MAX_STACKS, DEFAULT_MAX_PADDING_BYTES,
 };
 pub use record::countdown::{
-    DEFAULT_SAMPLE_INTERVAL, TOTALS_BATCH_BYTES, sample_interval, set_sample_interval, set_seed,
+    DEFAULT_SAMPLE_INTERVAL, sample_interval, set_sample_interval, set_seed,
 };
-pub use record::live_table::DEFAULT_MAX_LIVE_SAMPLES;
+// Hooks of the statistical tests (the allocator-test crate), not part of the API.
+#[doc(hidden)]
+pub use record::countdown::TOTALS_BATCH_BYTES;
+use record::live_table::DEFAULT_MAX_LIVE_SAMPLES;
 pub use record::sampler::Sampler;
-pub use record::stack_table::{DEFAULT_MAX_STACKS, StackId};
+use record::stack_table::DEFAULT_MAX_STACKS;
+pub use record::stack_table::StackId;
 pub use record::totals::{Totals, totals};
+#[doc(hidden)]
 pub use record::weights::sample_probability;
-pub use report::json::{Report, ReportError};
+pub use report::json::report_error::ReportError;
+pub use report::json::schema::Report;
 #[cfg(feature = "http")]
 pub use service::http;
 pub use service::reporter::{
@@ -138,9 +178,10 @@ pub use unwind::capture::MAX_STACK_DEPTH;
 /// [`Limits::budget_bytes`] is that bound, and every profile reports it
 /// ([`ProfilerStats::own_bytes_budget`]) beside what is held now
 /// ([`ProfilerStats::own_bytes`]). With the defaults: 290 MiB while sampling, 3.5 GiB in
-/// exact mode (interval 1, where every live block of the program is a record, ~150 bytes at
-/// most, and deep recursive code can make a distinct stack of most samples, ~1 KiB each). The symbol cache, used only when a report is written, is bounded apart
-/// (2^18 addresses) and counted in the totals' `overhead_*` figures.
+/// exact mode (interval 1, where every live object of the program is a record, ~150 bytes at
+/// most, and deep recursive code can make a distinct stack of most samples, ~1 KiB each). The
+/// symbol cache, used only when a report is written, is bounded apart (2^18 addresses) and
+/// counted in the totals' `overhead_*` figures.
 ///
 /// ```
 /// let limits = heapsampler::Limits::default();
@@ -149,24 +190,23 @@ pub use unwind::capture::MAX_STACK_DEPTH;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Distinct call stacks held at once (default [`DEFAULT_MAX_STACKS`]).
+    /// Distinct call stacks held at once (default 65,536).
     pub max_stacks: usize,
-    /// Live sampled blocks held at once in the live table (default
-    /// [`DEFAULT_MAX_LIVE_SAMPLES`]). The bound is split evenly over the table's 64 shards, so a
-    /// shard can fill up before the total reaches it (blocks hash evenly, so only slightly
-    /// before). Sampled blocks of up to 64 KiB served by the profiler's page pool keep their
+    /// Live sampled objects held at once in the live table (default 1,048,576). The bound is
+    /// split evenly over the table's 64 shards, so a shard can fill up before the total reaches it (objects hash evenly, so only slightly
+    /// before). Sampled objects of up to 64 KiB served by the profiler's page pool keep their
     /// records beside their pages instead, in a fixed area bounded by the pool itself (16,384
     /// pages); past it they come from the inner allocator and count against this bound.
     pub max_live_samples: usize,
     /// Distinct call stacks held at once by samples taken in exact mode (interval 1; default
-    /// [`DEFAULT_EXACT_MAX_STACKS`]). A `LeakCheck`'s records use `max_stacks`.
+    /// 1,048,576). A `LeakCheck`'s records use `max_stacks`.
     pub exact_max_stacks: usize,
-    /// Live records held at once in exact mode (interval 1; default
-    /// [`DEFAULT_EXACT_MAX_LIVE_SAMPLES`]): one per live block allocated since exact mode
-    /// started. A `LeakCheck`'s records use `max_live_samples`.
+    /// Live records held at once in exact mode (interval 1; default 16,777,216): one per live
+    /// object allocated since exact mode started. A `LeakCheck`'s records use
+    /// `max_live_samples`.
     pub exact_max_live_samples: usize,
-    /// Bytes of page padding held by live sampled blocks (default
-    /// [`DEFAULT_MAX_PADDING_BYTES`]). A sampled block is page-aligned so that its free is
+    /// Bytes of page padding held by live sampled objects (default 64 MiB). A sampled object
+    /// is page-aligned so that its free is
     /// recognised by its address alone; a small one costs a page. Past this bound a sample is
     /// recorded at its natural alignment instead, as exact records are; while such records are
     /// live, every free of the program is checked against the live table's filter (measured:

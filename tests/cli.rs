@@ -703,10 +703,10 @@ fn bad_inputs_are_named_errors() {
 }
 
 #[test]
-fn check_gives_a_verdict_per_file() {
-    let dir = TempDir::new("check");
+fn validate_gives_a_verdict_per_file() {
+    let dir = TempDir::new("validate");
     let series = write_series(&dir, &leak_series(PID, 2, true));
-    let o = run(&[&"check", &series[0], &series[1]]);
+    let o = run(&[&"validate", &series[0], &series[1]]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -724,7 +724,7 @@ fn check_gives_a_verdict_per_file() {
     std::fs::write(&corrupt, "{\"format\": \"heapsampler-heap-report\", \"vers").unwrap();
     let absent = dir.path("heap-absent.json");
 
-    let o = run(&[&"check", &series[0], &corrupt, &unsorted, &absent]);
+    let o = run(&[&"validate", &series[0], &corrupt, &unsorted, &absent]);
     assert_eq!(o.status.code(), Some(1));
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(
@@ -763,7 +763,7 @@ fn check_gives_a_verdict_per_file() {
     );
 
     // A directory checks its reports (and ignores the rest).
-    let o = run(&[&"check", &dir.0]);
+    let o = run(&[&"validate", &dir.0]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o).matches(": OK").count(), 2, "{}", stdout(&o));
 }
@@ -853,9 +853,35 @@ fn help_lists_every_subcommand() {
     let o = run(&[&"--help"]);
     assert!(o.status.success());
     let text = stdout(&o);
-    for cmd in ["top", "diff", "leaks", "flamegraph", "pprof", "check"] {
+    for cmd in ["top", "diff", "leaks", "flamegraph", "pprof", "validate"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
+    // `check`, the old name of `validate`, is not advertised.
+    assert!(!text.contains("check"), "{text}");
+}
+
+/// `check` was the first name of `validate`: scripts that call it get the same verdicts.
+#[test]
+fn check_is_an_alias_of_validate() {
+    let dir = TempDir::new("check-alias");
+    let series = write_series(&dir, &leak_series(PID, 1, true));
+    let corrupt = dir.path("heap-corrupt.json");
+    std::fs::write(&corrupt, "{\"format\": \"heapsampler-heap-report\", \"vers").unwrap();
+    for args in [
+        [&"check" as &dyn AsRef<std::ffi::OsStr>, &series[0]],
+        [&"validate", &series[0]],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains(": OK (version 1"), "{}", stdout(&o));
+    }
+    let old = run(&[&"check", &corrupt]);
+    let new = run(&[&"validate", &corrupt]);
+    assert_eq!(old.status.code(), Some(1));
+    assert_eq!(
+        (old.status.code(), stdout(&old), stderr(&old)),
+        (new.status.code(), stdout(&new), stderr(&new))
+    );
 }
 
 /// A pool that rose to 10 MiB, fell back and is rising again: the newest reports alone look

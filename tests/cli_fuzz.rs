@@ -156,7 +156,7 @@ fn argument() -> impl Strategy<Value = Vec<OsString>> {
 
 fn command_line() -> impl Strategy<Value = Vec<OsString>> {
     let sub = prop_oneof![
-        9 => prop::sample::select(vec!["top", "diff", "leaks", "flamegraph", "pprof", "check"])
+        9 => prop::sample::select(vec!["top", "diff", "leaks", "flamegraph", "pprof", "validate"])
             .prop_map(OsString::from),
         1 => junk(),
     ];
@@ -209,7 +209,7 @@ fn any_command_line_exits_0_1_or_2_with_one_error_line() {
             prop_assert!(err.starts_with("heapsampler: error: "), "{args:?}: {err}");
         }
         // Text commands print no control character; renderers may write binary to stdout.
-        let textual = ["top", "diff", "leaks", "check"]
+        let textual = ["top", "diff", "leaks", "validate"]
             .iter()
             .any(|c| args[0] == **c);
         if textual {

@@ -1,6 +1,6 @@
 //! The `heapsampler` tool against hostile input: forged names with terminal control
 //! characters, numbers no process can produce, absurd arguments, and a corpus of broken
-//! files. Every bad input gets exit status 2 and exactly one line on stderr naming it; `check`
+//! files. Every bad input gets exit status 2 and exactly one line on stderr naming it; `validate`
 //! judges a file bad (status 1); nothing panics, and nothing reaches the terminal raw.
 #![cfg(feature = "cli")]
 
@@ -171,8 +171,8 @@ fn hostile_names_are_escaped_by_every_command() {
     let image = std::fs::read_to_string(&svg).unwrap();
     assert_no_control(image.replace(['\t', '\n'], "").as_bytes(), "svg");
 
-    // `check` flags such a file: status 1, one line naming the first field and the value.
-    let o = run(&[&"check", last]);
+    // `validate` flags such a file: status 1, one line naming the first field and the value.
+    let o = run(&[&"validate", last]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(o.stdout.is_empty(), "{}", text(&o.stdout));
     let err = text(&o.stderr);
@@ -181,7 +181,7 @@ fn hostile_names_are_escaped_by_every_command() {
         err.contains("`program` holds control characters: \"/srv/\\x1b[31mapp\\r\\nFORGED\" (and 3 other names)"),
         "{err}"
     );
-    assert_no_control(&o.stderr, "check");
+    assert_no_control(&o.stderr, "validate");
 }
 
 #[test]
@@ -193,9 +193,9 @@ fn hostile_file_names_are_escaped() {
     let report = Report::from_profile(&p, None, Vec::new(), Vec::new());
     let name = OsStr::from_bytes(b"heap-\x1b[2J\xff.json");
     std::fs::write(dir.path(name), report.to_string_pretty()).unwrap();
-    let o = run(&[&"check", &dir.0]);
+    let o = run(&[&"validate", &dir.0]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_no_control(&o.stdout, "check");
+    assert_no_control(&o.stdout, "validate");
     assert!(
         text(&o.stdout).contains("heap-\\x1b[2J\u{fffd}.json: OK"),
         "{}",
@@ -338,13 +338,13 @@ fn numbers_no_process_produces_are_refused() {
         let o = run(&[&"top", &path]);
         assert_one_error_line(&o, needle, field);
         assert!(o.stdout.is_empty(), "{field}: {}", text(&o.stdout));
-        let o = run(&[&"check", &path]);
+        let o = run(&[&"validate", &path]);
         assert_eq!(o.status.code(), Some(1), "{field}");
         assert_eq!(text(&o.stderr).lines().count(), 1, "{}", text(&o.stderr));
         assert!(text(&o.stderr).contains(needle), "{}", text(&o.stderr));
     }
 
-    // The largest values a report may hold draw, print and check without overflow: four
+    // The largest values a report may hold draw, print and validate without overflow: four
     // sites of 2^64 bytes each add up to 2^66.
     let big = |id, address| site(id, vec![frame(address, "app::big", "src/big.rs")], 1.8e19);
     p.sites = vec![big(1, 0x10), big(2, 0x20), big(3, 0x30), big(4, 0x40)];
@@ -496,13 +496,13 @@ fn a_corpus_of_broken_files_gets_one_error_line_from_every_command() {
             );
         }
         if !path.is_dir() {
-            let o = run(&[&"check", path]);
-            assert_eq!(o.status.code(), Some(1), "check {name}");
+            let o = run(&[&"validate", path]);
+            assert_eq!(o.status.code(), Some(1), "validate {name}");
             let err = text(&o.stderr);
-            assert_eq!(err.lines().count(), 1, "check {name}: {err}");
+            assert_eq!(err.lines().count(), 1, "validate {name}: {err}");
             assert!(
                 err.contains(problem) && err.contains(&name),
-                "check {name}: {err}"
+                "validate {name}: {err}"
             );
         }
     }

@@ -2,7 +2,7 @@
 //! the process's own symbolizer, the site named after the function that allocated, and the
 //! address recipe of docs/report-format.md checked with binutils' `addr2line`.
 
-use heapsampler::read::offline;
+use heapsampler::report::offline;
 use heapsampler::{Report, Reporter, Sampler};
 use std::alloc::System;
 use std::path::PathBuf;

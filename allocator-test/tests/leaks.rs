@@ -1,4 +1,4 @@
-//! Leak detection (DESIGN.md section 9, issue 3).
+//! Leak detection (docs/architecture.md, "Reports and leak detection").
 //!
 //! Scripted series: per-site live and allocated estimates are produced by applying the
 //! sampler's own rule — an allocation of `s` bytes is sampled with probability

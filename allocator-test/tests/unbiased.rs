@@ -1,4 +1,4 @@
-//! The per-site estimates are unbiased, with the spread DESIGN.md section 4 promises.
+//! The per-site estimates are unbiased, with the spread docs/architecture.md ("Sampling") promises.
 //!
 //! For each interval T, 100 seeded runs allocate three interleaved sites of known size —
 //! tiny objects, objects around T, objects of several T — each about `SITE_T` × T bytes. Over

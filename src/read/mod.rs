@@ -1,10 +1,12 @@
 //! Reading what was recorded: snapshots and `Profile`, symbolization (in process, `elf`, and
-//! offline), site names, mappings.
+//! for offline use), site names, mappings.
 
 pub(crate) mod elf;
 pub mod mappings;
-pub mod offline;
 pub mod process_memory;
 pub(crate) mod profile;
+mod profiler_work;
 pub(crate) mod site_name;
 pub mod symbolize;
+
+pub(crate) use profiler_work::profiler_work;

@@ -1,9 +1,11 @@
 //! [`Profile`]: a snapshot of the totals and the per-site estimates, and the diff of two.
 
+pub use crate::read::symbolize::Frame;
 use crate::record::countdown::WEIGHT_ONE;
 use crate::record::stack_table::{self, StackId};
 use crate::record::totals::{self, Totals};
 use crate::record::{countdown, live_table, thread_names};
+use core::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 /// A point-in-time heap profile: exact totals, and per call site the unbiased estimates.
@@ -150,24 +152,6 @@ pub struct SiteThread {
     pub live_bytes: f64,
 }
 
-/// One symbolized frame. An address with inlined calls yields several frames.
-///
-/// ```
-/// let f = heapsampler::Frame { address: 0x1234, function: Some("main".into()), file: None, line: None };
-/// assert_eq!(f.function.as_deref(), Some("main"));
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Frame {
-    /// The return address this frame was resolved from.
-    pub address: u64,
-    /// Demangled function name, without the hash suffix.
-    pub function: Option<String>,
-    /// Source file.
-    pub file: Option<String>,
-    /// Source line.
-    pub line: Option<u32>,
-}
-
 fn from_fixed(v: u128) -> f64 {
     v as f64 / WEIGHT_ONE as f64
 }
@@ -252,6 +236,23 @@ pub fn snapshot() -> Profile {
     }
 }
 
+/// Wall-clock time the constructor ran (≈ process start), ms since the epoch; 0 = unknown.
+static PROCESS_START_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Records the process's start (from the constructor that reads the environment).
+pub(crate) fn note_process_start() {
+    PROCESS_START_MS.store(now_ms(), Ordering::Relaxed);
+}
+
+/// When the process started (as seen by the constructor), ms since the Unix epoch: the
+/// window of a process's first report.
+pub(crate) fn process_start_ms() -> Option<u64> {
+    match PROCESS_START_MS.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(ms),
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -268,7 +269,20 @@ impl Profile {
     /// profile.symbolize();
     /// ```
     pub fn symbolize(&mut self) {
-        crate::read::symbolize::symbolize_sites(&mut self.sites);
+        use crate::read::symbolize;
+        let _guard = countdown::enter_guard();
+        let mut all: Vec<u64> = self
+            .sites
+            .iter()
+            .flat_map(|s| s.addresses.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        // One load of the debug info for all; each site's `frames_of` then only hits the cache.
+        symbolize::prefetch(&all);
+        for site in &mut self.sites {
+            site.frames = symbolize::frames_of(&site.addresses);
+        }
     }
 
     /// The `n` sites with the most estimated live bytes, largest first.

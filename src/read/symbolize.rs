@@ -8,9 +8,9 @@
 //! debug info it loaded for the life of the process. Everything runs under the reentrancy
 //! guard, so its allocations are profiler overhead, never a user site.
 
-use crate::read::profile::{Frame, Site};
 use crate::record::countdown;
 use crate::sys::lock::{ForkLock, ForkMutex};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -187,26 +187,17 @@ pub(crate) fn frames_of(addresses: &[u64]) -> Vec<Frame> {
     for frames in resolve_all(addresses) {
         out.extend(frames.iter().cloned());
     }
-    let skip = out.iter().take_while(|f| is_allocator_frame(f)).count();
-    if skip < out.len() {
-        out.drain(..skip);
-    }
+    drop_allocator_frames(&mut out);
     out
 }
 
-/// Fills in the frames of every site, resolving all their distinct addresses in one batch.
-pub(crate) fn symbolize_sites(sites: &mut [Site]) {
-    let _guard = countdown::enter_guard();
-    let mut all: Vec<u64> = sites
-        .iter()
-        .flat_map(|s| s.addresses.iter().copied())
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    // Loads the cache; each site's `frames_of` then only hits it.
-    prefetch(&all);
-    for site in sites {
-        site.frames = frames_of(&site.addresses);
+/// Drops a stack's leading allocator frames (the wrapper, std's allocation shims): the one
+/// rule for where the code that asked for memory begins, live or read back from a report. A
+/// stack of allocator frames only is left whole.
+pub(crate) fn drop_allocator_frames(frames: &mut Vec<Frame>) {
+    let skip = frames.iter().take_while(|f| is_allocator_frame(f)).count();
+    if skip < frames.len() {
+        frames.drain(..skip);
     }
 }
 
@@ -247,3 +238,21 @@ static REGISTER_FORK_LOCKS: extern "C" fn() = {
     }
     register
 };
+
+/// One symbolized frame. An address with inlined calls yields several frames.
+///
+/// ```
+/// let f = heapsampler::Frame { address: 0x1234, function: Some("main".into()), file: None, line: None };
+/// assert_eq!(f.function.as_deref(), Some("main"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    /// The return address this frame was resolved from.
+    pub address: u64,
+    /// Demangled function name, without the hash suffix.
+    pub function: Option<String>,
+    /// Source file.
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
+}

@@ -1,6 +1,6 @@
 //! Per-thread sampling state: the byte countdown, exponential gaps, the reentrancy guard.
 //!
-//! Every thread walks a Poisson process over the bytes it allocates (DESIGN.md section 4). The
+//! Every thread walks a Poisson process over the bytes it allocates (docs/architecture.md, "Sampling"). The
 //! fast path only subtracts the allocation size from a thread-local countdown. The countdown is
 //! armed to the nearer of two events: the next sample point, or the point where the thread's
 //! batched totals must be flushed. Only when it goes negative does [`decide`] run.

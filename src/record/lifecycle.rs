@@ -1,5 +1,5 @@
 //! Fork safety: every table lock is held across `fork()` so the child inherits consistent
-//! tables and unlocked locks (DESIGN.md section 7).
+//! tables and unlocked locks (docs/architecture.md, "Rules of the recording side").
 
 use crate::sys::lock::ForkLock;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};

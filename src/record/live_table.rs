@@ -1,6 +1,6 @@
 //! The table of live sampled blocks, and recognising the free of one.
 //!
-//! A block sampled by the Poisson process is handed out page-aligned (DESIGN.md section 5), so
+//! A block sampled by the Poisson process is handed out page-aligned (docs/architecture.md, "Recognising the free of a sampled block"), so
 //! the free of a block whose address is not page-aligned cannot be a sampled one: an AND, a
 //! compare with one read-mostly counter, and a branch. Small sampled blocks take whole pages of
 //! their own (`pages`). Blocks recorded with probability 1 (exact mode, `LeakCheck`) keep their

@@ -1,6 +1,6 @@
 //! Whole pages for small sampled blocks.
 //!
-//! A block sampled by the Poisson process is handed out page-aligned (DESIGN.md section 5), so
+//! A block sampled by the Poisson process is handed out page-aligned (docs/architecture.md, "Recognising the free of a sampled block"), so
 //! that the free of any other block is told apart by its address alone. Asking the inner
 //! allocator for that alignment disturbs it: glibc's `memalign` carves the block out of a larger
 //! one and leaves the fragments in its bins, and the *unsampled* allocations that follow pay for

@@ -5,7 +5,13 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use super::json::MAX_REPORT_BYTES;
+/// The largest report file [`Report::read`](crate::Report::read) reads: 1 GiB (a report of a
+/// million sites is a few hundred MiB).
+///
+/// ```
+/// assert_eq!(heapsampler::report::json::MAX_REPORT_BYTES, 1 << 30);
+/// ```
+pub const MAX_REPORT_BYTES: u64 = 1 << 30;
 
 /// Creates `dir` and its missing parents for report files of `mode`: with the same bits,
 /// plus search wherever read is granted (`0700` for `0600`). An existing one is left as it is.

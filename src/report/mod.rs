@@ -5,6 +5,7 @@ pub mod flamegraph;
 #[cfg(feature = "html")]
 pub mod html;
 pub mod json;
+pub mod offline;
 pub use crate::read::mappings;
 #[cfg(feature = "pprof")]
 pub mod pprof;

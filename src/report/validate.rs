@@ -7,7 +7,7 @@
 //! characters in names are legal JSON, are escaped by whoever prints them, and are flagged by
 //! `heapsampler check`.
 
-use super::json::Report;
+use super::json::schema::Report;
 
 /// The largest estimate a report may carry, in bytes, objects or per second: 2^64, the size of
 /// the whole address space. Writers clamp to it; readers reject anything above.

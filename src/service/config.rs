@@ -18,23 +18,12 @@
 //! [`env_reporter`]: crate::env_reporter
 
 use crate::record::countdown::interval_is_explicit;
-use core::sync::atomic::{AtomicU64, Ordering};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Wall-clock time the constructor ran (≈ process start), ms since the epoch; 0 = unknown.
-static PROCESS_START_MS: AtomicU64 = AtomicU64::new(0);
 static ENV: OnceLock<EnvConfig> = OnceLock::new();
-
-/// When the process started (as seen by the constructor), ms since the Unix epoch.
-pub(crate) fn process_start_ms() -> Option<u64> {
-    match PROCESS_START_MS.load(Ordering::Relaxed) {
-        0 => None,
-        ms => Some(ms),
-    }
-}
 
 /// The settings `HEAPSAMPLER` gave; `None` where it said nothing (or something malformed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -240,7 +229,7 @@ fn apply_env() {
 }
 
 extern "C" fn init_from_env() {
-    PROCESS_START_MS.store(crate::read::profile::now_ms(), Ordering::Relaxed);
+    crate::read::profile::note_process_start();
     // A panic must not unwind out of an `extern "C"` constructor (that aborts the process).
     let _ = std::panic::catch_unwind(apply_env);
 }

@@ -14,8 +14,9 @@
 use crate::leaks::LeakDetector;
 use crate::read::mappings;
 use crate::read::profile::snapshot;
-use crate::record::countdown;
-use crate::report::json::{Baseline, DEFAULT_FILE_MODE, Report};
+use crate::read::profiler_work;
+use crate::report::json::schema::Report;
+use crate::report::json::{Baseline, DEFAULT_FILE_MODE};
 use parking_lot::{Condvar, Mutex};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -209,29 +210,30 @@ impl Reporter {
     /// }
     /// ```
     pub fn from_env() -> Option<Reporter> {
-        let _guard = countdown::enter_guard();
-        let cfg = crate::service::config::env_config();
-        if cfg.enabled == Some(false) {
-            return None;
-        }
-        let mut r = Reporter::new(
-            cfg.dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("heap-reports")),
-        );
-        if let Some(p) = cfg.period {
-            r = r.every(p);
-        }
-        if let Some(k) = cfg.keep {
-            r = r.keep(k);
-        }
-        if let Some(m) = cfg.mode {
-            r = r.mode(m);
-        }
-        if let Some(on) = cfg.symbolize {
-            r = r.symbolize(on);
-        }
-        Some(r)
+        profiler_work(|| {
+            let cfg = crate::service::config::env_config();
+            if cfg.enabled == Some(false) {
+                return None;
+            }
+            let mut r = Reporter::new(
+                cfg.dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("heap-reports")),
+            );
+            if let Some(p) = cfg.period {
+                r = r.every(p);
+            }
+            if let Some(k) = cfg.keep {
+                r = r.keep(k);
+            }
+            if let Some(m) = cfg.mode {
+                r = r.mode(m);
+            }
+            if let Some(on) = cfg.symbolize {
+                r = r.symbolize(on);
+            }
+            Some(r)
+        })
     }
 
     /// Starts the background thread (named `heapsampler-reporter`). The first report is
@@ -266,56 +268,57 @@ impl Reporter {
     /// Starts the reporter; `replace_env`: stop the `HEAPSAMPLER` reporter first (every
     /// reporter but that one itself).
     fn start_inner(self, replace_env: bool) -> io::Result<ReporterHandle> {
-        let _guard = countdown::enter_guard();
-        let abs_dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
-        let pid = std::process::id();
-        let shared = Arc::new(Shared {
-            abs_dir,
-            pid,
-            state: Mutex::new(State {
-                seq: 1,
-                baseline: None,
-                detector: LeakDetector::new(self.leak_window),
-                printed_error: None,
-            }),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-            status: Mutex::new(ReporterStatus::default()),
-            finished: AtomicBool::new(false),
-            config: self,
-        });
-        {
-            let mut registry = REGISTRY.lock();
-            registry.retain(|w| w.strong_count() > 0);
-            let env = ENV_REPORTER.get().map(|h| Arc::as_ptr(&h.shared));
-            let clash = registry.iter().filter_map(Weak::upgrade).find(|o| {
-                o.pid == pid
-                    && o.abs_dir == shared.abs_dir
-                    && !o.finished.load(Ordering::Acquire)
-                    && !(replace_env && env == Some(Arc::as_ptr(o)))
+        profiler_work(|| {
+            let abs_dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+            let pid = std::process::id();
+            let shared = Arc::new(Shared {
+                abs_dir,
+                pid,
+                state: Mutex::new(State {
+                    seq: 1,
+                    baseline: None,
+                    detector: LeakDetector::new(self.leak_window),
+                    printed_error: None,
+                }),
+                stop: Mutex::new(false),
+                wake: Condvar::new(),
+                status: Mutex::new(ReporterStatus::default()),
+                finished: AtomicBool::new(false),
+                config: self,
             });
-            if let Some(other) = clash {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "a heapsampler reporter of this process already writes to {}",
-                        other.abs_dir.display()
-                    ),
-                ));
+            {
+                let mut registry = REGISTRY.lock();
+                registry.retain(|w| w.strong_count() > 0);
+                let env = ENV_REPORTER.get().map(|h| Arc::as_ptr(&h.shared));
+                let clash = registry.iter().filter_map(Weak::upgrade).find(|o| {
+                    o.pid == pid
+                        && o.abs_dir == shared.abs_dir
+                        && !o.finished.load(Ordering::Acquire)
+                        && !(replace_env && env == Some(Arc::as_ptr(o)))
+                });
+                if let Some(other) = clash {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "a heapsampler reporter of this process already writes to {}",
+                            other.abs_dir.display()
+                        ),
+                    ));
+                }
+                registry.push(Arc::downgrade(&shared));
             }
-            registry.push(Arc::downgrade(&shared));
-        }
-        if replace_env {
-            stop_env_reporter();
-        }
-        install_exit_hook();
-        let for_thread = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("heapsampler-reporter".into())
-            .spawn(move || run(for_thread))?;
-        Ok(ReporterHandle {
-            shared,
-            thread: Mutex::new(Some(thread)),
+            if replace_env {
+                stop_env_reporter();
+            }
+            install_exit_hook();
+            let for_thread = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("heapsampler-reporter".into())
+                .spawn(move || run(for_thread))?;
+            Ok(ReporterHandle {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            })
         })
     }
 }
@@ -415,8 +418,7 @@ impl ReporterHandle {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn status(&self) -> ReporterStatus {
-        let _guard = countdown::enter_guard();
-        self.shared.status.lock().clone()
+        profiler_work(|| self.shared.status.lock().clone())
     }
 
     /// The reporter's settings.
@@ -448,22 +450,23 @@ impl ReporterHandle {
     }
 
     fn shutdown(&self) -> io::Result<PathBuf> {
-        let _guard = countdown::enter_guard();
-        *self.shared.stop.lock() = true;
-        self.shared.wake.notify_all();
-        let thread = self.thread.lock().take();
-        if let Some(thread) = thread {
-            if std::process::id() == self.shared.pid {
-                let _ = thread.join();
-            } else {
-                // A forked child has no such thread; joining it would wait for ever.
-                std::mem::forget(thread);
-                return Err(io::Error::other(
-                    "reporter of the parent process; nothing written",
-                ));
+        profiler_work(|| {
+            *self.shared.stop.lock() = true;
+            self.shared.wake.notify_all();
+            let thread = self.thread.lock().take();
+            if let Some(thread) = thread {
+                if std::process::id() == self.shared.pid {
+                    let _ = thread.join();
+                } else {
+                    // A forked child has no such thread; joining it would wait for ever.
+                    std::mem::forget(thread);
+                    return Err(io::Error::other(
+                        "reporter of the parent process; nothing written",
+                    ));
+                }
             }
-        }
-        self.shared.write_report(true)
+            self.shared.write_report(true)
+        })
     }
 }
 
@@ -545,42 +548,44 @@ pub(crate) fn start_env_reporter(cfg: &crate::service::config::EnvConfig) {
 /// The reporter thread: a report every period until told to stop. The whole thread runs
 /// under the reentrancy guard: everything it allocates is profiler overhead.
 fn run(shared: Arc<Shared>) {
-    let _guard = countdown::enter_guard();
-    // A killed writer's temporary files go when a reporter starts, not a period later (each
-    // report sweeps again). Under the state lock: a `dump_now` may be writing already.
-    {
-        let _state = shared.state.lock();
-        let _ = own_files(&shared.config.dir, shared.pid);
-    }
-    let period = shared.config.period;
-    let mut next = Instant::now() + period;
-    loop {
+    profiler_work(|| {
+        // A killed writer's temporary files go when a reporter starts, not a period later (each
+        // report sweeps again). Under the state lock: a `dump_now` may be writing already.
         {
-            let mut stop = shared.stop.lock();
-            while !*stop && Instant::now() < next {
-                shared.wake.wait_until(&mut stop, next);
+            let _state = shared.state.lock();
+            let _ = own_files(&shared.config.dir, shared.pid);
+        }
+        let period = shared.config.period;
+        let mut next = Instant::now() + period;
+        loop {
+            {
+                let mut stop = shared.stop.lock();
+                while !*stop && Instant::now() < next {
+                    shared.wake.wait_until(&mut stop, next);
+                }
+                if *stop {
+                    return;
+                }
             }
-            if *stop {
-                return;
+            let _ = shared.write_report(false);
+            // After a slow write, skip the missed ticks instead of writing a burst.
+            next += period;
+            let now = Instant::now();
+            if next <= now {
+                next = now + period;
             }
         }
-        let _ = shared.write_report(false);
-        // After a slow write, skip the missed ticks instead of writing a burst.
-        next += period;
-        let now = Instant::now();
-        if next <= now {
-            next = now + period;
-        }
-    }
+    })
 }
 
 impl Shared {
     /// Writes one report (the final one when `last`), records the outcome, and prints a
     /// distinct error once.
     fn write_report(&self, last: bool) -> io::Result<PathBuf> {
-        let _guard = countdown::enter_guard();
-        let mut state = self.state.lock();
-        self.write_locked(&mut state, last)
+        profiler_work(|| {
+            let mut state = self.state.lock();
+            self.write_locked(&mut state, last)
+        })
     }
 
     fn write_locked(&self, state: &mut State, last: bool) -> io::Result<PathBuf> {
@@ -722,20 +727,21 @@ fn install_exit_hook() {
 /// reporter thread: the report is written on the exiting thread.
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        let _guard = countdown::enter_guard();
-        let pid = std::process::id();
-        let reporters: Vec<Arc<Shared>> = match REGISTRY.try_lock_for(EXIT_WAIT) {
-            Some(registry) => registry.iter().filter_map(Weak::upgrade).collect(),
-            None => return,
-        };
-        for shared in reporters.iter().filter(|s| s.pid == pid) {
-            *shared.stop.lock() = true;
-            shared.wake.notify_all();
-            // A report in progress finishes first; a stuck one does not hold up the exit.
-            if let Some(mut state) = shared.state.try_lock_for(EXIT_WAIT) {
-                let _ = shared.write_locked(&mut state, true);
+        profiler_work(|| {
+            let pid = std::process::id();
+            let reporters: Vec<Arc<Shared>> = match REGISTRY.try_lock_for(EXIT_WAIT) {
+                Some(registry) => registry.iter().filter_map(Weak::upgrade).collect(),
+                None => return,
+            };
+            for shared in reporters.iter().filter(|s| s.pid == pid) {
+                *shared.stop.lock() = true;
+                shared.wake.notify_all();
+                // A report in progress finishes first; a stuck one does not hold up the exit.
+                if let Some(mut state) = shared.state.try_lock_for(EXIT_WAIT) {
+                    let _ = shared.write_locked(&mut state, true);
+                }
             }
-        }
+        })
     });
 }
 

@@ -1,4 +1,4 @@
-//! Reading report files and directories of reports, and the consistency checks of `check`.
+//! Reading report files and directories of reports, and the consistency checks of `validate`.
 
 use crate::{CliError, Result};
 use heapsampler::report::json::ReportErrorKind;

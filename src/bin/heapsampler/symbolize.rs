@@ -2,7 +2,7 @@
 //! (`HEAPSAMPLER=symbolize=0`), from the binaries that produced it.
 
 use crate::{CliError, Result, Verdict, input};
-use heapsampler::read::offline;
+use heapsampler::report::offline;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -70,7 +70,7 @@ impl RateWindow {
             Some((secs, before)) if secs >= 1.0 => (secs, before),
             _ => {
                 // Since the process started (its counters started at zero).
-                let started = crate::service::config::process_start_ms().unwrap_or(0);
+                let started = crate::read::profile::process_start_ms().unwrap_or(0);
                 let secs = crate::read::profile::now_ms().saturating_sub(started) as f64 / 1000.0;
                 (secs, Totals::default())
             }

@@ -2,9 +2,10 @@
 
 use super::metrics::{self, RateWindow};
 use super::snapshots::{self, Moment, Moments};
+use crate::Report;
 use crate::leaks::LeakDetector;
 use crate::read::profile::Profile;
-use crate::report::json::{Baseline, Report};
+use crate::report::json::Baseline;
 use crate::report::mappings;
 use parking_lot::Mutex;
 use std::fmt::Write as _;

@@ -1,4 +1,4 @@
-//! `heapsampler check`: validate report files, one verdict line per file.
+//! `heapsampler validate` (alias `check`): validate report files, one verdict line per file.
 
 use crate::input;
 use crate::{Result, Verdict};

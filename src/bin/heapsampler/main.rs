@@ -1,38 +1,26 @@
 //! `heapsampler`: read, compare, judge and render the JSON heap reports that the heapsampler
 //! `Reporter` writes (feature `cli`).
 //!
-//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `symbolize`, `html`, `check`. Results go
-//! to stdout,
+//! Subcommands: `top`, `diff`, `leaks`, `flamegraph`, `pprof`, `symbolize`, `html`, `validate`
+//! (`check` is an older name for it). Results go to stdout,
 //! errors to stderr as one line naming the file and the problem (bad usage too). Names from a
 //! report and file names are printed with their control characters escaped
 //! ([`heapsampler::report::escape`]): a report is untrusted input.
 //!
 //! Exit status: 0 when the command did its job; 1 when it did and the answer is "bad"
-//! (`leaks --fail-on-leak` found a suspect, `check` found a bad file); 2 when it could not do
+//! (`leaks --fail-on-leak` found a suspect, `validate` found a bad file); 2 when it could not do
 //! its job (unreadable or invalid input, an output file that cannot be written, bad usage).
 
-// A binary's crate root looks for modules beside it (src/bin/): point them at this binary's
-// own directory.
-#[path = "heapsampler/check.rs"]
-mod check;
-#[path = "heapsampler/diff.rs"]
 mod diff;
-#[path = "heapsampler/format.rs"]
 mod format;
-#[path = "heapsampler/html.rs"]
 mod html;
-#[path = "heapsampler/input.rs"]
 mod input;
-#[path = "heapsampler/json.rs"]
 mod json;
-#[path = "heapsampler/leaks.rs"]
 mod leaks;
-#[path = "heapsampler/render.rs"]
 mod render;
-#[path = "heapsampler/symbolize.rs"]
 mod symbolize;
-#[path = "heapsampler/top.rs"]
 mod top;
+mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
@@ -46,7 +34,7 @@ use std::process::ExitCode;
     version,
     about = "Read, compare and render heapsampler heap reports (heap-<pid>-<seq>.json)",
     after_help = "Exit status: 0 = done; 1 = done, and leaks were found (--fail-on-leak) or a \
-                  file failed `check`; 2 = error (bad input, unwritable output, bad usage), \
+                  file failed `validate`; 2 = error (bad input, unwritable output, bad usage), \
                   with one line on stderr."
 )]
 struct Cli {
@@ -161,7 +149,9 @@ enum Command {
         rows: usize,
     },
     /// Validate report files: JSON, format, version, fields and consistency.
-    Check {
+    // `check` was this command's first name: scripts that use it keep working.
+    #[command(alias = "check")]
+    Validate {
         /// Report files and/or directories of reports.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -200,7 +190,7 @@ pub(crate) enum FlameBy {
 pub(crate) enum Verdict {
     /// Nothing to complain about.
     Good,
-    /// Leaks found (with `--fail-on-leak`) or a bad file in `check`: exit status 1.
+    /// Leaks found (with `--fail-on-leak`) or a bad file in `validate`: exit status 1.
     Bad,
 }
 
@@ -276,7 +266,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
             top,
             rows,
         } => html::run(out, &dir, output.as_deref(), top, rows),
-        Command::Check { inputs } => check::run(out, &inputs),
+        Command::Validate { inputs } => validate::run(out, &inputs),
     }
 }
 
@@ -301,7 +291,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             error_line(
                 "no subcommand given (top, diff, leaks, flamegraph, pprof, symbolize, html or \
-                 check; \
+                 validate; \
                  see heapsampler --help)",
             );
             return ExitCode::from(2);

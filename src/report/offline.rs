@@ -15,8 +15,9 @@
 //! p_offset`, often a page or more in a Rust binary): given to `addr2line` it names another
 //! function.
 
+use crate::Report;
 use crate::read::elf::{DebugInfo, Mapped, vaddr_of_file_offset};
-use crate::report::json::{Location, LocationFrame, Report};
+use crate::report::json::{Location, LocationFrame};
 use crate::report::mappings::Mapping;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// What [`symbolize_report`] did.
 ///
 /// ```
-/// let s = heapsampler::read::offline::Summary::default();
+/// let s = heapsampler::report::offline::Summary::default();
 /// assert_eq!(s.symbolized, 0);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub struct Summary {
 /// binary's `PT_LOAD` segments: `None` when no segment holds its file offset.
 ///
 /// ```
-/// use heapsampler::read::offline::link_address;
+/// use heapsampler::report::offline::link_address;
 /// use heapsampler::report::mappings::Mapping;
 /// // A text segment at file offset 0x5000, linked at 0x6000, mapped at 0x7f0000001000.
 /// let binary = std::fs::read(std::env::current_exe()?)?;
@@ -92,7 +93,7 @@ fn hex(bytes: &[u8]) -> String {
 /// with a message naming the binary when it cannot be read or matches no mapping.
 ///
 /// ```no_run
-/// use heapsampler::{Report, read::offline};
+/// use heapsampler::{Report, report::offline};
 /// let mut report = Report::read("heap-reports/heap-4242-000003.json")?;
 /// let summary = offline::symbolize_report(&mut report, &["target/release/my-service".into()])?;
 /// println!("{} of {} addresses named", summary.named, summary.addresses);
