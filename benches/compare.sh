@@ -173,7 +173,9 @@ for f in $features; do
             say "skipping $f: its build failed (above)"
             rm -f "$crate/target/variants/compare-$f"
         else
-            cp "$crate/target/release/compare" "$crate/target/variants/compare-$f"
+            # A rename: a binary still running from an earlier run keeps its copy.
+            cp "${CARGO_TARGET_DIR:-$crate/target}/release/compare" "$crate/target/variants/.compare-$f"
+            mv -f "$crate/target/variants/.compare-$f" "$crate/target/variants/compare-$f"
         fi
     fi
     if [ ! -x "$crate/target/variants/compare-$f" ]; then

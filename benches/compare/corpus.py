@@ -16,6 +16,15 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 manifest = os.path.join(here, "corpus", "Cargo.toml")
 dest = sys.argv[1]
+lock = open(os.path.join(here, "corpus", "Cargo.lock"), "rb").read()
+
+# Already prepared from the same Cargo.lock: the same files.
+try:
+    if open(os.path.join(dest, ".lock"), "rb").read() == lock:
+        print(open(os.path.join(dest, ".summary")).read().strip())
+        sys.exit(0)
+except OSError:
+    pass
 
 # Downloads the pinned crates into cargo's registry (nothing when they are there already).
 subprocess.run(["cargo", "fetch", "--locked", "--manifest-path", manifest], check=True,
@@ -49,4 +58,9 @@ for rel in sorted(files):
         data = f.read()
     size += len(data)
     digest.update(rel.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-print(f"{len(files)} files of {len(direct)} crates, {size} bytes, sha256 {digest.hexdigest()[:16]}")
+summary = f"{len(files)} files of {len(direct)} crates, {size} bytes, sha256 {digest.hexdigest()[:16]}"
+with open(os.path.join(dest, ".summary"), "w") as f:
+    f.write(summary + "\n")
+with open(os.path.join(dest, ".lock"), "wb") as f:
+    f.write(lock)
+print(summary)

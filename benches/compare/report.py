@@ -135,7 +135,7 @@ def main(paths):
                       "the same round)\n")
             elif kind == "cpu":
                 print("**CPU time**, user + system (as wall time; less disturbed by other "
-                      "processes on a busy machine, 10 ms resolution)\n")
+                      "processes on a busy machine)\n")
             else:
                 print(f"**Peak RSS** (median of {rounds} runs; a baseline in MiB, the others as "
                       "a ratio to it and the difference in MiB)\n")
