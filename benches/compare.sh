@@ -28,6 +28,8 @@
 #   --cg-variants LIST the variants measured under callgrind (default: the --variants less
 #                      exact, dhat and re_memory, whose 10-70x instructions take long there)
 #   --cg-workloads LIST  the workloads measured under callgrind (default: --workloads)
+#   --cg-no-baselines  measure only --cg-variants under callgrind, not their baselines (whose
+#                      counts come from an earlier run: `report.py old/raw.tsv new/raw.tsv`)
 #   --no-callgrind | --no-wall
 #   --no-build         use the binaries of an earlier run (benches/compare/target/variants)
 #   --out DIR          raw results, callgrind profiles, the report (default
@@ -43,6 +45,7 @@ workloads="churn,json,maps,threads,grow,syn"
 variants="system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,sampler-mimalloc,dhat,re_memory"
 cg_variants=""
 cg_workloads=""
+cg_baselines=1
 runs=7
 scale="0.2,syn=0.25"
 cg_scale="0.05,json=0.1,maps=0.1,syn=0.02"
@@ -69,6 +72,7 @@ while [ $# -gt 0 ]; do
         --variants) variants="$2"; shift 2 ;;
         --cg-variants) cg_variants="$2"; shift 2 ;;
         --cg-workloads) cg_workloads="$2"; shift 2 ;;
+        --cg-no-baselines) cg_baselines=0; shift ;;
         --runs) runs="$2"; shift 2 ;;
         --scale) scale="$2"; shift 2 ;;
         --cg-scale) cg_scale="$2"; shift 2 ;;
@@ -76,7 +80,7 @@ while [ $# -gt 0 ]; do
         --no-wall) do_wall=0; shift ;;
         --no-build) do_build=0; shift ;;
         --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -121,7 +125,7 @@ without_feature() {
     echo "$1" | tr ',' '\n' | while read -r v; do [ "$(feature "$v")" = "$2" ] || echo "$v"; done | paste -sd, -
 }
 variants="$(with_baselines "$variants")"
-cg_variants="$(with_baselines "$cg_variants")"
+[ "$cg_baselines" = 0 ] || cg_variants="$(with_baselines "$cg_variants")"
 
 # Tools.
 command -v cargo >/dev/null || {
