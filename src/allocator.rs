@@ -64,9 +64,9 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// stack walker, so captured stacks start at the program's frame.
     fn own_functions() -> stacks::OwnFunctions {
         [
-            Self::alloc_cold as unsafe fn(&Self, Layout, bool) -> *mut u8 as usize,
+            Self::alloc_cold as unsafe fn(usize, usize, bool, &Self) -> *mut u8 as usize,
             Self::alloc_sampled as unsafe fn(&Self, Layout, bool, SampleInfo) -> *mut u8 as usize,
-            Self::realloc_cold as unsafe fn(&Self, *mut u8, Layout, usize, bool) -> *mut u8
+            Self::realloc_cold as unsafe fn(*mut u8, usize, usize, usize, &Self, bool) -> *mut u8
                 as usize,
             stacks::capture as fn(&mut [usize; MAX_STACK_DEPTH], &stacks::OwnFunctions) -> usize
                 as usize,
@@ -85,14 +85,20 @@ impl<A: GlobalAlloc> Sampler<A> {
         }
     }
 
+    /// The cold half of `alloc`. Like every cold entry point here it takes the layout as size
+    /// and alignment and the allocator last, in the order of `__rust_alloc`'s own arguments:
+    /// the fast path then moves none of them (a `Layout` argument is passed alignment first,
+    /// and the shuffles cost one to five instructions a call).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_cold(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+    unsafe fn alloc_cold(size: usize, align: usize, zeroed: bool, this: &Self) -> *mut u8 {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         let block = match sampler::decide(layout.size()) {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
-            Decision::Skip => unsafe { self.inner_alloc(layout, zeroed) },
+            Decision::Skip => unsafe { this.inner_alloc(layout, zeroed) },
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
-            Decision::Sample(info) => unsafe { self.alloc_sampled(layout, zeroed, info) },
+            Decision::Sample(info) => unsafe { this.alloc_sampled(layout, zeroed, info) },
         };
         if !block.is_null() {
             sampler::granted(layout.size());
@@ -205,23 +211,45 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// A free whose block may be a recorded one: frees it as one if it is, as any other if not.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_cold(&self, ptr: *mut u8, layout: Layout) {
+    unsafe fn dealloc_cold(ptr: *mut u8, size: usize, align: usize, this: &Self) {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller.
-        if unsafe { self.dealloc_tracked(ptr, layout) } {
+        if unsafe { this.dealloc_tracked(ptr, layout) } {
             return;
         }
         sampler::free_fast(layout.size());
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        unsafe { this.inner.dealloc(ptr, layout) }
     }
 
     /// An untracked free, already counted, whose thread must flush its free totals first.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_flush(&self, ptr: *mut u8, layout: Layout) {
+    unsafe fn dealloc_flush(ptr: *mut u8, size: usize, align: usize, this: &Self) {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         sampler::flush_free_batch(layout.size());
         // SAFETY: forwarded from `GlobalAlloc::dealloc`'s caller; the block is untracked.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        unsafe { this.inner.dealloc(ptr, layout) }
+    }
+
+    /// An unsampled realloc of an untracked block, both sides already counted, whose thread
+    /// must flush its free totals first.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_flush(
+        ptr: *mut u8,
+        size: usize,
+        align: usize,
+        new_size: usize,
+        this: &Self,
+    ) -> *mut u8 {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
+        sampler::flush_free_batch(layout.size());
+        // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; the old block is untracked.
+        unsafe { this.inner.realloc(ptr, layout, new_size) }
     }
 
     /// Frees `ptr` if it is a recorded block; `false` if it is not one.
@@ -271,19 +299,22 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn realloc_cold(
-        &self,
         ptr: *mut u8,
-        layout: Layout,
+        size: usize,
+        align: usize,
         new_size: usize,
+        this: &Self,
         old_may_be_tracked: bool,
     ) -> *mut u8 {
+        // SAFETY: the caller took both apart from a valid `Layout`.
+        let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
         if old_may_be_tracked && sampler::forking() {
             // Inside `fork()` the tables are locked by this thread (see `dealloc_tracked`): the
             // old block is copied into a new, unsampled one and left allocated.
             // SAFETY: as below, `GlobalAlloc::realloc`'s contract makes this a valid layout.
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
             // SAFETY: `new_layout` has a non-zero size.
-            let new = unsafe { self.inner.alloc(new_layout) };
+            let new = unsafe { this.inner.alloc(new_layout) };
             if !new.is_null() {
                 // SAFETY: both blocks are live, distinct, and at least this many bytes long.
                 unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
@@ -312,7 +343,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         // leaves the old block in place, neither freed nor replaced.
         if old_record.is_none() && matches!(decision, Decision::Skip) {
             // SAFETY: forwarded from `GlobalAlloc::realloc`'s caller; `ptr` is untracked.
-            let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            let new = unsafe { this.inner.realloc(ptr, layout, new_size) };
             if !new.is_null() {
                 sampler::free_fast(layout.size());
                 sampler::granted(new_size);
@@ -324,9 +355,9 @@ impl<A: GlobalAlloc> Sampler<A> {
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         let new = match decision {
             // SAFETY: `new_layout` has a non-zero size (a realloc target size must be non-zero).
-            Decision::Skip => unsafe { self.inner.alloc(new_layout) },
+            Decision::Skip => unsafe { this.inner.alloc(new_layout) },
             // SAFETY: as above.
-            Decision::Sample(info) => unsafe { self.alloc_sampled(new_layout, false, info) },
+            Decision::Sample(info) => unsafe { this.alloc_sampled(new_layout, false, info) },
         };
         if new.is_null() {
             return new;
@@ -335,7 +366,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         // SAFETY: both blocks are live, distinct, and at least this many bytes long.
         unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
         // SAFETY: `ptr` is the caller's live block of `layout`, now copied and not used again.
-        unsafe { self.dealloc(ptr, layout) };
+        unsafe { this.dealloc(ptr, layout) };
         new
     }
 }
@@ -351,7 +382,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
             return unsafe { self.inner.alloc(layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { self.alloc_cold(layout, false) }
+        unsafe { Self::alloc_cold(layout.size(), layout.align(), false, self) }
     }
 
     #[inline(always)]
@@ -361,7 +392,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { self.alloc_cold(layout, true) }
+        unsafe { Self::alloc_cold(layout.size(), layout.align(), true, self) }
     }
 
     #[inline(always)]
@@ -370,25 +401,41 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampler<A> {
         // (calling `dealloc_tracked` and carrying on here cost three pushes and pops a free).
         if live::may_be_tracked(ptr) {
             // SAFETY: forwarded from our caller.
-            return unsafe { self.dealloc_cold(ptr, layout) };
+            return unsafe { Self::dealloc_cold(ptr, layout.size(), layout.align(), self) };
         }
         if sampler::free_counted(layout.size()) {
             // SAFETY: forwarded from our caller; untracked blocks keep the caller's layout.
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { self.dealloc_flush(ptr, layout) }
+        unsafe { Self::dealloc_flush(ptr, layout.size(), layout.align(), self) }
     }
 
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old_may_be_tracked = live::may_be_tracked(ptr);
         if !old_may_be_tracked && sampler::alloc_fast(new_size) {
-            sampler::free_fast(layout.size());
+            // Every branch ends in a tail call, as in `dealloc`: a flush here followed by the
+            // inner call cost a stack frame (five pushes and pops) on every realloc.
+            if sampler::free_counted(layout.size()) {
+                // SAFETY: forwarded from our caller; the old block is untracked.
+                return unsafe { self.inner.realloc(ptr, layout, new_size) };
+            }
             // SAFETY: forwarded from our caller; the old block is untracked.
-            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+            return unsafe {
+                Self::realloc_flush(ptr, layout.size(), layout.align(), new_size, self)
+            };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { self.realloc_cold(ptr, layout, new_size, old_may_be_tracked) }
+        unsafe {
+            Self::realloc_cold(
+                ptr,
+                layout.size(),
+                layout.align(),
+                new_size,
+                self,
+                old_may_be_tracked,
+            )
+        }
     }
 }

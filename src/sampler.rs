@@ -10,8 +10,8 @@
 //! thread-local read-modify-write where it would otherwise do two (measured: ~0.3 ns a pair).
 //! The low field starts at its maximum and cannot borrow before the cold path runs: every call
 //! is at least a byte, and no countdown is armed to more than [`TOTALS_BATCH_BYTES`] bytes,
-//! which is far below 2^[`COUNT_BITS`] calls. Sizes of [`HUGE`] or more, which would overflow the
-//! shift, go to the cold path uncounted and are counted there by their real size.
+//! which is far below 2^[`COUNT_BITS`] calls. Sizes of [`HUGE`] (2^43) or more, whose packed
+//! value would overflow, go to the cold path uncounted and are counted there by their real size.
 //!
 //! Bytes allocated while the reentrancy guard is held (the profiler's own work) or inside an
 //! exact-recording scope (a `LeakCheck`) do not advance the Poisson process, so they can never
@@ -40,9 +40,10 @@ const BATCH: i64 = TOTALS_BATCH_BYTES as i64;
 const COUNT_BITS: u32 = 20;
 /// The call-count field of a freshly armed countdown: all ones, so it never borrows first.
 const COUNT_FIELD: i64 = (1 << COUNT_BITS) - 1;
-/// Allocation sizes from here up skip the packed arithmetic (the shift would overflow) and are
-/// counted on the cold path.
-const HUGE: usize = 1 << 40;
+/// Allocation sizes from here up skip the packed arithmetic (their packed value would
+/// overflow) and are counted on the cold path: exactly the sizes whose multiply by
+/// [`Hot::unit`] overflows (a valid `Layout`'s size is at most `isize::MAX`).
+const HUGE: usize = 1 << (63 - COUNT_BITS);
 const _: () = assert!(BATCH < COUNT_FIELD, "a batch must fit the call-count field");
 /// Fixed-point scale of the stored Horvitz–Thompson weights.
 pub(crate) const WEIGHT_ONE: u64 = 1 << 16;
@@ -64,6 +65,11 @@ static GUARDED_FREED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 struct Hot {
     /// Packed: bytes the thread may still allocate before the cold path must run, and calls.
     countdown: Cell<i64>,
+    /// Always `1 << COUNT_BITS`. Read from here rather than written as a constant so that the
+    /// compiler keeps the multiply and its overflow flag (`imul`, `jo`) for the size test: a
+    /// constant power of two is turned into a range test of the size and a shift, which take
+    /// a copy of the size, and three more instructions on every call.
+    unit: Cell<i64>,
     /// What `countdown` was set to at the last arm point.
     armed: Cell<i64>,
     /// Allocated bytes consumed at earlier arm points, not yet flushed.
@@ -105,6 +111,7 @@ thread_local! {
     static HOT: Hot = const {
         Hot {
             countdown: Cell::new(0),
+            unit: Cell::new(1 << COUNT_BITS),
             armed: Cell::new(0),
             alloc_pending: Cell::new(0),
             alloc_pending_count: Cell::new(0),
@@ -157,9 +164,17 @@ fn with_hot<R>(f: impl FnOnce(&Hot) -> R) -> R {
 }
 
 /// What one call of `size` bytes takes off a packed countdown (see the module docs).
-#[inline(always)]
+#[cfg(test)]
 fn packed(size: usize) -> i64 {
     ((size as i64) << COUNT_BITS) | 1
+}
+
+/// What one call of `size` bytes takes off a packed countdown; `None` from [`HUGE`] up.
+#[inline(always)]
+fn packed_of(h: &Hot, size: usize) -> Option<i64> {
+    (size as i64)
+        .checked_mul(h.unit.get())
+        .map(|bytes| bytes | 1)
 }
 
 /// A packed countdown armed for `bytes` bytes.
@@ -169,20 +184,26 @@ fn armed_word(bytes: i64) -> i64 {
 
 /// Bytes and calls taken off a packed countdown between `armed` and `now`.
 fn unpack(armed: i64, now: i64) -> (u64, u64) {
-    let used = armed.wrapping_sub(now).max(0) as u64;
+    // Unsigned: one call just under `HUGE` takes almost 2^63 off, which with the calls before
+    // it can pass `i64::MAX`.
+    let used = if now > armed {
+        0
+    } else {
+        armed.wrapping_sub(now) as u64
+    };
     (used >> COUNT_BITS, used & COUNT_FIELD as u64)
 }
 
 /// Fast path of every allocation: returns `true` when nothing else has to run.
 #[inline(always)]
 pub(crate) fn alloc_fast(size: usize) -> bool {
-    // A compare and a branch that is never taken, off the countdown's dependency chain (a
-    // clamp, or a choice between two formulas, put three more instructions on it).
-    if size >= HUGE {
-        return false;
-    }
+    // The overflow test is a branch that is never taken, off the countdown's dependency chain
+    // (a clamp, or a choice between two formulas, put three more instructions on it).
     with_hot(|h| {
-        let left = h.countdown.get().wrapping_sub(packed(size));
+        let Some(packed) = packed_of(h, size) else {
+            return false;
+        };
+        let left = h.countdown.get().wrapping_sub(packed);
         h.countdown.set(left);
         left >= 0
     })
@@ -200,11 +221,11 @@ pub(crate) fn free_fast(size: usize) {
 /// [`flush_free_batch`] (so that the caller's own fast path can end in a tail call).
 #[inline(always)]
 pub(crate) fn free_counted(size: usize) -> bool {
-    if size >= HUGE {
-        return false;
-    }
     with_hot(|h| {
-        let left = h.free_budget.get().wrapping_sub(packed(size));
+        let Some(packed) = packed_of(h, size) else {
+            return false;
+        };
+        let left = h.free_budget.get().wrapping_sub(packed);
         h.free_budget.set(left);
         left >= 0
     })
@@ -951,6 +972,11 @@ mod tests {
             assert_eq!(unpack(armed, now), (n, n));
         }
         assert!(now - packed(1) < 0);
+        // One call just under `HUGE` takes almost 2^63 off: still counted exactly.
+        let now = armed - 5 * packed(1);
+        let now = now.wrapping_sub(packed(HUGE - 1));
+        assert!(now < 0);
+        assert_eq!(unpack(armed, now), (5 + HUGE as u64 - 1, 6));
         // A huge size never reaches the packed arithmetic.
         assert!(!alloc_fast(HUGE) && !free_counted(HUGE));
     }
@@ -1018,7 +1044,7 @@ mod tests {
                 free_fast(size);
                 flush_current_thread();
                 let after = totals::read();
-                // Other unit tests flush small amounts meanwhile; none allocates 1 TiB.
+                // Other unit tests flush small amounts meanwhile; none allocates 8 TiB.
                 let allocated = after.allocated_bytes.wrapping_sub(before.allocated_bytes);
                 let freed = after.freed_bytes.wrapping_sub(before.freed_bytes);
                 for counted in [allocated, freed] {
