@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Markdown tables from the raw results of benches/compare.sh (raw.tsv; several files are
-merged, a later one winning)."""
+merged, a later one winning). Exits 1 when two builds computed different checksums for the same
+workload at the same scale: then they did not do the same work."""
 
 import statistics
 import sys
@@ -46,6 +47,8 @@ def table(head, rows):
 def main(paths):
     meta = {}
     notes = []
+    loads = []
+    sums = defaultdict(lambda: defaultdict(set))  # (w, scale) -> checksum -> {variant}
     cg = {}
     cg_scale = {}
     calls = {}
@@ -54,10 +57,18 @@ def main(paths):
     lines = [line for path in paths for line in open(path)]
     for line in lines:
         f = line.rstrip("\n").split("\t")
-        if f[0] in ("machine", "date"):
+        if f[0] in ("machine", "date", "commit"):
             meta[f[0]] = f[1]
         elif f[0] == "note":
             notes.append(f[1])
+        elif f[0] == "corpus":
+            notes.append(f"syn corpus (benches/compare/corpus/Cargo.lock): {f[1]}")
+        elif f[0] == "skipped":
+            notes.append(f"skipped {f[1]}: {f[2]}")
+        elif f[0] == "load":
+            loads.append(float(f[1]))
+        elif f[0] == "checksum":
+            sums[(f[1], f[2])][f[4]].add(f[3])
         elif f[0] == "cg" and f[4]:
             cg[(f[1], f[3])] = int(f[4])
             cg_scale[f[1]] = f[2]
@@ -67,7 +78,12 @@ def main(paths):
             cpu = float(f[7]) if len(f) > 7 and f[7] else None
             wall[(f[1], f[3])][int(f[4])] = (float(f[5]), int(f[6]), cpu)
             wall_scale[f[1]] = f[2]
-    print(f"Machine: {meta.get('machine', '?')}; {meta.get('date', '')}.\n")
+    print(f"Machine: {meta.get('machine', '?')}.\n")
+    print(f"Run: {meta.get('date', '?')}, heapsampler at {meta.get('commit', '?')}", end="")
+    if loads:
+        print(f"; load average (1 min) during the runs {min(loads):.1f}–{max(loads):.1f}, "
+              f"median {statistics.median(loads):.1f}", end="")
+    print(".\n")
     for n in notes:
         print(f"- {n}")
     if notes:
@@ -95,7 +111,7 @@ def main(paths):
             rows.append([LABEL.get(v, v), *cells])
         rows.append(["allocator calls", *[f"{calls[w]:,}" if w in calls else "" for w in ws]])
         for v in vs:
-            if v.startswith("sampler"):
+            if baseline(v) != v:
                 b = baseline(v)
                 cells = []
                 for w in ws:
@@ -119,7 +135,7 @@ def main(paths):
                       "the same round)\n")
             elif kind == "cpu":
                 print("**CPU time**, user + system (as wall time; less disturbed by other "
-                      "processes on a busy machine, 10 ms resolution)\n")
+                      "processes on a busy machine)\n")
             else:
                 print(f"**Peak RSS** (median of {rounds} runs; a baseline in MiB, the others as "
                       "a ratio to it and the difference in MiB)\n")
@@ -154,6 +170,15 @@ def main(paths):
             print(table(head, rows))
             print()
 
+    bad = {k: c for k, c in sums.items() if len(c) > 1}
+    if sums and not bad:
+        print(f"Checksums: every build computed the same, in each of the {len(sums)} "
+              "(workload, scale) pairs run.")
+    for (w, s), c in sorted(bad.items()):
+        groups = "; ".join(f"{k or 'none'} from {', '.join(sorted(v))}" for k, v in c.items())
+        print(f"**CHECKSUMS DIFFER** for {w} at {s}: {groups}")
+    return 1 if bad else 0
+
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
