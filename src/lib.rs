@@ -132,6 +132,8 @@ mod record;
 pub mod report;
 mod service;
 mod sys;
+#[cfg(feature = "html")]
+pub mod timeline;
 mod unwind;
 
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};

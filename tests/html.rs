@@ -1,4 +1,4 @@
-//! The heap timeline page (`report::html`, `heapsampler html`) from hand-built reports: one
+//! The heap timeline page (`timeline`, `heapsampler html`) from hand-built reports: one
 //! chart point per report, one series per process (a restarted pid split), leak suspects
 //! named, skipped files listed, hostile names inert, and the size of a big page.
 #![cfg(feature = "html")]
@@ -6,7 +6,7 @@
 #[path = "../benches/support/html_input.rs"]
 mod html_input;
 
-use heapsampler::report::html::{HtmlError, Options, Timeline, page_from_dir};
+use heapsampler::timeline::{HtmlError, Options, Timeline, page_from_dir};
 use html_input::{T0, report};
 use std::collections::BTreeSet;
 use std::path::PathBuf;

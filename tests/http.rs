@@ -357,3 +357,35 @@ fn stopping_joins_and_frees_the_port() {
     let again = heapsampler::http::serve(&addr.to_string()).unwrap();
     assert_eq!(get(again.local_addr(), "/").status, 200);
 }
+
+/// `/` is the heap timeline page of the running reporter's directory (feature `html`), the
+/// index without one.
+#[cfg(feature = "html")]
+#[test]
+fn the_root_is_the_timeline_of_the_running_reporter() {
+    let endpoint = heapsampler::http::serve("127.0.0.1:0").unwrap();
+    let addr = endpoint.local_addr();
+    let dir = std::env::temp_dir().join(format!("hs-http-timeline-{}", std::process::id()));
+    let handle = heapsampler::Reporter::new(&dir)
+        .every(Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    let held = hold_http_test_memory();
+    for _ in 0..3 {
+        handle.dump_now().unwrap();
+    }
+    let root = get(addr, "/");
+    assert_eq!(root.status, 200);
+    let page = String::from_utf8(root.body).unwrap();
+    assert!(page.contains("heap timeline of process"), "{page:.300}");
+    // One point per report on the live-heap chart (each carries its report's index).
+    for i in 0..3 {
+        assert!(
+            page.contains(&format!("data-report-index=\"{i}\"")),
+            "report {i} drawn"
+        );
+    }
+    drop(held);
+    drop(handle);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use heapsampler::Report;
-use heapsampler::report::html::{Options, Timeline};
 use heapsampler::report::json::{Location, LocationFrame, ReportSite, ReportTotals};
+use heapsampler::timeline::{Options, Timeline};
 
 /// 2026-01-01 00:00:00 UTC.
 pub const T0: u64 = 1_767_225_600_000;

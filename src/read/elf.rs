@@ -3,10 +3,10 @@
 //!
 //! A report maps the object files it needs (`mmap`, read-only), parses only the DWARF units
 //! its addresses fall in ([`addr2line`] parses lazily), and unmaps everything when it is
-//! done: the process keeps only the resolved frames (see `crate::read::symbolize`), never the
+//! done: the process keeps only the resolved frames (see the `symbolize` module), never the
 //! debug info, whose parsed tables run to tens of MiB in a large binary.
 
-use crate::read::profile::Frame;
+use crate::read::frame::Frame;
 use addr2line::gimli::{EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection, ObjectSegment};
 use std::cell::OnceCell;

@@ -2,6 +2,7 @@
 //! for offline use), site names, mappings.
 
 pub(crate) mod elf;
+pub(crate) mod frame;
 pub mod mappings;
 pub mod process_memory;
 pub(crate) mod profile;

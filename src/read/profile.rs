@@ -1,6 +1,6 @@
 //! [`Profile`]: a snapshot of the totals and the per-site estimates, and the diff of two.
 
-pub use crate::read::symbolize::Frame;
+pub use crate::read::frame::Frame;
 use crate::record::countdown::WEIGHT_ONE;
 use crate::record::stack_table::{self, StackId};
 use crate::record::totals::{self, Totals};

@@ -8,9 +8,9 @@
 //! debug info it loaded for the life of the process. Everything runs under the reentrancy
 //! guard, so its allocations are profiler overhead, never a user site.
 
+pub use crate::read::frame::Frame;
 use crate::record::countdown;
 use crate::sys::lock::{ForkLock, ForkMutex};
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -238,21 +238,3 @@ static REGISTER_FORK_LOCKS: extern "C" fn() = {
     }
     register
 };
-
-/// One symbolized frame. An address with inlined calls yields several frames.
-///
-/// ```
-/// let f = heapsampler::Frame { address: 0x1234, function: Some("main".into()), file: None, line: None };
-/// assert_eq!(f.function.as_deref(), Some("main"));
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Frame {
-    /// The return address this frame was resolved from.
-    pub address: u64,
-    /// Demangled function name, without the hash suffix.
-    pub function: Option<String>,
-    /// Source file.
-    pub file: Option<String>,
-    /// Source line.
-    pub line: Option<u32>,
-}

@@ -2,8 +2,6 @@
 
 pub(crate) mod files;
 pub mod flamegraph;
-#[cfg(feature = "html")]
-pub mod html;
 pub mod json;
 pub mod offline;
 pub use crate::read::mappings;

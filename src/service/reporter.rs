@@ -385,6 +385,20 @@ struct State {
 /// Every reporter of the process, for the exit hook and the same-directory check.
 static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
+/// The directories of this process's reporters still writing, oldest first (the endpoint's
+/// timeline page reads them).
+#[cfg_attr(not(all(feature = "http", feature = "html")), allow(dead_code))]
+pub(crate) fn running_dirs() -> Vec<PathBuf> {
+    let pid = std::process::id();
+    REGISTRY
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|s| s.pid == pid && !s.finished.load(Ordering::Relaxed))
+        .map(|s| s.abs_dir.clone())
+        .collect()
+}
+
 impl ReporterHandle {
     /// Writes a report now (on the calling thread) and returns its path. Periodic reports go
     /// on as scheduled.

@@ -1,8 +1,8 @@
 //! `heapsampler html`: the heap timeline of a directory of reports as one self-contained
-//! HTML page ([`heapsampler::report::html`]).
+//! HTML page ([`heapsampler::timeline`]).
 
 use crate::{CliError, Result, Verdict};
-use heapsampler::report::html::{Options, Timeline};
+use heapsampler::timeline::{Options, Timeline};
 use std::io::Write;
 use std::path::Path;
 

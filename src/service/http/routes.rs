@@ -141,9 +141,9 @@ impl Context {
 
 type Handler = fn(&Request, &Context) -> Response;
 
-/// Every route: exact paths. (`/` is the index until a page of its own takes it.)
+/// Every route: exact paths. `/` is the heap timeline page with feature `html`, else the index.
 pub(crate) const ROUTES: &[(&str, Handler)] = &[
-    ("/", index),
+    ("/", timeline),
     ("/debug/pprof", index),
     ("/debug/pprof/", index),
     ("/debug/pprof/heap", heap),
@@ -165,6 +165,25 @@ pub(crate) fn route(request: &Request, context: &Context) -> Response {
     }
 }
 
+/// The heap timeline page (`timeline`) of the directory of the process's running
+/// reporter: the same page as `heapsampler html DIR`, live. Without a running reporter (or
+/// without feature `html`) the index, which says how to get the page.
+fn timeline(request: &Request, context: &Context) -> Response {
+    #[cfg(feature = "html")]
+    if let Some(dir) = crate::service::reporter::running_dirs().pop() {
+        let options = crate::timeline::Options {
+            title: format!("heap timeline of process {}", std::process::id()),
+            ..Default::default()
+        };
+        return match crate::read::profiler_work(|| crate::timeline::page_from_dir(&dir, &options)) {
+            Ok(page) => Response::new(200, "text/html; charset=utf-8", page.into_bytes()),
+            // No report written yet, or none readable: the index says where to look.
+            Err(_) => index(request, context),
+        };
+    }
+    index(request, context)
+}
+
 fn index(_: &Request, _: &Context) -> Response {
     let rows = [
         (
@@ -183,6 +202,11 @@ fn index(_: &Request, _: &Context) -> Response {
             "the JSON heap report of now (docs/report-format.md)",
         ),
         ("metrics", "/metrics", "Prometheus/OpenMetrics text"),
+        (
+            "timeline",
+            "/",
+            "the heap timeline page (feature html, while a Reporter writes reports)",
+        ),
     ];
     let mut page = String::from(
         "<!DOCTYPE html>\n<html><head><title>heapsampler</title></head><body>\n\

@@ -15,7 +15,7 @@
 //! drawn and [`Options::table_rows`] are listed; the page says what it left out.
 //!
 //! ```
-//! use heapsampler::report::html::{Options, Timeline};
+//! use heapsampler::timeline::{Options, Timeline};
 //! let mut timeline = Timeline::new(Options::default());
 //! let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
 //! timeline.add("heap-1-000001.json", report);
@@ -39,7 +39,7 @@ use std::sync::Arc;
 /// What the page shows and how much of it.
 ///
 /// ```
-/// let o = heapsampler::report::html::Options::default();
+/// let o = heapsampler::timeline::Options::default();
 /// assert_eq!((o.top_sites, o.table_rows, o.max_points), (10, 500, 1500));
 /// ```
 #[derive(Clone, Debug)]
@@ -69,7 +69,7 @@ impl Default for Options {
 /// A file that was not used, and why (one line, as [`Report::read`] words it).
 ///
 /// ```
-/// let s = heapsampler::report::html::Skipped { file: "heap-1-000002.json".into(), reason: "truncated".into() };
+/// let s = heapsampler::timeline::Skipped { file: "heap-1-000002.json".into(), reason: "truncated".into() };
 /// assert_eq!(s.to_string(), "heap-1-000002.json: truncated");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl fmt::Display for Skipped {
 /// Why no page could be made.
 ///
 /// ```
-/// let err = heapsampler::report::html::page_from_dir("/nonexistent".as_ref(), &Default::default()).unwrap_err();
+/// let err = heapsampler::timeline::page_from_dir("/nonexistent".as_ref(), &Default::default()).unwrap_err();
 /// assert!(err.to_string().starts_with("/nonexistent: cannot list the directory"));
 /// ```
 #[derive(Debug)]
@@ -132,7 +132,7 @@ impl std::error::Error for HtmlError {}
 /// [`render`](Self::render).
 ///
 /// ```
-/// use heapsampler::report::html::{Options, Timeline};
+/// use heapsampler::timeline::{Options, Timeline};
 /// let mut timeline = Timeline::new(Options::default());
 /// timeline.skip("heap-1-000009.json", "truncated report");
 /// assert!(timeline.is_empty());
@@ -153,7 +153,7 @@ impl Timeline {
     /// An empty timeline.
     ///
     /// ```
-    /// let t = heapsampler::report::html::Timeline::new(Default::default());
+    /// let t = heapsampler::timeline::Timeline::new(Default::default());
     /// assert_eq!(t.len(), 0);
     /// ```
     pub fn new(options: Options) -> Timeline {
@@ -170,7 +170,7 @@ impl Timeline {
     /// How many reports were added.
     ///
     /// ```
-    /// assert_eq!(heapsampler::report::html::Timeline::new(Default::default()).len(), 0);
+    /// assert_eq!(heapsampler::timeline::Timeline::new(Default::default()).len(), 0);
     /// ```
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -179,7 +179,7 @@ impl Timeline {
     /// Whether no report was added.
     ///
     /// ```
-    /// assert!(heapsampler::report::html::Timeline::new(Default::default()).is_empty());
+    /// assert!(heapsampler::timeline::Timeline::new(Default::default()).is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -188,7 +188,7 @@ impl Timeline {
     /// The files skipped so far.
     ///
     /// ```
-    /// let mut t = heapsampler::report::html::Timeline::new(Default::default());
+    /// let mut t = heapsampler::timeline::Timeline::new(Default::default());
     /// t.skip("x.json", "not JSON");
     /// assert_eq!(t.skipped()[0].reason, "not JSON");
     /// ```
@@ -199,7 +199,7 @@ impl Timeline {
     /// Notes a file that was not used; the page lists it with the reason.
     ///
     /// ```
-    /// let mut t = heapsampler::report::html::Timeline::new(Default::default());
+    /// let mut t = heapsampler::timeline::Timeline::new(Default::default());
     /// t.skip("heap-1-000002.json", "unsupported report version 2");
     /// assert_eq!(t.skipped().len(), 1);
     /// ```
@@ -214,7 +214,7 @@ impl Timeline {
     /// Only a compact copy is kept, besides the newest report of each pid and the oldest one.
     ///
     /// ```
-    /// let mut t = heapsampler::report::html::Timeline::new(Default::default());
+    /// let mut t = heapsampler::timeline::Timeline::new(Default::default());
     /// t.add("now", heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]));
     /// assert_eq!(t.len(), 1);
     /// ```
@@ -249,7 +249,7 @@ impl Timeline {
     /// Returns whether it was added.
     ///
     /// ```
-    /// let mut t = heapsampler::report::html::Timeline::new(Default::default());
+    /// let mut t = heapsampler::timeline::Timeline::new(Default::default());
     /// assert!(!t.add_file("/nonexistent/heap-1-000001.json".as_ref()));
     /// assert!(t.skipped()[0].reason.starts_with("cannot read"));
     /// ```
@@ -261,7 +261,7 @@ impl Timeline {
     /// skipping those that cannot be used. Returns how many were added.
     ///
     /// ```
-    /// let mut t = heapsampler::report::html::Timeline::new(Default::default());
+    /// let mut t = heapsampler::timeline::Timeline::new(Default::default());
     /// assert!(t.add_dir("/nonexistent".as_ref()).is_err());
     /// ```
     pub fn add_dir(&mut self, dir: &Path) -> Result<usize, HtmlError> {
@@ -271,7 +271,7 @@ impl Timeline {
     /// The page: one self-contained HTML document.
     ///
     /// ```
-    /// let page = heapsampler::report::html::Timeline::new(Default::default()).render();
+    /// let page = heapsampler::timeline::Timeline::new(Default::default()).render();
     /// assert!(page.contains("no usable report"));
     /// ```
     pub fn render(&self) -> String {
@@ -288,7 +288,7 @@ impl Timeline {
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let report = heapsampler::Report::from_profile(&heapsampler::snapshot(), None, vec![], vec![]);
 /// report.write_atomic(&dir, "heap-1-000001.json").unwrap();
-/// let page = heapsampler::report::html::page_from_dir(&dir, &Default::default()).unwrap();
+/// let page = heapsampler::timeline::page_from_dir(&dir, &Default::default()).unwrap();
 /// assert!(page.contains("heap-1-000001.json"));
 /// std::fs::remove_dir_all(&dir).unwrap();
 /// ```
