@@ -212,6 +212,7 @@ impl Strings {
 /// [`render_with_default`] of an unsymbolized profile of this process, symbolized here per
 /// distinct address through the process-wide cache, without copying every site's frames
 /// (what the HTTP endpoint serves: ~10x less work than `Profile::symbolize` at 10,000 sites).
+#[cfg(feature = "http")]
 pub(crate) fn render_resolving<W: Write>(
     profile: &Profile,
     mappings: &[Mapping],
