@@ -4,7 +4,7 @@ use crate::record::countdown;
 use crate::record::scopes;
 use core::marker::PhantomData;
 
-/// A `Send + Clone` handle on a [`LeakCheck`]'s scope, for the threads the code under test
+/// A `Send + Clone` handle on a [`LeakCheck`](crate::LeakCheck)'s scope, for the threads the code under test
 /// hands work to.
 ///
 /// A thread that [`enter`](Self::enter)s it is in the check's scope until the guard drops:

@@ -1,5 +1,5 @@
 //! What a sample weighs: the probability of sampling an allocation, its Horvitz–Thompson
-//! weights (DESIGN.md section 4), and the exponential gaps between sample points.
+//! weights (docs/architecture.md, "Sampling"), and the exponential gaps between sample points.
 
 use crate::sys::thread_state::Hot;
 use rand::rngs::SmallRng;
