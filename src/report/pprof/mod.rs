@@ -275,6 +275,7 @@ fn build(profile: &Profile, mappings: &[Mapping], resolve: bool) -> proto::Profi
     ];
     let period_type = value_type(&mut strings, "space", "bytes");
     let thread_key = strings.get("thread");
+    let symbolized = resolve || profile.sites.iter().any(|s| !s.frames.is_empty());
     let resolved: Option<HashMap<u64, std::sync::Arc<[Frame]>>> = resolve.then(|| {
         let mut all: Vec<u64> = profile
             .sites
@@ -405,7 +406,9 @@ fn build(profile: &Profile, mappings: &[Mapping], resolve: bool) -> proto::Profi
         else {
             continue;
         };
-        m.has_functions |= !loc.line.is_empty();
+        // Symbolized in process: an address left without a name has none to find (the vdso,
+        // a stripped library), and pprof must not ask the server for it.
+        m.has_functions |= symbolized || !loc.line.is_empty();
         m.has_filenames |= loc
             .line
             .iter()
