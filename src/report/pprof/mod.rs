@@ -74,14 +74,7 @@ pub(crate) fn render_with_default<W: Write>(
     allocs: bool,
     writer: W,
 ) -> std::io::Result<()> {
-    let mut message = build(profile, mappings, false);
-    if allocs {
-        message.default_sample_type = message.sample_type[1].r#type;
-    }
-    let message = message.encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
-    gz.write_all(&message)?;
-    gz.finish()?.flush()
+    encode_gzipped(profile, mappings, false, allocs, writer)
 }
 
 /// A pprof profile read back: what a reader of the file sees, strings resolved.
@@ -209,6 +202,25 @@ impl Strings {
     }
 }
 
+/// The profile built (`resolve`: symbolized here per distinct address), `alloc_space` its
+/// default sample type when `allocs`, encoded and gzipped into `writer`.
+fn encode_gzipped<W: Write>(
+    profile: &Profile,
+    mappings: &[Mapping],
+    resolve: bool,
+    allocs: bool,
+    writer: W,
+) -> std::io::Result<()> {
+    let mut message = build(profile, mappings, resolve);
+    if allocs {
+        message.default_sample_type = message.sample_type[1].r#type;
+    }
+    let message = message.encode_to_vec();
+    let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+    gz.write_all(&message)?;
+    gz.finish()?.flush()
+}
+
 /// [`render_with_default`] of an unsymbolized profile of this process, symbolized here per
 /// distinct address through the process-wide cache, without copying every site's frames
 /// (what the HTTP endpoint serves: ~10x less work than `Profile::symbolize` at 10,000 sites).
@@ -219,14 +231,7 @@ pub(crate) fn render_resolving<W: Write>(
     allocs: bool,
     writer: W,
 ) -> std::io::Result<()> {
-    let mut message = build(profile, mappings, true);
-    if allocs {
-        message.default_sample_type = message.sample_type[1].r#type;
-    }
-    let message = message.encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
-    gz.write_all(&message)?;
-    gz.finish()?.flush()
+    encode_gzipped(profile, mappings, true, allocs, writer)
 }
 
 /// The site's addresses with their resolved frames, the allocator's own leading addresses
