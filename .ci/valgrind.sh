@@ -37,12 +37,11 @@ SELECTION=(
     # exact (interval 1).
     "threads four_threads_free_each_others_blocks_sampled_and_exact"
     # fork() with other threads busy in the allocator (the children allocate and snapshot),
-    # 4 rounds instead of 200 (each ~1 min under memcheck); allocation before main, in
-    # thread-local destructors, and with
+    # 20 rounds instead of 200; allocation before main, in thread-local destructors, and with
     # the tables full. No leak check here: in a fork child the blocks held by the parent's
     # other threads (their stacks and thread-locals are gone) are unreachable by construction,
     # and scanning a 60 MB heap in each child would take minutes.
-    "HEAPSAMPLER_TEST_FORK_ROUNDS=4 --leak-check=no safety allocation_works_before_main allocation_inside_thread_local_destructors_is_recorded child_after_fork_allocates_while_parent_thread_is_busy full_tables_drop_and_count_samples_and_stay_within_bounds"
+    "HEAPSAMPLER_TEST_FORK_ROUNDS=20 HEAPSAMPLER_TEST_FORK_PATIENCE_SECS=300 --leak-check=no safety allocation_works_before_main allocation_inside_thread_local_destructors_is_recorded child_after_fork_allocates_while_parent_thread_is_busy full_tables_drop_and_count_samples_and_stay_within_bounds"
     # LeakCheck: realloc inside the check and from another thread, frees from other threads,
     # nested checks, eight checks on eight threads, the failure message (symbolization).
     "leak_check a_block_reallocated_in_scope_is_tracked_through_the_realloc a_block_of_the_check_reallocated_by_another_thread_stays_in_the_check memory_freed_by_another_thread_counts_as_freed nested_checks_inner_sees_its_own_outer_sees_everything eight_checks_on_eight_threads_at_the_same_time failure_message_gives_total_then_each_site_with_the_test_frames_first leak_in_a_thread_spawned_with_the_opt_in_is_caught"
@@ -89,6 +88,10 @@ VALGRIND=(
     --trace-children=yes
     # totals_slots keeps 601 threads alive at once (valgrind's default limit is 500).
     --max-threads=1024
+    # Valgrind runs one thread at a time; its default hand-over lets a busy thread keep the
+    # lock for long stretches (a fork round took from 1 to 100 s). Fair scheduling hands it
+    # over in turn.
+    --fair-sched=yes
     --num-callers=40
 )
 

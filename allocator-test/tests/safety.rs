@@ -42,6 +42,15 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
     // A tiny interval keeps the busy thread in the cold path (locks held) most of the time.
     heapsampler::set_sample_interval(256);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // Stops the busy threads however this test ends: left running after a failure, they would
+    // allocate through the tests that follow.
+    struct StopOnDrop(std::sync::Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let busy: Vec<_> = (0..2)
         .map(|_| {
             let stop = stop.clone();
@@ -64,6 +73,13 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    // A child is hung, not slow, after this long (longer where everything is slow).
+    let patience = Duration::from_secs(
+        std::env::var("HEAPSAMPLER_TEST_FORK_PATIENCE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20),
+    );
     for round in 0..rounds {
         // SAFETY: fork has no preconditions; the child only allocates, snapshots and exits
         // with `_exit`, never returning into the test harness.
@@ -79,7 +95,7 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
             // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
             unsafe { libc::_exit(if ok { 0 } else { 3 }) };
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + patience;
         let mut status = 0;
         loop {
             // SAFETY: `pid` is our child; `status` is a valid out-pointer.
@@ -204,9 +220,12 @@ fn full_tables_drop_and_count_samples_and_stay_within_bounds() {
         "stack table grew past its bound: {}",
         during.stacks
     );
+    // Blocks sampled before this test (at the default interval) may still be live, held by
+    // caches: they count against the sampling bound, not the exact one.
     assert!(
-        during.live_samples <= 500,
-        "live table grew past its bound: {}",
+        during.live_samples <= before.live_samples + 500,
+        "live table grew past its bound: {} -> {}",
+        before.live_samples,
         during.live_samples
     );
     assert!(
