@@ -141,25 +141,22 @@ pub use leaks::{LeakDetector, LeakSuspect};
 pub use read::process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process_memory};
 pub use read::profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
+    totals,
 };
 // Per-address symbolization and its cache, for the stress tests: users symbolize a whole
 // `Profile` (`Profile::symbolize`) or get a symbolized `Report`.
 #[doc(hidden)]
 pub use read::symbolize;
-use record::budget::{
-    DEFAULT_EXACT_MAX_LIVE_SAMPLES, DEFAULT_EXACT_MAX_STACKS, DEFAULT_MAX_PADDING_BYTES,
-};
 pub use record::countdown::{
     DEFAULT_SAMPLE_INTERVAL, sample_interval, set_sample_interval, set_seed,
 };
 // Hooks of the statistical tests (the allocator-test crate), not part of the API.
 #[doc(hidden)]
 pub use record::countdown::TOTALS_BATCH_BYTES;
-use record::live_table::DEFAULT_MAX_LIVE_SAMPLES;
+pub use record::limits::{Limits, set_limits};
+pub use record::live_record::StackId;
 pub use record::sampler::Sampler;
-use record::stack_table::DEFAULT_MAX_STACKS;
-pub use record::stack_table::StackId;
-pub use record::totals::{Totals, totals};
+pub use record::totals::Totals;
 #[doc(hidden)]
 pub use record::weights::sample_probability;
 pub use report::json::report_error::ReportError;
@@ -171,108 +168,3 @@ pub use service::reporter::{
     env_reporter,
 };
 pub use unwind::capture::MAX_STACK_DEPTH;
-
-/// Bounds on the profiler's own memory. When one is reached, new samples are dropped (counted
-/// in [`ProfilerStats::samples_dropped`]) or, past the padding bound, recorded without page
-/// alignment (counted in [`ProfilerStats::samples_unaligned`]); memory never grows past them.
-///
-/// Together they bound everything the profiler holds, whatever the sampling interval:
-/// [`Limits::budget_bytes`] is that bound, and every profile reports it
-/// ([`ProfilerStats::own_bytes_budget`]) beside what is held now
-/// ([`ProfilerStats::own_bytes`]). With the defaults: 290 MiB while sampling, 3.5 GiB in
-/// exact mode (interval 1, where every live object of the program is a record, ~150 bytes at
-/// most, and deep recursive code can make a distinct stack of most samples, ~1 KiB each). The
-/// symbol cache, used only when a report is written, is bounded apart (2^18 addresses) and
-/// counted in the totals' `overhead_*` figures.
-///
-/// ```
-/// let limits = heapsampler::Limits::default();
-/// assert!(limits.budget_bytes(false) < limits.budget_bytes(true));
-/// heapsampler::set_limits(limits);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Distinct call stacks held at once (default 65,536).
-    pub max_stacks: usize,
-    /// Live sampled objects held at once in the live table (default 1,048,576). The bound is
-    /// split evenly over the table's 64 shards, so a shard can fill up before the total reaches it (objects hash evenly, so only slightly
-    /// before). Sampled objects of up to 64 KiB served by the profiler's page pool keep their
-    /// records beside their pages instead, in a fixed area bounded by the pool itself (16,384
-    /// pages); past it they come from the inner allocator and count against this bound.
-    pub max_live_samples: usize,
-    /// Distinct call stacks held at once by samples taken in exact mode (interval 1; default
-    /// 1,048,576). A `LeakCheck`'s records use `max_stacks`.
-    pub exact_max_stacks: usize,
-    /// Live records held at once in exact mode (interval 1; default 16,777,216): one per live
-    /// object allocated since exact mode started. A `LeakCheck`'s records use
-    /// `max_live_samples`.
-    pub exact_max_live_samples: usize,
-    /// Bytes of page padding held by live sampled objects (default 64 MiB). A sampled object
-    /// is page-aligned so that its free is
-    /// recognised by its address alone; a small one costs a page. Past this bound a sample is
-    /// recorded at its natural alignment instead, as exact records are; while such records are
-    /// live, every free of the program is checked against the live table's filter (measured:
-    /// +13 instructions a free, +200 where the filter bucket is occupied, as most are past
-    /// ~65,000 such records).
-    pub max_padding_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_stacks: DEFAULT_MAX_STACKS,
-            max_live_samples: DEFAULT_MAX_LIVE_SAMPLES,
-            exact_max_stacks: DEFAULT_EXACT_MAX_STACKS,
-            exact_max_live_samples: DEFAULT_EXACT_MAX_LIVE_SAMPLES,
-            max_padding_bytes: DEFAULT_MAX_PADDING_BYTES,
-        }
-    }
-}
-
-impl Limits {
-    /// The most memory the profiler can hold under these limits, in bytes: its stack table,
-    /// its live table, its page pool's idle pages and cells, and the padding bound; with the
-    /// exact-mode bounds if `exact`.
-    ///
-    /// ```
-    /// let sampling = heapsampler::Limits::default().budget_bytes(false);
-    /// assert!(sampling < 512 << 20);
-    /// ```
-    pub fn budget_bytes(&self, exact: bool) -> u64 {
-        let (stacks, records) = if exact {
-            (self.exact_max_stacks, self.exact_max_live_samples)
-        } else {
-            (self.max_stacks, self.max_live_samples)
-        };
-        record::budget::budget_bytes(stacks, records, self.max_padding_bytes)
-    }
-
-    /// The limits in force.
-    ///
-    /// ```
-    /// assert_eq!(heapsampler::Limits::current(), heapsampler::Limits::default());
-    /// ```
-    pub fn current() -> Limits {
-        let stacks = record::stack_table::stats();
-        Limits {
-            max_stacks: stacks.max_stacks as usize,
-            max_live_samples: record::live_table::max_len(),
-            exact_max_stacks: stacks.exact_max_stacks as usize,
-            exact_max_live_samples: record::live_table::exact_max_len(),
-            max_padding_bytes: record::budget::max_padding(),
-        }
-    }
-}
-
-/// Sets the bounds. Lowering a bound below what is held now keeps what is held and
-/// refuses new entries until the count falls below it.
-///
-/// ```
-/// heapsampler::set_limits(heapsampler::Limits { max_stacks: 10_000, ..Default::default() });
-/// # heapsampler::set_limits(heapsampler::Limits::default());
-/// ```
-pub fn set_limits(limits: Limits) {
-    record::stack_table::set_max_stacks(limits.max_stacks, limits.exact_max_stacks);
-    record::live_table::set_max_len(limits.max_live_samples, limits.exact_max_live_samples);
-    record::budget::set_max_padding(limits.max_padding_bytes);
-}

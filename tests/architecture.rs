@@ -570,36 +570,12 @@ fn library_sources() -> Vec<Source> {
 /// What the tree still breaks today, each named by the files it involves (see "What is not
 /// yet one-way" in docs/architecture.md). A problem not listed here fails the tests, and so
 /// does an entry that no longer occurs: the list only shrinks.
-const KNOWN_FLOOR_BREAKS: &[&str] = &[
-    // The reentrancy guard lives with the countdown batching its drop publishes.
-    "src/record/countdown.rs src/sys/internal_alloc.rs",
-    "src/record/countdown.rs src/unwind/dwarf/tests.rs",
-];
+const KNOWN_FLOOR_BREAKS: &[&str] = &[];
 const KNOWN_CIRCLES: &[&str] = &[
-    // The guard and thread start/exit: countdown ⇄ lifecycle, and every table through them.
-    "src/record/budget.rs src/record/countdown.rs src/record/lifecycle.rs src/record/live_table.rs src/record/page_pool.rs",
-    "src/record/budget.rs src/record/countdown.rs src/record/lifecycle.rs src/record/live_table.rs src/record/stack_table.rs",
-    "src/record/budget.rs src/record/countdown.rs src/record/lifecycle.rs src/record/live_table.rs src/record/stack_table.rs src/sys/internal_alloc.rs",
-    "src/record/countdown.rs src/record/lifecycle.rs",
-    "src/record/countdown.rs src/record/lifecycle.rs src/record/totals.rs",
-    "src/record/countdown.rs src/record/countdown/tests.rs",
-    // The budget reads each table's record size; the tables read their bounds from it.
-    "src/record/budget.rs src/record/live_table.rs",
-    "src/record/budget.rs src/record/live_table.rs src/record/page_pool.rs",
-    "src/record/budget.rs src/record/live_table.rs src/record/stack_table.rs",
-    "src/record/budget.rs src/record/stack_table.rs",
-    "src/record/live_table.rs src/record/pooled.rs",
-    "src/record/stack_cache.rs src/record/stack_table.rs",
     // A folder's mod.rs and its files sharing items both ways.
-    "src/unwind/dwarf/memo.rs src/unwind/dwarf/mod.rs",
-    "src/unwind/dwarf/mod.rs src/unwind/dwarf/objects.rs",
-    "src/unwind/dwarf/mod.rs src/unwind/dwarf/rules.rs",
-    "src/unwind/dwarf/mod.rs src/unwind/dwarf/walk.rs",
-    "src/timeline/load.rs src/timeline/mod.rs",
-    "src/timeline/mod.rs src/timeline/page.rs",
     "src/service/http/metrics.rs src/service/http/routes.rs",
 ];
-const KNOWN_LONG_FILES: &[&str] = &["src/record/countdown.rs", "src/service/reporter.rs"];
+const KNOWN_LONG_FILES: &[&str] = &[];
 
 /// The files a problem line names, sorted: the key of [`KNOWN_CIRCLES`] and friends.
 fn files_named(problem: &str) -> String {

@@ -5,8 +5,8 @@ use super::library_frames::*;
 use super::report::{HeapStats, LeakReport, LeakSite};
 use crate::read::profile::Frame;
 use crate::read::symbolize;
+use crate::record::live_record::StackId;
 use crate::record::scopes;
-use crate::record::stack_table::StackId;
 use crate::record::{countdown, live_table, stack_table};
 use crate::sys::internal_alloc::{TableAlloc, TableVec};
 use core::marker::PhantomData;
@@ -124,7 +124,7 @@ impl LeakCheck {
     /// ```
     pub fn allow(mut self, pattern: &str) -> Self {
         // The list is the check's own bookkeeping: keep it out of the scope.
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         self.allow.push(pattern.to_owned());
         self
     }
@@ -309,7 +309,7 @@ impl LeakCheck {
     pub fn finish(mut self) -> LeakReport {
         self.end_scope();
         // Everything below is the check's own work: never recorded, never in any scope.
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let mut records = collect_records(self.tag);
         records.sort_unstable_by_key(|r| r.0);
         prefetch_stacks(&records);

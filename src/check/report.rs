@@ -1,7 +1,7 @@
 //! [`LeakReport`]: what a finished leak check found, and its readable rendering.
 
 use crate::read::profile::Frame;
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! rise above the sampling noise.
 
 use crate::read::profile::Profile;
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use crate::report::json::schema::LeakSuspect;
 use std::collections::HashMap;
 

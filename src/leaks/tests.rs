@@ -2,7 +2,7 @@ use super::trend::{kendall_cdfs, normal_cdf, theil_sen};
 use super::*;
 use crate::read::profile::Profile;
 use crate::read::profile::Site;
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 
 fn profile(ts: u64, t: u64, sites: &[(StackId, f64, f64)]) -> Profile {
     Profile {

@@ -38,7 +38,7 @@ pub struct Mapping {
 /// assert!(!maps.is_empty());
 /// ```
 pub fn current() -> Vec<Mapping> {
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
         return Vec::new();
     };

@@ -106,7 +106,7 @@ pub struct GlibcMalloc {
 /// assert!(m.rss_bytes.unwrap_or(1) > 0);
 /// ```
 pub fn process_memory() -> ProcessMemory {
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let mut m = std::fs::read_to_string("/proc/self/smaps_rollup")
         .map(|t| parse_smaps_rollup(&t))
         .unwrap_or_default();

@@ -2,11 +2,34 @@
 
 pub use crate::read::frame::Frame;
 use crate::record::countdown::WEIGHT_ONE;
-use crate::record::stack_table::{self, StackId};
+use crate::record::live_record::StackId;
+use crate::record::stack_table;
 use crate::record::totals::{self, Totals};
 use crate::record::{countdown, live_table, thread_names};
 use core::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
+
+/// The exact process-wide totals, without building a [`Profile`].
+///
+/// Allocates nothing, so the difference of two calls around a piece of work is exactly that
+/// work's allocations (plus whatever other threads did, within their batch bound).
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+///     heapsampler::Sampler::new(std::alloc::System);
+///
+/// fn main() {
+///     let before = heapsampler::totals();
+///     let v = vec![0u8; 1000];
+///     let after = heapsampler::totals();
+///     assert_eq!(after.allocated_bytes - before.allocated_bytes, v.capacity() as u64);
+/// }
+/// ```
+pub fn totals() -> Totals {
+    crate::record::countdown::flush_current_thread();
+    crate::record::totals::read()
+}
 
 /// A point-in-time heap profile: exact totals, and per call site the unbiased estimates.
 ///
@@ -167,7 +190,7 @@ fn from_fixed(v: u128) -> f64 {
 /// assert_eq!(profile.pid, std::process::id());
 /// ```
 pub fn snapshot() -> Profile {
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     countdown::flush_current_thread();
     let copies = stack_table::collect();
     // Read before this snapshot allocates its own sites (under the guard, but counted).
@@ -222,7 +245,7 @@ pub fn snapshot() -> Profile {
             max_stacks: stats.max_stacks,
             max_live_samples: live_table::max_len() as u64,
             table_bytes,
-            overhead_alloc_bytes: countdown::guarded_bytes(),
+            overhead_alloc_bytes: crate::sys::thread_state::guarded_bytes(),
             exact_max_stacks: limits.exact_max_stacks as u64,
             exact_max_live_samples: limits.exact_max_live_samples as u64,
             padding_bytes,
@@ -270,7 +293,7 @@ impl Profile {
     /// ```
     pub fn symbolize(&mut self) {
         use crate::read::symbolize;
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let mut all: Vec<u64> = self
             .sites
             .iter()

@@ -6,6 +6,6 @@
 /// allocator, is counted as overhead (`Totals::overhead_*`) and is never sampled, so reading
 /// or writing a report cannot bias the program's profile. Nests freely.
 pub(crate) fn profiler_work<R>(f: impl FnOnce() -> R) -> R {
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     f()
 }

@@ -9,7 +9,6 @@
 //! guard, so its allocations are profiler overhead, never a user site.
 
 pub use crate::read::frame::Frame;
-use crate::record::countdown;
 use crate::sys::lock::{ForkLock, ForkMutex};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -108,7 +107,7 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
 /// ```
 pub fn resolve_all(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
     register_fork_locks();
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let mut out: Vec<Option<Arc<[Frame]>>> = {
         let cache = CACHE.lock();
         addresses
@@ -214,7 +213,7 @@ pub(crate) fn prefetch(addresses: &[u64]) {
 /// ```
 pub fn clear_cache() {
     register_fork_locks();
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     *CACHE.lock() = None;
 }
 

@@ -8,10 +8,13 @@
 //! [`DEFAULT_MAX_PADDING_BYTES`]; a sample that would exceed it is recorded at its natural
 //! alignment instead, as exact records are (counted in `samples_unaligned`). Every other part
 //! of the profiler's memory is bounded by a count ([`crate::Limits`]), so the whole has a
-//! bound, [`budget_bytes`], reported in every profile beside what is held now.
+//! bound (`Limits::budget_bytes`), reported in every profile beside what is held now.
 
-use crate::record::live_table::{LiveRecord, PAGE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Page size assumed for the alignment trick (`live_table`) and the padding counted here. A
+/// larger real page only makes the trick stricter.
+pub(crate) const PAGE: usize = 4096;
 
 /// Default bound on the page padding of live sampled blocks: 64 MiB, the size of the page
 /// pool's region (16,384 single-page samples).
@@ -76,22 +79,6 @@ pub(crate) fn set_max_padding(n: usize) {
     MAX_PADDING.store(n, Ordering::Relaxed);
 }
 
-/// The most one live record can cost the live table: its entry and control byte, in a hash
-/// table at its lowest load after growing (7/16).
-pub(crate) const RECORD_BYTES: u64 =
-    ((core::mem::size_of::<(usize, LiveRecord)>() + 1) * 16).div_ceil(7) as u64;
-
-/// The most the profiler's own memory can reach with `stacks` stacks and `records` live
-/// records at most: the stack table (`stacks::STACK_BYTES` each), the live table, the page
-/// pool's idle pages and cells (`pages`), and the padding bound.
-pub(crate) fn budget_bytes(stacks: usize, records: usize, padding: usize) -> u64 {
-    (stacks as u64)
-        .saturating_mul(crate::record::stack_table::STACK_BYTES)
-        .saturating_add((records as u64).saturating_mul(RECORD_BYTES))
-        .saturating_add(crate::record::page_pool::MAX_OWN_BYTES)
-        .saturating_add(padding as u64)
-}
-
 /// Whether `sample` was taken in exact mode (interval 1), where the exact-mode bounds apply.
 /// A `LeakCheck`'s records (tagged) stay under the usual bounds.
 pub(crate) fn exact_mode_sample(sample: &crate::record::weights::SampleInfo) -> bool {
@@ -110,28 +97,5 @@ pub(crate) fn force_padding(padding: usize) {
 pub(crate) fn release_held(pool: u8, layout: core::alloc::Layout, exact: bool) {
     if !exact && (pool != 0 || layout.align() >= PAGE) {
         release_padding(padding_of(layout.size(), pool));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_adds_up_every_bound() {
-        let l = crate::Limits::default();
-        let stack = crate::record::stack_table::STACK_BYTES;
-        assert!((512..2048).contains(&stack), "{stack}");
-        assert!((64..256).contains(&RECORD_BYTES), "{RECORD_BYTES}");
-        assert_eq!(
-            l.budget_bytes(false),
-            (1 << 16) * stack
-                + (1 << 20) * RECORD_BYTES
-                + crate::record::page_pool::MAX_OWN_BYTES
-                + (64 << 20)
-        );
-        // 290 MiB while sampling, 3.5 GiB in exact mode (docs/report-format.md).
-        assert_eq!(l.budget_bytes(false) >> 20, 290);
-        assert_eq!(l.budget_bytes(true) >> 20, 3548);
     }
 }

@@ -21,9 +21,9 @@ use crate::record::totals;
 pub(crate) use crate::record::weights::{Decision, SampleInfo, WEIGHT_ONE};
 use crate::record::weights::{NEVER, draw_gap, exact_sample, memo_weights};
 use crate::sys::thread_state::{
-    GUARDED_BYTES, GUARDED_FREED_BYTES, GUARDED_FREED_OBJECTS, GUARDED_OBJECTS, Hot, with_hot,
+    COUNT_FIELD, GUARDED_BYTES, GUARDED_OBJECTS, HUGE, Hot, add_freed, armed_word, charge_frees,
+    packed_of, unpack, with_hot,
 };
-pub(crate) use crate::sys::thread_state::{guarded_bytes, guarded_frees, guarded_objects};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -41,18 +41,6 @@ pub(crate) const MAX_SAMPLE_INTERVAL: u64 = 1 << 40;
 /// at 4 KiB, BENCHMARKS.md).
 pub const TOTALS_BATCH_BYTES: u64 = 512 * 1024;
 const BATCH: i64 = TOTALS_BATCH_BYTES as i64;
-/// Width of the call-count field at the bottom of a packed countdown word.
-const COUNT_BITS: u32 = 20;
-/// The call-count field of a freshly armed countdown: all ones, so it never borrows first.
-const COUNT_FIELD: i64 = (1 << COUNT_BITS) - 1;
-/// Allocation sizes from here up skip the packed arithmetic (their packed value would
-/// overflow) and are counted on the cold path: exactly the sizes whose multiply by
-/// `Hot::unit` overflows (a valid `Layout`'s size is at most `isize::MAX`).
-const HUGE: usize = 1 << (63 - COUNT_BITS);
-const _: () = assert!(
-    COUNT_BITS == 20,
-    "sys::thread_state initialises Hot::unit to 1 << 20"
-);
 const _: () = assert!(BATCH < COUNT_FIELD, "a batch must fit the call-count field");
 
 static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
@@ -77,32 +65,7 @@ pub(crate) fn flush_at_exit() {
 /// What one call of `size` bytes takes off a packed countdown (see the module docs).
 #[cfg(test)]
 fn packed(size: usize) -> i64 {
-    ((size as i64) << COUNT_BITS) | 1
-}
-
-/// What one call of `size` bytes takes off a packed countdown; `None` from [`HUGE`] up.
-#[inline(always)]
-fn packed_of(h: &Hot, size: usize) -> Option<i64> {
-    (size as i64)
-        .checked_mul(h.unit.get())
-        .map(|bytes| bytes | 1)
-}
-
-/// A packed countdown armed for `bytes` bytes.
-fn armed_word(bytes: i64) -> i64 {
-    (bytes << COUNT_BITS) | COUNT_FIELD
-}
-
-/// Bytes and calls taken off a packed countdown between `armed` and `now`.
-fn unpack(armed: i64, now: i64) -> (u64, u64) {
-    // Unsigned: one call just under `HUGE` takes almost 2^63 off, which with the calls before
-    // it can pass `i64::MAX`.
-    let used = if now > armed {
-        0
-    } else {
-        armed.wrapping_sub(now) as u64
-    };
-    (used >> COUNT_BITS, used & COUNT_FIELD as u64)
+    ((size as i64) << crate::sys::thread_state::COUNT_BITS) | 1
 }
 
 /// Fast path of every allocation: returns `true` when nothing else has to run.
@@ -262,13 +225,23 @@ fn batch_budget(h: &Hot) -> i64 {
     // A leak-check scope keeps its own exact counters: its thread batches the process totals
     // like any other (flushing shared counters on every call would bounce their cache lines
     // between the threads of parallel tests).
+    // A thread not registered yet has no exit hook to publish what it holds back: until it
+    // registers (its first allocation's cold path), it publishes as it goes. (A thread that
+    // only frees, or enters a leak check's scope first, may never allocate.)
     let exact = h.gap_interval.get() == 1;
-    if h.exiting.get() || exact { 0 } else { BATCH }
+    if h.exiting.get() || exact || !h.registered.get() {
+        0
+    } else {
+        BATCH
+    }
 }
 
 /// Moves the bytes allocated since the last arm point into the pending totals and makes
 /// "now" the arm point; returns those bytes. Charging twice never counts a byte twice.
 fn charge(h: &Hot) -> i64 {
+    // Every path that arms a countdown comes through here first: from now on a guard's
+    // release may have something to settle.
+    crate::sys::guard::on_release(release_guard);
     let (bytes, calls) = unpack(h.armed.get(), h.countdown.get());
     add_allocated(h, bytes, calls);
     charge_frees(h);
@@ -288,24 +261,6 @@ fn add_allocated(h: &Hot, bytes: u64, calls: u64) {
     if h.guard.get() > 0 && calls > 0 {
         GUARDED_BYTES.fetch_add(bytes, Ordering::Relaxed);
         GUARDED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
-    }
-}
-
-/// The free-side half of [`charge`]: frees since the last arm point become pending, and count
-/// as the profiler's own when the guard is held.
-fn charge_frees(h: &Hot) {
-    let (bytes, calls) = unpack(h.free_armed.get(), h.free_budget.get());
-    add_freed(h, bytes, calls);
-    h.free_armed.set(h.free_budget.get());
-}
-
-fn add_freed(h: &Hot, bytes: u64, calls: u64) {
-    h.free_pending.set(h.free_pending.get().wrapping_add(bytes));
-    h.free_pending_count
-        .set(h.free_pending_count.get().wrapping_add(calls));
-    if h.guard.get() > 0 && calls > 0 {
-        GUARDED_FREED_BYTES.fetch_add(bytes, Ordering::Relaxed);
-        GUARDED_FREED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
     }
 }
 
@@ -374,25 +329,9 @@ fn settle_saved(h: &Hot) {
 
 /// Brings the thread up to date with the global configuration (and initialises it first time).
 fn refresh(h: &Hot) {
-    if h.config_gen.get() == 0 {
-        // Registering allocates (the registry may grow, parking_lot sets up its parking data
-        // under contention, the destructor list may grow). The real guard, not a bare depth
-        // bump, so that the allocations which pass the fast path inside it are charged as the
-        // profiler's own when it is dropped, not as the program's at the next arm point.
-        let _guard = enter_guard();
-        let index = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-        h.thread.set(index);
-        crate::record::lifecycle::install();
-        crate::record::thread_names::register(index);
-        if crate::record::lifecycle::exit_hook_armed() {
-            // Only a thread whose exit hook will run may hold a slot: the hook releases it.
-            crate::sys::thread_slot::claim();
-        }
-        #[cfg(test)]
-        if let Some(registration_allocates) = tests::ON_REGISTER.with(|c| c.get()) {
-            registration_allocates();
-        }
-    }
+    // Registration (`record::lifecycle`) gives the thread its index before its first cold
+    // path; a thread that reaches here first (a leak check's scope) takes one now.
+    assign_index(h);
     h.config_gen.set(CONFIG_GEN.load(Ordering::Relaxed));
     let interval = INTERVAL.load(Ordering::Relaxed);
     h.gap_interval.set(interval);
@@ -505,108 +444,55 @@ pub(crate) fn flush_current_thread() {
     });
 }
 
+/// Gives the calling thread its index if it has none yet; returns it.
+pub(crate) fn assign_thread_index() -> u32 {
+    with_hot(assign_index)
+}
+
+fn assign_index(h: &Hot) -> u32 {
+    if h.thread.get() == 0 {
+        h.thread.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
+    }
+    h.thread.get()
+}
+
 /// Index of the calling thread (0 before its first cold path).
 pub(crate) fn current_thread() -> u32 {
     with_hot(|h| h.thread.get())
 }
 
-/// While alive, every allocation of this thread passes straight to the inner allocator,
-/// unsampled, and does not advance the sampling process.
-pub(crate) struct Guard {
-    _not_send: core::marker::PhantomData<*const ()>,
-}
-
-/// Enters the reentrancy guard (nestable).
-pub(crate) fn enter_guard() -> Guard {
-    with_hot(|h| {
-        if h.guard.get() == 0 {
-            // The program's countdown is put aside and a zero one put in its place, so the
-            // guard's first allocation (rare: a table growing, parking_lot under contention)
-            // takes the cold path, which counts it as the profiler's and arms for the guard.
-            // Nothing is charged: the program's bytes since its arm point stay in the saved
-            // pair, and a guard that allocates nothing gives it back untouched (two cold
-            // `charge`s a guard fewer; a sample and its free each take a guard).
-            h.saved_countdown
-                .set((h.countdown.get(), h.armed.get(), h.config_gen.get()));
-            h.countdown.set(0);
-            h.armed.set(0);
-            // The frees so far are the program's; from here until the drop, the guard's.
-            charge_frees(h);
-        }
-        h.guard.set(h.guard.get() + 1);
-    });
-    Guard {
-        _not_send: core::marker::PhantomData,
+/// The release of an outermost guard that allocated or freed, or outlived a configuration
+/// change (`sys::guard`): settles what the guard used as the profiler's and gives the program
+/// its countdown back.
+fn release_guard(h: &Hot, untouched: bool) {
+    if !untouched {
+        // What the guard's own allocations and frees used is the profiler's. Under the guard,
+        // `rebase` also settles the program's bytes held in the saved countdown (and moves its
+        // arm point): read the pair only after it, or those bytes would be given back to the
+        // program's countdown and charged a second time.
+        rebase(h);
     }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        with_hot(|h| {
-            if h.guard.get() != 1 {
-                h.guard.set(h.guard.get().saturating_sub(1));
-                return;
-            }
-            let untouched = h.countdown.get() == 0
-                && h.armed.get() == 0
-                && h.free_budget.get() == h.free_armed.get();
-            if !untouched {
-                // What the guard's own allocations and frees used is the profiler's. Under the
-                // guard, `rebase` also settles the program's bytes held in the saved countdown
-                // (and moves its arm point): read the pair only after it, or those bytes would
-                // be given back to the program's countdown and charged a second time.
-                rebase(h);
-            }
-            let (countdown, armed, generation) = h.saved_countdown.get();
-            h.guard.set(0);
-            h.countdown.set(countdown);
-            h.armed.set(armed);
-            if untouched && generation == h.config_gen.get() {
-                return;
-            }
-            if generation != h.config_gen.get() || batch_budget(h) == 0 {
-                // A new configuration, or exact mode (which flushes on every call): arm afresh,
-                // which charges the program's bytes since its own arm point.
-                arm(h);
-                return;
-            }
-            // The program's countdown is back with up to a batch still to spend: whatever the
-            // guard left pending is published now, or the thread could hold more than a batch.
-            if h.alloc_pending.get() > 0 {
-                flush_allocs(h);
-            }
-            if h.free_pending.get() >= TOTALS_BATCH_BYTES {
-                flush_frees(h);
-            }
-        });
+    let (countdown, armed, generation) = h.saved_countdown.get();
+    h.guard.set(0);
+    h.countdown.set(countdown);
+    h.armed.set(armed);
+    if untouched && generation == h.config_gen.get() {
+        return;
     }
-}
-
-/// Enters the guard for the `fork()` window: from the prepare handler, which is about to take
-/// every table lock, to the parent or child handler. Allocations in between (parking_lot may
-/// allocate while unlocking a contended lock) go straight to the inner allocator.
-pub(crate) fn enter_fork() {
-    core::mem::forget(enter_guard());
-    with_hot(|h| h.forking.set(true));
-}
-
-/// Leaves the window [`enter_fork`] opened (in the parent, or in the child, whose thread-local
-/// state is a copy of the parent's).
-pub(crate) fn leave_fork() {
-    with_hot(|h| h.forking.set(false));
-    drop(Guard {
-        _not_send: core::marker::PhantomData,
-    });
-}
-
-/// Whether this thread is inside the `fork()` window and holds every table lock.
-pub(crate) fn forking() -> bool {
-    with_hot(|h| h.forking.get())
-}
-
-/// Whether the calling thread is inside the profiler (the guard is held).
-pub(crate) fn in_guard() -> bool {
-    with_hot(|h| h.guard.get() > 0)
+    if generation != h.config_gen.get() || batch_budget(h) == 0 {
+        // A new configuration, or exact mode (which flushes on every call): arm afresh,
+        // which charges the program's bytes since its own arm point.
+        arm(h);
+        return;
+    }
+    // The program's countdown is back with up to a batch still to spend: whatever the guard
+    // left pending is published now, or the thread could hold more than a batch.
+    if h.alloc_pending.get() > 0 {
+        flush_allocs(h);
+    }
+    if h.free_pending.get() >= TOTALS_BATCH_BYTES {
+        flush_frees(h);
+    }
 }
 
 /// Starts recording every allocation of this thread exactly under `tag`; returns the previous

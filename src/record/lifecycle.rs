@@ -2,6 +2,7 @@
 //! tables and unlocked locks (docs/architecture.md, "Rules of the recording side").
 
 use crate::sys::lock::ForkLock;
+use crate::sys::thread_state::with_hot;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -36,6 +37,45 @@ pub(crate) fn install() {
     }
 }
 
+/// Registers the calling thread on its first cold path: its index, the `fork()` handlers, its
+/// name, and its exit hook with a thread slot. Called by the wrapper before
+/// `countdown::decide`, so the thread's first batch is published into its slot; waits while
+/// the guard is held (the profiler's own work may hold its locks).
+#[inline]
+pub(crate) fn register_thread() {
+    if !with_hot(|h| h.registered.get() || h.guard.get() > 0) {
+        register_cold();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn register_cold() {
+    with_hot(|h| h.registered.set(true));
+    // Registering allocates (the registry may grow, parking_lot sets up its parking data
+    // under contention, the destructor list may grow). The real guard, not a bare depth bump,
+    // so that the allocations which pass the fast path inside it are charged as the
+    // profiler's own when it is dropped, not as the program's at the next arm point.
+    let _guard = crate::sys::guard::enter_guard();
+    install();
+    crate::record::thread_names::register(crate::record::countdown::assign_thread_index());
+    if exit_hook_armed() {
+        // Only a thread whose exit hook will run may hold a slot: the hook releases it.
+        crate::sys::thread_slot::claim();
+    }
+    #[cfg(test)]
+    if let Some(registration_allocates) = ON_REGISTER.with(|c| c.get()) {
+        registration_allocates();
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Stands in for allocations made while a thread registers (in unit tests the
+    /// wrapper is not the global allocator, so nothing else would pass through here).
+    pub(crate) static ON_REGISTER: core::cell::Cell<Option<fn()>> = const { core::cell::Cell::new(None) };
+}
+
 /// Every table lock, in one fixed order: the registered outer locks (the symbolizer and the
 /// symbol cache), stacks, live
 /// blocks, the page pool, thread names, the totals' fold lock, the loader gate, and last the
@@ -62,21 +102,21 @@ fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
 }
 
 extern "C" fn prepare() {
-    crate::record::countdown::enter_fork();
+    crate::sys::guard::enter_fork();
     each_lock(&mut |lock| lock.lock_for_fork());
 }
 
 extern "C" fn parent() {
     // SAFETY: `prepare` took every lock on this thread just before `fork()` returned here.
     each_lock(&mut |lock| unsafe { lock.unlock_after_fork() });
-    crate::record::countdown::leave_fork();
+    crate::sys::guard::leave_fork();
 }
 
 extern "C" fn child() {
     // SAFETY: the child of `fork()` has exactly one thread, this one, and no guard is alive
     // (the locks were taken by `prepare`, not through guards).
     each_lock(&mut |lock| unsafe { lock.reinit_in_child() });
-    crate::record::countdown::leave_fork();
+    crate::sys::guard::leave_fork();
     crate::record::countdown::reseed_after_fork();
     // The parent's other threads are gone: their spares go back to the pool, their pending
     // stack sums to their sites, their totals (and the live bytes they held back) to the shared
@@ -95,7 +135,7 @@ thread_local! {
 
 /// Whether the calling thread's exit hook will run (first call: registers it). Only such a
 /// thread may hold a thread slot: the hook releases it.
-pub(crate) fn exit_hook_armed() -> bool {
+fn exit_hook_armed() -> bool {
     EXIT_HOOK.try_with(|_| {}).is_ok()
 }
 

@@ -13,17 +13,18 @@
 //! the alignment test meets a second, lock-free filter first: a table of counts of live records
 //! per hash bucket. A zero count proves the pointer untracked; only a non-zero one takes a lock.
 
-use crate::record::stack_table::StackId;
-use crate::record::weights::SampleInfo;
+use crate::record::budget::PAGE;
+use crate::record::live_record::LiveRecord;
 use crate::sys::internal_alloc::{Map, new_map};
 use crate::sys::lock::ForkMutex;
-use core::alloc::Layout;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-/// Page size assumed for the alignment trick. A larger real page only makes it stricter.
-pub(crate) const PAGE: usize = 4096;
 /// Default bound on live sampled blocks held at once.
 pub const DEFAULT_MAX_LIVE_SAMPLES: usize = 1 << 20;
+/// The most one live record can cost the live table: its entry and control byte, in a hash
+/// table at its lowest load after growing (7/16).
+pub(crate) const RECORD_BYTES: u64 =
+    ((core::mem::size_of::<(usize, LiveRecord)>() + 1) * 16).div_ceil(7) as u64;
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
 
@@ -66,28 +67,6 @@ fn filter_add(ptr: usize, delta: i32) {
         slot.load(Ordering::Relaxed).wrapping_add_signed(delta),
         Ordering::Relaxed,
     );
-}
-
-/// What is remembered of a live sampled block.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct LiveRecord {
-    /// Size and alignment the block was allocated with from the inner allocator.
-    pub size: usize,
-    pub align: usize,
-    /// 0: the block came from the inner allocator; otherwise from the page pool's class
-    /// `pool - 1` (see `pages`).
-    pub pool: u8,
-    pub stack: StackId,
-    /// The sample's thread-share slot in its site (see `stacks::SiteSums`).
-    pub slot: u8,
-    pub sample: SampleInfo,
-}
-
-impl LiveRecord {
-    pub(crate) fn layout(&self) -> Layout {
-        // SAFETY: size and align were taken from a valid `Layout` when the block was allocated.
-        unsafe { Layout::from_size_align_unchecked(self.size, self.align) }
-    }
 }
 
 static TABLE: [ForkMutex<Option<Map<usize, LiveRecord>>>; SHARDS] =

@@ -1,9 +1,12 @@
 //! The allocator side: `Sampler<A>` fast paths, countdown and weights, totals, the stack and
-//! live tables, the page pool, LeakCheck scopes, thread names and lifecycle (fork, thread exit).
+//! live tables, the page pool, their limits, LeakCheck scopes, thread names and lifecycle (fork,
+//! thread exit).
 
 pub(crate) mod budget;
 pub(crate) mod countdown;
 pub(crate) mod lifecycle;
+pub(crate) mod limits;
+pub(crate) mod live_record;
 pub(crate) mod live_table;
 pub(crate) mod page_pool;
 pub(crate) mod pooled;

@@ -11,7 +11,7 @@
 //! lock: the writer makes the sequence odd, writes, and makes it even again, and a reader
 //! retries until it sees the same even sequence on both sides of its read.
 
-use crate::record::live_table::LiveRecord;
+use crate::record::live_record::LiveRecord;
 use crate::record::page_pool::{self, Cell, LINK};
 use crate::record::weights::SampleInfo;
 use crate::sys::single_writer::{seq_read, seq_write};

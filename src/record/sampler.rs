@@ -1,8 +1,11 @@
 //! [`Sampler`]: the `GlobalAlloc` wrapper. Fast paths only; everything rare is `#[cold]`.
 
 use crate::record::budget;
+use crate::record::budget::PAGE;
 use crate::record::countdown::{self, Decision, SampleInfo};
-use crate::record::live_table::{self, LiveRecord, PAGE};
+use crate::record::lifecycle;
+use crate::record::live_record::LiveRecord;
+use crate::record::live_table;
 use crate::record::page_pool;
 use crate::record::scopes;
 use crate::record::stack_table;
@@ -95,6 +98,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     unsafe fn alloc_cold(size: usize, align: usize, zeroed: bool, this: &Self) -> *mut u8 {
         // SAFETY: the caller took both apart from a valid `Layout`.
         let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
+        lifecycle::register_thread();
         let block = match countdown::decide(layout.size()) {
             // SAFETY: forwarded from `GlobalAlloc::alloc`'s caller.
             Decision::Skip => unsafe { this.inner_alloc(layout, zeroed) },
@@ -111,7 +115,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     /// counted-as-dropped allocation; nothing here can fail the program.
     #[inline(never)]
     unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool, info: SampleInfo) -> *mut u8 {
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let mut frames = [0usize; MAX_STACK_DEPTH];
         let depth = crate::unwind::capture_stack(&mut frames, &Self::own_functions());
         let plain = |this: &Self| {
@@ -257,7 +261,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_tracked(&self, ptr: *mut u8, layout: Layout) -> bool {
-        if countdown::forking() {
+        if crate::sys::guard::forking() {
             // This thread holds every table lock (inside `fork()`): the block may be tracked and
             // cannot be looked up, so it is left allocated. Only a free inside the fork
             // handlers' window can land here.
@@ -266,7 +270,7 @@ impl<A: GlobalAlloc> Sampler<A> {
         let record = {
             // A pooled block's record is removed without a lock (`pooled`), so without the
             // guard that keeps a contended lock's own allocations out of the program's.
-            let _guard = (!page_pool::in_region(ptr as usize)).then(countdown::enter_guard);
+            let _guard = (!page_pool::in_region(ptr as usize)).then(crate::sys::guard::enter_guard);
             let Some(record) = live_table::remove(ptr) else {
                 return false;
             };
@@ -309,7 +313,7 @@ impl<A: GlobalAlloc> Sampler<A> {
     ) -> *mut u8 {
         // SAFETY: the caller took both apart from a valid `Layout`.
         let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
-        if old_may_be_tracked && countdown::forking() {
+        if old_may_be_tracked && crate::sys::guard::forking() {
             // Inside `fork()` the tables are locked by this thread (see `dealloc_tracked`): the
             // old block is copied into a new, unsampled one and left allocated.
             // SAFETY: as below, `GlobalAlloc::realloc`'s contract makes this a valid layout.
@@ -327,15 +331,16 @@ impl<A: GlobalAlloc> Sampler<A> {
         let decision = if counted_fast {
             Decision::Skip
         } else {
+            lifecycle::register_thread();
             countdown::decide(new_size)
         };
         let old_record = if old_may_be_tracked {
-            let _guard = countdown::enter_guard();
+            let _guard = crate::sys::guard::enter_guard();
             live_table::get(ptr)
         } else {
             None
         };
-        let decision = if countdown::in_guard() {
+        let decision = if crate::sys::guard::in_guard() {
             decision
         } else {
             scopes::follow_realloc(decision, old_record.as_ref(), new_size)

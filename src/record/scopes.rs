@@ -18,7 +18,7 @@
 //! moment late, so a peak can include a block being freed at that instant).
 
 use crate::record::countdown;
-use crate::record::live_table::LiveRecord;
+use crate::record::live_record::LiveRecord;
 use crate::record::weights::{Decision, SampleInfo, WEIGHT_ONE};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};

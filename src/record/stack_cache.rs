@@ -16,7 +16,7 @@
 //! Pending sums sit in the entry of the thread's `thread_slot`; a thread without one records
 //! every sample the long way.
 
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use crate::record::weights::SampleInfo;
 use crate::sys::single_writer::{seq_read, seq_write};
 use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};

@@ -7,6 +7,7 @@
 //! the live table when the sites are collected. The table is bounded: when full, new stacks
 //! are refused and the sample is counted as dropped.
 
+use crate::record::live_record::StackId;
 use crate::record::stack_cache::{self, PendingSums};
 use crate::record::weights::SampleInfo;
 use crate::sys::internal_alloc::{Map, TableAlloc, TableVec, new_map};
@@ -23,9 +24,6 @@ const SITE_THREADS: usize = 8;
 pub(crate) const OTHER_THREADS: u32 = u32::MAX;
 const SHARD_BITS: u32 = 4;
 const SHARDS: usize = 1 << SHARD_BITS;
-
-/// Identifies a distinct call stack for the life of the process.
-pub type StackId = u32;
 
 static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS);
 static EXACT_MAX_STACKS: AtomicUsize =
@@ -187,7 +185,7 @@ fn flush_pending_sums() {
 
 /// Puts the pending sums of `slot` into their site and empties it: the slot's thread exits.
 pub(crate) fn close_slot(slot: usize) {
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let mut guard = stack_cache::pending_id_of(slot).map(|id| TABLE[shard_of_id(id)].lock());
     stack_cache::close_slot(slot, |p| {
         if let Some(shard) = guard.as_mut().and_then(|g| g.as_mut()) {

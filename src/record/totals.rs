@@ -133,7 +133,7 @@ pub(crate) fn fold_slot(slot: usize) {
         return;
     };
     // parking_lot may allocate when the lock is contended: that is the profiler's own.
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let _lock = FOLD_LOCK.lock();
     // The lock makes this the sequence count's only writer.
     seq_write(&FOLDS, || {
@@ -230,10 +230,10 @@ pub(crate) fn read() -> Totals {
         live_bytes,
         live_objects: allocated_objects.saturating_sub(freed_objects),
         peak_live_bytes: PEAK_LIVE.load(Ordering::Relaxed).max(live_bytes),
-        overhead_allocated_bytes: crate::record::countdown::guarded_bytes(),
-        overhead_allocated_objects: crate::record::countdown::guarded_objects(),
-        overhead_freed_bytes: crate::record::countdown::guarded_frees().0,
-        overhead_freed_objects: crate::record::countdown::guarded_frees().1,
+        overhead_allocated_bytes: crate::sys::thread_state::guarded_bytes(),
+        overhead_allocated_objects: crate::sys::thread_state::guarded_objects(),
+        overhead_freed_bytes: crate::sys::thread_state::guarded_frees().0,
+        overhead_freed_objects: crate::sys::thread_state::guarded_frees().1,
     }
 }
 
@@ -248,26 +248,4 @@ pub(crate) fn own_published() -> [u64; 4] {
 /// Hands this module's lock to the `pthread_atfork` handlers.
 pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
     f(&FOLD_LOCK);
-}
-
-/// The exact process-wide totals, without building a [`Profile`](crate::Profile).
-///
-/// Allocates nothing, so the difference of two calls around a piece of work is exactly that
-/// work's allocations (plus whatever other threads did, within their batch bound).
-///
-/// ```
-/// #[global_allocator]
-/// static GLOBAL: heapsampler::Sampler<std::alloc::System> =
-///     heapsampler::Sampler::new(std::alloc::System);
-///
-/// fn main() {
-///     let before = heapsampler::totals();
-///     let v = vec![0u8; 1000];
-///     let after = heapsampler::totals();
-///     assert_eq!(after.allocated_bytes - before.allocated_bytes, v.capacity() as u64);
-/// }
-/// ```
-pub fn totals() -> Totals {
-    crate::record::countdown::flush_current_thread();
-    read()
 }

@@ -100,7 +100,7 @@ fn hex(bytes: &[u8]) -> String {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn symbolize_report(report: &mut Report, binaries: &[PathBuf]) -> Result<Summary, String> {
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let mut addresses: Vec<u64> = report
         .sites
         .iter()

@@ -153,7 +153,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 /// The variable as it was at process start, parsed once; problems go to stderr once.
 pub(crate) fn env_config() -> &'static EnvConfig {
     ENV.get_or_init(|| {
-        let _guard = crate::record::countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let Some(text) = read_env() else {
             return EnvConfig::default();
         };

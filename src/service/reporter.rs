@@ -11,11 +11,9 @@
 //! distinct error is printed once on stderr and kept in [`ReporterHandle::status`], and the
 //! next period tries again (creating the directory if needed).
 
+use super::report_files::own_files;
 use crate::leaks::LeakDetector;
-use crate::read::mappings;
-use crate::read::profile::snapshot;
 use crate::read::profiler_work;
-use crate::report::json::schema::Report;
 use crate::report::json::{Baseline, DEFAULT_FILE_MODE};
 use parking_lot::{Condvar, Mutex};
 use std::io;
@@ -49,12 +47,12 @@ const EXIT_WAIT: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reporter {
-    dir: PathBuf,
-    period: Duration,
-    keep: usize,
-    leak_window: usize,
-    mode: u32,
-    symbolize: bool,
+    pub(super) dir: PathBuf,
+    pub(super) period: Duration,
+    pub(super) keep: usize,
+    pub(super) leak_window: usize,
+    pub(super) mode: u32,
+    pub(super) symbolize: bool,
 }
 
 impl Reporter {
@@ -194,48 +192,6 @@ impl Reporter {
         self.leak_window
     }
 
-    /// A reporter configured by the `HEAPSAMPLER` environment variable as it was at process
-    /// start (`dir` defaults to `heap-reports`, `period` and `keep` to the defaults above), or
-    /// `None` when it says `enabled=0`.
-    ///
-    /// When the variable names a `dir`, a reporter for it was already started before `main`
-    /// (see [`env_reporter`]); starting this one replaces it (see [`start`](Self::start)).
-    /// This is for programs that start reporting themselves but take `dir`, `period` and
-    /// `keep` from the operator: to hold the handle, or after daemonizing (a `fork` keeps no
-    /// threads).
-    ///
-    /// ```
-    /// if let Some(reporter) = heapsampler::Reporter::from_env() {
-    ///     println!("would write to {}", reporter.dir().display());
-    /// }
-    /// ```
-    pub fn from_env() -> Option<Reporter> {
-        profiler_work(|| {
-            let cfg = crate::service::config::env_config();
-            if cfg.enabled == Some(false) {
-                return None;
-            }
-            let mut r = Reporter::new(
-                cfg.dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("heap-reports")),
-            );
-            if let Some(p) = cfg.period {
-                r = r.every(p);
-            }
-            if let Some(k) = cfg.keep {
-                r = r.keep(k);
-            }
-            if let Some(m) = cfg.mode {
-                r = r.mode(m);
-            }
-            if let Some(on) = cfg.symbolize {
-                r = r.symbolize(on);
-            }
-            Some(r)
-        })
-    }
-
     /// Starts the background thread (named `heapsampler-reporter`). The first report is
     /// written one period from now. A missing or unwritable directory is not an error here:
     /// it is reported on stderr and in [`ReporterHandle::status`], and retried every period.
@@ -267,7 +223,7 @@ impl Reporter {
 
     /// Starts the reporter; `replace_env`: stop the `HEAPSAMPLER` reporter first (every
     /// reporter but that one itself).
-    fn start_inner(self, replace_env: bool) -> io::Result<ReporterHandle> {
+    pub(super) fn start_inner(self, replace_env: bool) -> io::Result<ReporterHandle> {
         profiler_work(|| {
             let abs_dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
             let pid = std::process::id();
@@ -361,25 +317,25 @@ pub struct ReporterStatus {
     pub last_path: Option<PathBuf>,
 }
 
-struct Shared {
-    config: Reporter,
-    abs_dir: PathBuf,
+pub(super) struct Shared {
+    pub(super) config: Reporter,
+    pub(super) abs_dir: PathBuf,
     /// The process that started the reporter: a forked child has no reporter thread.
-    pid: u32,
-    state: Mutex<State>,
-    stop: Mutex<bool>,
-    wake: Condvar,
-    status: Mutex<ReporterStatus>,
+    pub(super) pid: u32,
+    pub(super) state: Mutex<State>,
+    pub(super) stop: Mutex<bool>,
+    pub(super) wake: Condvar,
+    pub(super) status: Mutex<ReporterStatus>,
     /// The final report was written (or attempted): no more reports.
-    finished: AtomicBool,
+    pub(super) finished: AtomicBool,
 }
 
-struct State {
-    seq: u64,
-    baseline: Option<Baseline>,
-    detector: LeakDetector,
+pub(super) struct State {
+    pub(super) seq: u64,
+    pub(super) baseline: Option<Baseline>,
+    pub(super) detector: LeakDetector,
     /// The error last printed on stderr, so a persisting error is printed once.
-    printed_error: Option<String>,
+    pub(super) printed_error: Option<String>,
 }
 
 /// Every reporter of the process, for the exit hook and the same-directory check.
@@ -519,6 +475,11 @@ pub fn env_reporter() -> Option<&'static ReporterHandle> {
 }
 
 static ENV_REPORTER: OnceLock<ReporterHandle> = OnceLock::new();
+
+/// Keeps the reporter the `HEAPSAMPLER` variable started (`service::env_reporter`).
+pub(super) fn set_env_reporter(handle: ReporterHandle) {
+    let _ = ENV_REPORTER.set(handle);
+}
 /// The program started its own reporter: the `HEAPSAMPLER` one was stopped.
 static ENV_REPLACED: AtomicBool = AtomicBool::new(false);
 
@@ -530,32 +491,6 @@ fn stop_env_reporter() {
     };
     if env.shared.pid == std::process::id() && !ENV_REPLACED.swap(true, Ordering::AcqRel) {
         let _ = env.shutdown();
-    }
-}
-
-/// Starts the reporter the variable asks for (called from the constructor).
-pub(crate) fn start_env_reporter(cfg: &crate::service::config::EnvConfig) {
-    let Some(dir) = cfg.dir.clone() else { return };
-    let mut r = Reporter::new(dir);
-    if let Some(p) = cfg.period {
-        r = r.every(p);
-    }
-    if let Some(k) = cfg.keep {
-        r = r.keep(k);
-    }
-    if let Some(m) = cfg.mode {
-        r = r.mode(m);
-    }
-    if let Some(on) = cfg.symbolize {
-        r = r.symbolize(on);
-    }
-    match r.start_inner(false) {
-        Ok(handle) => {
-            let _ = ENV_REPORTER.set(handle);
-        }
-        Err(e) => {
-            crate::service::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}"))
-        }
     }
 }
 
@@ -592,141 +527,6 @@ fn run(shared: Arc<Shared>) {
     })
 }
 
-impl Shared {
-    /// Writes one report (the final one when `last`), records the outcome, and prints a
-    /// distinct error once.
-    fn write_report(&self, last: bool) -> io::Result<PathBuf> {
-        profiler_work(|| {
-            let mut state = self.state.lock();
-            self.write_locked(&mut state, last)
-        })
-    }
-
-    fn write_locked(&self, state: &mut State, last: bool) -> io::Result<PathBuf> {
-        if self.finished.load(Ordering::Acquire) {
-            return Err(io::Error::other("the reporter has stopped"));
-        }
-        if last {
-            self.finished.store(true, Ordering::Release);
-        }
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.render(state)))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(io::Error::other(format!(
-                    "internal error while reporting: {what}"
-                )))
-            });
-        let mut status = self.status.lock();
-        match &result {
-            Ok(path) => {
-                status.reports_written += 1;
-                status.last_path = Some(path.clone());
-                status.last_error = None;
-                if state.printed_error.take().is_some() {
-                    crate::service::config::warn(&format!(
-                        "heap reports resumed: wrote {}",
-                        path.display()
-                    ));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                status.errors += 1;
-                status.last_error = Some(message.clone());
-                if state.printed_error.as_ref() != Some(&message) {
-                    crate::service::config::warn(&format!("heap report not written: {message}"));
-                    state.printed_error = Some(message);
-                }
-            }
-        }
-        result
-    }
-
-    /// Snapshot, symbolize, detect, render, write, rotate.
-    fn render(&self, state: &mut State) -> io::Result<PathBuf> {
-        // Not `Profile::symbolize`: the report symbolizes each distinct address once into its
-        // `locations`, which costs a cache lookup per address instead of a copy of every
-        // frame of every site.
-        let profile = snapshot();
-        let suspects = state.detector.observe(&profile);
-        let report = Report::build_with(
-            &profile,
-            state.baseline.as_ref(),
-            suspects,
-            mappings::current(),
-            self.config.symbolize,
-        );
-        // Rates always cover the time since the previous attempt, written or not: each
-        // report states its own window.
-        state.baseline = Some(Baseline::of(&profile));
-        drop(profile);
-
-        let dir = &self.config.dir;
-        crate::report::files::create_dir(dir, self.config.mode).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create directory {}: {e}", dir.display()),
-            )
-        })?;
-        let existing = own_files(dir, self.pid)?;
-        // Continue after the files already there: with pid reuse (pid 1 in containers) a new
-        // process must not overwrite an earlier one's newest reports.
-        let seq = state.seq.max(existing.last().map_or(0, |&(n, _)| n + 1));
-        let path =
-            report.write_atomic_with_mode(dir, &file_name(self.pid, seq), self.config.mode)?;
-        state.seq = seq + 1;
-        let excess = (existing.len() + 1).saturating_sub(self.config.keep);
-        for (_, old) in existing.iter().take(excess) {
-            let _ = std::fs::remove_file(old);
-        }
-        Ok(path)
-    }
-}
-
-/// `heap-<pid>-<seq>.json`, the sequence zero-padded to 6 digits so that names sort in
-/// order.
-fn file_name(pid: u32, seq: u64) -> String {
-    format!("heap-{pid}-{seq:06}.json")
-}
-
-/// This process's report files in `dir`, oldest first; also removes the stale temporary files
-/// of killed writers (see [`is_stale_temp`](crate::report::files::is_stale_temp)).
-fn own_files(dir: &Path, pid: u32) -> io::Result<Vec<(u64, PathBuf)>> {
-    let prefix = format!("heap-{pid}-");
-    let temp_prefix = format!(".heap-{pid}-");
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot list {}: {e}", dir.display())))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with(&temp_prefix) && name.ends_with(".tmp") {
-            // Left by a crashed earlier process of this pid: this process's own writes hold
-            // the state lock, so none of its temporary files is in flight here.
-            let _ = std::fs::remove_file(entry.path());
-            continue;
-        }
-        if crate::report::files::is_stale_temp(name, || entry.metadata().ok()?.modified().ok()) {
-            let _ = std::fs::remove_file(entry.path());
-            continue;
-        }
-        let seq = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".json"))
-            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(seq) = seq {
-            out.push((seq, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn install_exit_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -757,41 +557,4 @@ extern "C" fn at_exit() {
             }
         })
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_sort_in_sequence_order() {
-        assert_eq!(file_name(42, 7), "heap-42-000007.json");
-        assert!(file_name(42, 99) < file_name(42, 100));
-    }
-
-    #[test]
-    fn own_files_ignores_other_pids_and_cleans_stale_temps() {
-        let dir = std::env::temp_dir().join(format!("hs-own-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in [
-            "heap-7-000002.json",
-            "heap-7-000010.json",
-            "heap-77-000001.json",
-            "heap-7-x.json",
-            ".heap-7-000003.json.7.0.tmp",
-            ".heap-8-000001.json.8.0.tmp",
-        ] {
-            std::fs::write(dir.join(name), "{}").unwrap();
-        }
-        let files = own_files(&dir, 7).unwrap();
-        let seqs: Vec<u64> = files.iter().map(|f| f.0).collect();
-        assert_eq!(seqs, vec![2, 10]);
-        assert!(!dir.join(".heap-7-000003.json.7.0.tmp").exists());
-        assert!(
-            dir.join(".heap-8-000001.json.8.0.tmp").exists(),
-            "another process's write"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -32,7 +32,7 @@ fn apply_env() {
         crate::record::countdown::store_interval(interval);
     }
     if cfg.dir.is_some() {
-        crate::service::reporter::start_env_reporter(cfg);
+        crate::service::env_reporter::start_env_reporter(cfg);
     }
     if let Some(addr) = &cfg.http {
         #[cfg(feature = "http")]

@@ -50,7 +50,7 @@ unsafe impl Allocator for TableAlloc {
         }
         // The lock may allocate when contended (parking_lot, off Linux): that allocation is the
         // profiler's, and must not be sampled into a table while this lock is held.
-        let _guard = crate::record::countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         // SAFETY: the size is non-zero and the alignment a power of two, as dlmalloc requires.
         let ptr = unsafe { HEAP.lock().malloc(layout.size(), layout.align()) };
         let ptr = NonNull::new(ptr).ok_or(AllocError)?;
@@ -64,7 +64,7 @@ unsafe impl Allocator for TableAlloc {
         }
         TABLE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // As in `allocate`.
-        let _guard = crate::record::countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         // SAFETY: the caller returns a block this allocator handed out with this layout.
         unsafe {
             HEAP.lock()

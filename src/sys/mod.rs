@@ -1,6 +1,7 @@
-//! The lowest floor: fork-safe locks, the internal allocator, single-writer cells and thread
-//! slots. Imports nothing of the crate.
+//! The lowest floor: the hot thread state and its reentrancy guard, fork-safe locks, the
+//! internal allocator, single-writer cells and thread slots. Imports nothing of the crate.
 
+pub(crate) mod guard;
 pub(crate) mod internal_alloc;
 pub(crate) mod lock;
 pub(crate) mod single_writer;

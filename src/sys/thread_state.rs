@@ -1,11 +1,22 @@
 //! The hot per-thread state of the recording side: one `const`-initialised thread-local without
 //! `Drop`, reachable from the very first allocation before `main` until the last one during
 //! thread teardown, and the process-wide counts of what the reentrancy guard let through. The
-//! record side's countdown (`record::countdown`) is the only code that changes it.
+//! record side's countdown (`record::countdown`) and the guard (`sys::guard`) are the only code
+//! that changes it; the packed countdown words and their accounting primitives live here with it.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use rand::rngs::SmallRng;
+
+/// Width of the call-count field at the bottom of a packed countdown word.
+pub(crate) const COUNT_BITS: u32 = 20;
+/// The call-count field of a freshly armed countdown: all ones, so it never borrows first.
+pub(crate) const COUNT_FIELD: i64 = (1 << COUNT_BITS) - 1;
+/// Allocation sizes from here up skip the packed arithmetic (their packed value would
+/// overflow) and are counted on the cold path: exactly the sizes whose multiply by
+/// `Hot::unit` overflows (a valid `Layout`'s size is at most `isize::MAX`).
+pub(crate) const HUGE: usize = 1 << (63 - COUNT_BITS);
+const _: () = assert!(COUNT_BITS == 20, "HOT initialises Hot::unit to 1 << 20");
 
 /// Bytes allocated while the reentrancy guard was held: the profiler's own transient work.
 pub(crate) static GUARDED_BYTES: AtomicU64 = AtomicU64::new(0);
@@ -52,6 +63,8 @@ pub(crate) struct Hot {
     /// thread holds every table lock, so nothing it does may wait for one.
     pub(crate) forking: Cell<bool>,
     pub(crate) thread: Cell<u32>,
+    /// Set once the thread registered (`record::lifecycle`): its exit hook, name and slot.
+    pub(crate) registered: Cell<bool>,
     pub(crate) rng: Cell<Option<SmallRng>>,
     /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
     pub(crate) last_weights: Cell<(u64, u64, u64, u64)>,
@@ -80,6 +93,7 @@ thread_local! {
             exiting: Cell::new(false),
             forking: Cell::new(false),
             thread: Cell::new(0),
+            registered: Cell::new(false),
             rng: Cell::new(None),
             last_weights: Cell::new((0, 0, 0, 0)),
             saved_countdown: Cell::new((0, 0, 0)),
@@ -109,4 +123,47 @@ pub(crate) fn guarded_frees() -> (u64, u64) {
         GUARDED_FREED_BYTES.load(Ordering::Relaxed),
         GUARDED_FREED_OBJECTS.load(Ordering::Relaxed),
     )
+}
+
+/// What one call of `size` bytes takes off a packed countdown; `None` from [`HUGE`] up.
+#[inline(always)]
+pub(crate) fn packed_of(h: &Hot, size: usize) -> Option<i64> {
+    (size as i64)
+        .checked_mul(h.unit.get())
+        .map(|bytes| bytes | 1)
+}
+
+/// A packed countdown armed for `bytes` bytes.
+pub(crate) fn armed_word(bytes: i64) -> i64 {
+    (bytes << COUNT_BITS) | COUNT_FIELD
+}
+
+/// Bytes and calls taken off a packed countdown between `armed` and `now`.
+pub(crate) fn unpack(armed: i64, now: i64) -> (u64, u64) {
+    // Unsigned: one call just under `HUGE` takes almost 2^63 off, which with the calls before
+    // it can pass `i64::MAX`.
+    let used = if now > armed {
+        0
+    } else {
+        armed.wrapping_sub(now) as u64
+    };
+    (used >> COUNT_BITS, used & COUNT_FIELD as u64)
+}
+
+/// The free-side half of `record::countdown`'s `charge`: frees since the last arm point become pending, and count
+/// as the profiler's own when the guard is held.
+pub(crate) fn charge_frees(h: &Hot) {
+    let (bytes, calls) = unpack(h.free_armed.get(), h.free_budget.get());
+    add_freed(h, bytes, calls);
+    h.free_armed.set(h.free_budget.get());
+}
+
+pub(crate) fn add_freed(h: &Hot, bytes: u64, calls: u64) {
+    h.free_pending.set(h.free_pending.get().wrapping_add(bytes));
+    h.free_pending_count
+        .set(h.free_pending_count.get().wrapping_add(calls));
+    if h.guard.get() > 0 && calls > 0 {
+        GUARDED_FREED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        GUARDED_FREED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
+    }
 }

@@ -2,10 +2,12 @@
 //! with its style and script inline.
 
 use super::chart::{self, Axes, COLORS, Line, Point};
+use super::entry::Entry;
+use super::flame;
 use super::series::{self, Process, View};
 use super::table::{self, Row};
 use super::text::{self, attr, html};
-use super::{Timeline, flame};
+use super::timeline::Timeline;
 use crate::Report;
 use crate::leaks::{LeakDetector, LeakSuspect};
 use crate::report::flamegraph::FlameValue;
@@ -74,7 +76,7 @@ fn body(t: &Timeline, s: &mut String) {
 
     // 1. Exact live heap and allocation rate, one series per process.
     let exact = |id: &str,
-                 value: fn(&super::load::Entry) -> f64,
+                 value: fn(&Entry) -> f64,
                  fmt: fn(f64) -> String,
                  notes: &mut Vec<String>| {
         let mut lines = Vec::new();

@@ -2,10 +2,10 @@
 //! is its `data-report-index`), one series per process, site series, growth, leak suspects,
 //! downsampling.
 
-use super::load::Entry;
+use super::entry::Entry;
 use crate::leaks::{LeakDetector, LeakSuspect};
 use crate::read::profile::{Profile, Site};
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use std::collections::{BTreeMap, HashMap};
 
 /// One process: the reports of one pid between two restarts, in time order.

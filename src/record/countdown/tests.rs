@@ -1,19 +1,16 @@
 use crate::record::weights::{exponential_gap, sample_probability, weights};
-use core::cell::Cell;
 use rand::Rng;
 
 use super::*;
-
-thread_local! {
-    /// Stands in for allocations made while a thread registers (in unit tests the
-    /// wrapper is not the global allocator, so nothing else would pass through here).
-    pub(super) static ON_REGISTER: Cell<Option<fn()>> = const { Cell::new(None) };
-}
+use crate::record::lifecycle::{ON_REGISTER, register_thread};
+use crate::sys::guard::enter_guard;
+use crate::sys::thread_state::{guarded_bytes, guarded_frees, guarded_objects};
 
 /// What the wrapper does with the counts of one allocation the inner allocator grants:
 /// the fast path, and the cold path if told.
 fn wrapper_alloc(size: usize) {
     if !alloc_fast(size) {
+        register_thread();
         decide(size);
         granted(size);
     }

@@ -9,7 +9,7 @@ use crate::read::mappings::Mapping;
 use crate::read::profile::{Frame, Profile, ProfilerStats, Site, SiteThread, process_start_ms};
 use crate::read::site_name::site_name;
 use crate::read::{profiler_work, symbolize};
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use crate::record::totals::Totals;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};

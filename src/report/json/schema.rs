@@ -4,7 +4,7 @@
 //! `tests/report_schema.rs` holds a fixed report against a committed file.
 
 use crate::read::mappings::Mapping;
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use serde::{Deserialize, Serialize};
 
 /// The value of every report's `format` field.

@@ -2,7 +2,7 @@
 
 use super::schema::Report;
 use crate::read::profile::{Frame, Profile, Site};
-use crate::record::stack_table::StackId;
+use crate::record::live_record::StackId;
 use crate::record::totals::Totals;
 
 fn site(id: StackId, live: f64, alloc: f64, addrs: &[u64]) -> Site {

@@ -7,7 +7,6 @@
 
 use super::routes::Context;
 use crate::read::profile::{Profile, snapshot};
-use crate::record::countdown;
 use crate::record::totals::Totals;
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
@@ -103,7 +102,7 @@ impl RateWindow {
 /// ```
 pub fn metrics_text() -> String {
     static RATES: std::sync::OnceLock<RateWindow> = std::sync::OnceLock::new();
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let profile = snapshot();
     render_profile(
         &profile,
@@ -438,7 +437,7 @@ mod tests {
 
     #[test]
     fn site_labels_are_bounded() {
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let sites = (0..50)
             .map(|i| crate::Site {
                 stack_id: i,

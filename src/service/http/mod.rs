@@ -40,8 +40,6 @@ mod snapshots;
 pub use metrics::{METRICS_CONTENT_TYPE, metrics_text};
 pub use server::{DEFAULT_TOP_SITES, DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};
 
-use crate::record::countdown;
-
 /// The heap profile of now as gzipped pprof bytes (Go's heap shape: `alloc_objects`,
 /// `alloc_space`, `inuse_objects`, `inuse_space`; `inuse_space` the default), symbolized,
 /// with the process's mappings: what `/debug/pprof/heap` serves.
@@ -51,7 +49,7 @@ use crate::record::countdown;
 /// assert_eq!(&bytes[..2], &[0x1f, 0x8b]); // gzip
 /// ```
 pub fn pprof_heap_bytes() -> Vec<u8> {
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let moment = snapshots::Moment::take();
     routes::render_pprof(&moment.profile, false)
 }
@@ -64,7 +62,7 @@ pub fn pprof_heap_bytes() -> Vec<u8> {
 /// assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
 /// ```
 pub fn pprof_allocs_bytes() -> Vec<u8> {
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let moment = snapshots::Moment::take();
     routes::render_pprof(&moment.profile, true)
 }
@@ -78,7 +76,7 @@ pub fn pprof_allocs_bytes() -> Vec<u8> {
 /// assert!(report.process_memory.is_some());
 /// ```
 pub fn heap_json() -> String {
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     let moment = snapshots::Moment::take();
     crate::Report::build(
         &moment.profile,
@@ -93,7 +91,7 @@ pub fn heap_json() -> String {
 /// lives until the process exits.
 pub(crate) fn start_env_endpoint(addr: &str) {
     static ENV_ENDPOINT: std::sync::OnceLock<EndpointHandle> = std::sync::OnceLock::new();
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     match Endpoint::new(addr).start() {
         Ok(handle) => {
             let _ = ENV_ENDPOINT.set(handle);

@@ -7,7 +7,6 @@
 //! thread at once.
 
 use super::routes::{self, Context, Request, Response};
-use crate::record::countdown;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -134,7 +133,7 @@ impl Endpoint {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn start(self) -> io::Result<EndpointHandle> {
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let addrs: Vec<SocketAddr> = self.addr.to_socket_addrs()?.collect();
         let listener = TcpListener::bind(&addrs[..])?;
         let local_addr = listener.local_addr()?;
@@ -149,7 +148,7 @@ impl Endpoint {
                 std::thread::Builder::new()
                     .name(format!("heapsampler-http-{i}"))
                     .spawn(move || {
-                        let _guard = countdown::enter_guard();
+                        let _guard = crate::sys::guard::enter_guard();
                         loop {
                             // One worker waits on the queue at a time; the others wait for
                             // the lock, which is as good.
@@ -227,7 +226,7 @@ impl EndpointHandle {
         if self.threads.is_empty() {
             return;
         }
-        let _guard = countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         self.context.stopping.store(true, Ordering::Release);
         // Wake the accept thread, blocked in `accept`, with a connection of our own.
         let mut wake = self.local_addr;
@@ -259,7 +258,7 @@ impl std::fmt::Debug for EndpointHandle {
 }
 
 fn accept_loop(listener: TcpListener, sender: SyncSender<TcpStream>, context: &Context) {
-    let _guard = countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     for stream in listener.incoming() {
         if context.stopping.load(Ordering::Acquire) {
             // Dropping `sender` lets the workers finish their queue and end.

@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn moments_keep_the_last_few() {
-        let _guard = crate::record::countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         let moments = Moments::default();
         let first = moments.fresh();
         assert!(moments.get(first.id).is_some());

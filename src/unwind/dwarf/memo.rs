@@ -1,7 +1,8 @@
 //! Per-thread memos of the last walks: what each depended on, for replay and join.
 
-use super::*;
-
+use super::native::MAX_WALK;
+use super::rules::{Regs, Rule, Step};
+use crate::unwind::capture::{MAX_STACK_DEPTH, OwnFunctions};
 /// Stack words one walk may depend on and still be remembered for replay.
 pub(super) const MEMO_READS: usize = 2 * MAX_WALK;
 

@@ -27,43 +27,18 @@
 //! Memory: 64 KiB of rules per object list, framehop's cache (~37 KiB) once per process, and
 //! ~12.5 KiB per sampling thread (two memos: the last two walks; a new walk replaces the older).
 
-use crate::sys::internal_alloc::TableAlloc;
-use crate::sys::lock::ForkMutex;
-use crate::unwind::capture::{FrameSink, MAX_STACK_DEPTH, OwnFunctions};
-use core::cell::RefCell;
-use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::{
-    ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder,
-};
-
-type Section = &'static [u8];
-type Native = UnwinderX86_64<Section, MustNotAllocateDuringUnwind>;
-type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
-
-/// Frames followed at most: the deepest stack kept plus the allocator's own frames.
-const MAX_WALK: usize = MAX_STACK_DEPTH + 16;
-/// Rebuilds of the object list at most (each leaks the previous list, which other threads may
-/// still be reading); past this, walks through unknown objects just stop early.
-const MAX_REBUILDS: usize = 16;
-
 mod memo;
+mod native;
 mod objects;
 mod rules;
 mod walk;
 
-use memo::*;
-use objects::*;
-use rules::*;
 pub(crate) use walk::walk;
-#[cfg(test)]
-use walk::*;
 
 /// Hands the loader gate and framehop's lock to the `pthread_atfork` handlers.
 pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
-    f(&LOADER_GATE);
-    f(&FRAMEHOP);
+    f(&objects::LOADER_GATE);
+    f(&rules::FRAMEHOP);
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! The loaded objects: their unwind tables, listed with `dl_iterate_phdr`, and the loader's unload count.
 
-use super::*;
-
+use super::native::{MAX_REBUILDS, Native, Section};
+use super::rules::RuleTable;
+use crate::sys::lock::ForkMutex;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 /// The loaded objects' unwind tables, the rules learnt for them, and the loader's unload count
 /// when they were listed.
 pub(super) struct Objects {

@@ -1,7 +1,10 @@
 //! Unwind rules: framehop's cached rules classified into a compact encoding, the shared rule table, and one frame's execution.
 
-use super::*;
-
+use super::native::{Cache, Native};
+use crate::sys::lock::ForkMutex;
+use core::sync::atomic::{AtomicU64, Ordering};
+use framehop::x86_64::UnwindRegsX86_64;
+use framehop::{FrameAddress, Unwinder};
 /// How one frame is unwound, as framehop's cached rule for its address does it (x86-64 DWARF
 /// CFI reduces to these for nearly every function; see [`classify`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

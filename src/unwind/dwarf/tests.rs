@@ -4,7 +4,14 @@ impl Walked {
     }
 }
 
-use super::*;
+use super::memo::Rules;
+use super::objects::{Objects, build, eh_frame_address, knows};
+use super::rules::{
+    BP_AT_BY_8_MAX, Regs, Rule, RuleTable, SP_BY_8_MAX, Step, classify, with_framehop,
+};
+use super::walk::{STATE, ThreadState, Walked, walk, walked};
+use crate::unwind::capture::{FrameSink, MAX_STACK_DEPTH};
+use core::cell::RefCell;
 
 #[test]
 fn the_object_list_covers_this_code() {
@@ -82,7 +89,7 @@ fn outer_frames(depth: usize, f: &mut dyn FnMut()) {
 
 #[test]
 fn a_walk_from_another_call_site_joins_the_previous_walk() {
-    let _guard = crate::record::countdown::enter_guard();
+    let _guard = crate::sys::guard::enter_guard();
     outer_frames(10, &mut || {
         let kind = |w: &Option<Walked>| match w {
             Some(Walked::Replayed) => 0,

@@ -1,7 +1,13 @@
 //! One walk: replay a memo, join the previous walk, or unwind frame by frame.
 
-use super::*;
-
+use super::memo::{Boundary, BpUse, MEMO_READS, Memo, Rules};
+use super::native::MAX_WALK;
+use super::objects::{Objects, STALE, current, knows};
+use super::rules::{Regs, Role, Rule, Step, classify, exec, framehop_step, with_framehop};
+use crate::sys::internal_alloc::TableAlloc;
+use crate::unwind::capture::{FrameSink, MAX_STACK_DEPTH};
+use core::cell::RefCell;
+use core::sync::atomic::Ordering;
 /// The rules of the current object list.
 pub(super) struct LiveRules<'a> {
     pub(super) objects: &'a Objects,
