@@ -113,6 +113,7 @@ pub fn resolve_all(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
 /// Like [`resolve_all`], but what is not in the cache is resolved without being added to it:
 /// for addresses from outside the process (the endpoint's `/debug/pprof/symbol`), which must
 /// not fill the cache or evict the program's own.
+#[cfg(feature = "http")]
 pub(crate) fn resolve_all_transient(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
     resolve_batch(addresses, false)
 }
