@@ -115,6 +115,7 @@
 //! | `pprof` | off | `report::pprof`: gzipped pprof profiles (Go heap-profile shape) |
 //! | `flamegraph` | off | `report::flamegraph::svg`: SVG flamegraphs (collapsed stacks need no feature) |
 //! | `cli` | off | the `heapsampler` command-line tool (turns on `pprof` and `flamegraph`) |
+//! | `jemalloc-stats` | off | jemalloc's statistics in [`ProcessMemory::jemalloc`] when it is the inner allocator (tikv-jemallocator 0.7) |
 //!
 //! ## Platforms
 //!
@@ -138,6 +139,7 @@ mod unwind;
 
 pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
+pub use read::jemalloc_stats::JemallocStats;
 pub use read::process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process_memory};
 pub use read::profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,

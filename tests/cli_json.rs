@@ -211,3 +211,40 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
             .contains("\x1b[1;31mleak suspect #1")
     );
 }
+
+/// The `resident` line of `top` holds the inner allocator's figures a report carries.
+#[test]
+fn top_prints_process_memory_with_jemalloc() {
+    let dir = TempDir::new("resident");
+    let mut report = Report::from_profile(&at(0), None, Vec::new(), Vec::new());
+    report.process_memory = Some(heapsampler::ProcessMemory {
+        rss_bytes: Some(64 << 20),
+        jemalloc: Some(heapsampler::JemallocStats {
+            allocated_bytes: 20 << 20,
+            active_bytes: 24 << 20,
+            resident_bytes: 30 << 20,
+            mapped_bytes: 32 << 20,
+            retained_bytes: 8 << 20,
+            metadata_bytes: 1 << 20,
+        }),
+        ..Default::default()
+    });
+    let path = report.write_atomic(&dir.0, "heap.json").unwrap();
+    let o = run(&[&"top", &path]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("resident"))
+        .unwrap_or_else(|| panic!("no resident line in {text}"));
+    assert!(line.contains("RSS 64.0 MiB"), "{line}");
+    assert!(
+        line.contains("; jemalloc 20.0 MiB allocated, 30.0 MiB resident, 8.0 MiB retained"),
+        "{line}"
+    );
+}

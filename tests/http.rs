@@ -135,6 +135,7 @@ fn every_route_answers_well_formed() {
     for link in [
         "/debug/pprof/heap",
         "/debug/pprof/allocs",
+        "/debug/pprof/symbol",
         "/heap.json",
         "/metrics",
     ] {
@@ -218,6 +219,89 @@ fn every_route_answers_well_formed() {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
     assert!(text.ends_with("# EOF\n"));
+    drop(held);
+}
+
+/// `/debug/pprof/symbol` as Go's `net/http/pprof` answers it, for `go tool pprof`'s remote
+/// symbolization: the addresses of a profile served without names get their functions.
+#[test]
+fn symbol_names_the_addresses_of_a_profile() {
+    let held = hold_http_test_memory();
+    let endpoint = heapsampler::http::serve("127.0.0.1:0").unwrap();
+    let addr = endpoint.local_addr();
+    let probe = get(addr, "/debug/pprof/symbol");
+    assert_eq!(probe.status, 200);
+    assert_eq!(probe.body, b"num_symbols: 1\n");
+
+    // The oracle: the JSON report's locations (the addresses a pprof of the same moment
+    // holds), the outermost inlined frame of each being the function whose code holds it.
+    let json = get(addr, "/heap.json");
+    let report = heapsampler::Report::parse(std::str::from_utf8(&json.body).unwrap()).unwrap();
+    let location = report
+        .locations
+        .iter()
+        .find(|l| {
+            l.frames.iter().any(|f| {
+                f.function
+                    .as_deref()
+                    .is_some_and(|f| f.contains("hold_http_test_memory"))
+            })
+        })
+        .expect("the test's own location");
+    let address = location.address;
+    let function = location.frames.last().unwrap().function.clone().unwrap();
+    // An unknown address (no mapping holds 0x10) is left out.
+    let body = format!("{address:#x}+0x10");
+    let a = send(
+        addr,
+        format!(
+            "POST /debug/pprof/symbol HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let text = String::from_utf8(a.body).unwrap();
+    assert_eq!(text, format!("num_symbols: 1\n{address:#x} {function}\n"));
+    // The same with the addresses as the query of a GET.
+    let a = get(addr, &format!("/debug/pprof/symbol?{body}"));
+    assert_eq!(String::from_utf8(a.body).unwrap(), text);
+
+    for (request, status) in [
+        (
+            "POST /debug/pprof/symbol HTTP/1.1\r\nContent-Length: 4\r\n\r\n1234".to_string(),
+            400,
+        ),
+        (
+            "GET /debug/pprof/symbol?main HTTP/1.1\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            format!(
+                "POST /debug/pprof/symbol HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                2 << 20
+            ),
+            413,
+        ),
+        (
+            "POST /debug/pprof/symbol HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_string(),
+            411,
+        ),
+        (
+            "POST /heap.json HTTP/1.1\r\nContent-Length: 3\r\n\r\n0x1".to_string(),
+            405,
+        ),
+    ] {
+        let a = send(addr, request.as_bytes());
+        assert_eq!(a.status, status, "{request}");
+        assert!(!a.body.is_empty(), "a message");
+    }
+    // A body that never comes in full: refused after the body deadline, not held forever.
+    let mut s = connect(addr);
+    s.write_all(b"POST /debug/pprof/symbol HTTP/1.1\r\nContent-Length: 100\r\n\r\n0x1")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_answer(s).status, 400, "a body shorter than announced");
     drop(held);
 }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod elf;
 pub(crate) mod frame;
+pub mod jemalloc_stats;
 pub mod mappings;
 pub mod process_memory;
 pub(crate) mod profile;

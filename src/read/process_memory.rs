@@ -41,6 +41,10 @@ pub struct ProcessMemory {
     /// glibc malloc's own figures (`mallinfo2`), when the C library has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glibc_malloc: Option<GlibcMalloc>,
+    /// jemalloc's own figures, when it is the inner allocator and the crate is built with
+    /// feature `jemalloc-stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jemalloc: Option<crate::read::jemalloc_stats::JemallocStats>,
 }
 
 /// A cgroup v2 memory controller's figures (`memory.current`, `memory.max`, `memory.stat`).
@@ -96,9 +100,9 @@ pub struct GlibcMalloc {
     pub releasable_bytes: u64,
 }
 
-/// Reads the process's memory figures now: `/proc/self/smaps_rollup`, the cgroup v2 files
-/// and glibc's `mallinfo2` (looked up at run time, so builds for other C libraries link and
-/// simply report `None`). Costs a few file reads; runs under the profiler's reentrancy guard.
+/// Reads the process's memory figures now: `/proc/self/smaps_rollup`, the cgroup v2 files,
+/// glibc's `mallinfo2` (looked up at run time, so builds for other C libraries link and
+/// simply report `None`) and, with feature `jemalloc-stats`, jemalloc's statistics. Costs a few file reads; runs under the profiler's reentrancy guard.
 ///
 /// ```
 /// let m = heapsampler::process_memory();
@@ -112,6 +116,7 @@ pub fn process_memory() -> ProcessMemory {
         .unwrap_or_default();
     m.cgroup = read_cgroup();
     m.glibc_malloc = glibc_mallinfo2();
+    m.jemalloc = crate::read::jemalloc_stats::read();
     m
 }
 

@@ -106,6 +106,18 @@ pub fn resolve(address: u64) -> Arc<[Frame]> {
 /// # fn main() {}
 /// ```
 pub fn resolve_all(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
+    resolve_batch(addresses, true)
+}
+
+/// Like [`resolve_all`], but what is not in the cache is resolved without being added to it:
+/// for addresses from outside the process (the endpoint's `/debug/pprof/symbol`), which must
+/// not fill the cache or evict the program's own.
+#[cfg(feature = "http")]
+pub(crate) fn resolve_all_transient(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
+    resolve_batch(addresses, false)
+}
+
+fn resolve_batch(addresses: &[u64], keep: bool) -> Vec<Arc<[Frame]>> {
     register_fork_locks();
     let _guard = crate::sys::guard::enter_guard();
     let mut out: Vec<Option<Arc<[Frame]>>> = {
@@ -127,10 +139,12 @@ pub fn resolve_all(addresses: &[u64]) -> Vec<Arc<[Frame]>> {
         let resolving = RESOLVING.lock();
         let resolved = backend(&missing);
         drop(resolving);
-        let mut cache = CACHE.lock();
-        let cache = cache.get_or_insert_with(Cache::default);
-        for (&a, frames) in missing.iter().zip(&resolved) {
-            cache.insert(a, frames);
+        if keep {
+            let mut cache = CACHE.lock();
+            let cache = cache.get_or_insert_with(Cache::default);
+            for (&a, frames) in missing.iter().zip(&resolved) {
+                cache.insert(a, frames);
+            }
         }
         for (slot, &a) in out.iter_mut().zip(addresses) {
             if slot.is_none() {

@@ -146,6 +146,14 @@ fn process_line(r: &heapsampler::Report) -> Option<String> {
     if let Some(g) = &m.glibc_malloc {
         line += &format!("; glibc malloc keeps {} free", bytes(g.free_bytes as f64));
     }
+    if let Some(j) = &m.jemalloc {
+        line += &format!(
+            "; jemalloc {} allocated, {} resident, {} retained",
+            bytes(j.allocated_bytes as f64),
+            bytes(j.resident_bytes as f64),
+            bytes(j.retained_bytes as f64)
+        );
+    }
     if let Some(max) = m.cgroup.as_ref().and_then(|c| c.max_bytes) {
         line += &format!("; cgroup limit {}", bytes(max as f64));
     }

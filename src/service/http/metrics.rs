@@ -373,6 +373,42 @@ fn process_metrics(r: &mut Registry, m: &crate::ProcessMemory) {
             Some(g.releasable_bytes),
         );
     }
+    if let Some(j) = &m.jemalloc {
+        for (name, help, v) in [
+            (
+                "jemalloc_allocated_bytes",
+                "jemalloc stats.allocated: bytes in blocks held.",
+                j.allocated_bytes,
+            ),
+            (
+                "jemalloc_active_bytes",
+                "jemalloc stats.active: bytes in active pages.",
+                j.active_bytes,
+            ),
+            (
+                "jemalloc_resident_bytes",
+                "jemalloc stats.resident: bytes in resident pages it maps.",
+                j.resident_bytes,
+            ),
+            (
+                "jemalloc_mapped_bytes",
+                "jemalloc stats.mapped: bytes mapped for active extents.",
+                j.mapped_bytes,
+            ),
+            (
+                "jemalloc_retained_bytes",
+                "jemalloc stats.retained: address space kept for reuse.",
+                j.retained_bytes,
+            ),
+            (
+                "jemalloc_metadata_bytes",
+                "jemalloc stats.metadata: its own metadata.",
+                j.metadata_bytes,
+            ),
+        ] {
+            opt(name, help, Some(v));
+        }
+    }
 }
 
 /// Live bytes of the top `top` sites by function, and of all others as `site="other"`.
@@ -433,6 +469,44 @@ mod tests {
             r.allocated_bytes
         );
         assert_eq!(w.readings.lock().len(), 2);
+    }
+
+    #[test]
+    fn jemalloc_gauges_only_when_its_figures_are_there() {
+        let text = |m: &crate::ProcessMemory| {
+            let mut r = Registry::with_prefix("heapsampler");
+            process_metrics(&mut r, m);
+            let mut out = String::new();
+            encode(&mut out, &r).unwrap();
+            out
+        };
+        assert!(!text(&crate::ProcessMemory::default()).contains("jemalloc"));
+        let m = crate::ProcessMemory {
+            jemalloc: Some(crate::JemallocStats {
+                allocated_bytes: 1,
+                active_bytes: 2,
+                resident_bytes: 3,
+                mapped_bytes: 4,
+                retained_bytes: 5,
+                metadata_bytes: 6,
+            }),
+            ..Default::default()
+        };
+        let t = text(&m);
+        for (i, name) in [
+            "allocated",
+            "active",
+            "resident",
+            "mapped",
+            "retained",
+            "metadata",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let line = format!("heapsampler_jemalloc_{name}_bytes {}.0\n", i + 1);
+            assert!(t.contains(&line), "{line:?} not in {t}");
+        }
     }
 
     #[test]

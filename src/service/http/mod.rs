@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `/debug/pprof/heap` | gzipped pprof, Go's heap shape (`inuse_space` default); `?seconds=N`: the change over the next N s; `?gc=1` accepted (nothing to collect) |
 //! | `/debug/pprof/allocs` | the same profile with `alloc_space` as the default sample type |
+//! | `/debug/pprof/symbol` | function names of addresses, as Go serves them (`go tool pprof`'s remote symbolization) |
 //! | `/debug/pprof/` | an index page |
 //! | `/heap.json` | the JSON report of now (`docs/report-format.md`) |
 //! | `/metrics` | Prometheus/OpenMetrics text: exact totals, rates, the profiler's figures, process memory, live bytes of the top sites |
@@ -16,7 +17,7 @@
 //! The server is a fixed pool of threads over std's `TcpListener` (no async runtime), all of
 //! it under the profiler's reentrancy guard: its own allocations are profiler overhead, never
 //! a site of the program. A client cannot stall it: requests are bounded in size (8 KiB of
-//! head, no body) and in time (read and write timeouts), and connections beyond the pool
+//! head; a body only for `/debug/pprof/symbol`, at most 1 MiB) and in time (read and write timeouts), and connections beyond the pool
 //! and its queue (4 per worker) get `503` at once.
 //!
 //! ```no_run
@@ -36,6 +37,7 @@ mod metrics;
 mod routes;
 mod server;
 mod snapshots;
+mod symbol;
 
 pub use metrics::{METRICS_CONTENT_TYPE, metrics_text};
 pub use server::{DEFAULT_TOP_SITES, DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};

@@ -16,11 +16,14 @@ use std::time::Duration;
 /// The longest `?seconds=N` of a delta profile (a worker waits that long).
 pub(crate) const MAX_DELTA_SECONDS: u64 = 60;
 
-/// One request: method, path and query pairs (not percent-decoded: no value needs it).
+/// One request: method, path and query pairs (not percent-decoded: no value needs it), the
+/// query as sent, and the body (only a `POST` has one).
 pub(crate) struct Request {
     pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
+    pub raw_query: String,
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -29,8 +32,8 @@ impl Request {
         if !target.starts_with('/') {
             return None;
         }
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let query = query
+        let (path, query_text) = target.split_once('?').unwrap_or((target, ""));
+        let query = query_text
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| {
@@ -42,6 +45,8 @@ impl Request {
             method: method.to_string(),
             path: path.to_string(),
             query,
+            raw_query: query_text.to_string(),
+            body: Vec::new(),
         })
     }
 
@@ -93,6 +98,7 @@ impl Response {
             405 => "Method Not Allowed",
             408 => "Request Timeout",
             410 => "Gone",
+            411 => "Length Required",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
@@ -141,6 +147,9 @@ impl Context {
 
 type Handler = fn(&Request, &Context) -> Response;
 
+/// The paths that take a `POST` (with a body); every route takes `GET` and `HEAD`.
+pub(crate) const POST_PATHS: &[&str] = &["/debug/pprof/symbol"];
+
 /// Every route: exact paths. `/` is the heap timeline page with feature `html`, else the index.
 pub(crate) const ROUTES: &[(&str, Handler)] = &[
     ("/", timeline),
@@ -148,6 +157,7 @@ pub(crate) const ROUTES: &[(&str, Handler)] = &[
     ("/debug/pprof/", index),
     ("/debug/pprof/heap", heap),
     ("/debug/pprof/allocs", allocs),
+    ("/debug/pprof/symbol", symbol),
     ("/heap.json", heap_json),
     ("/metrics", metrics_route),
 ];
@@ -195,6 +205,11 @@ fn index(_: &Request, _: &Context) -> Response {
             "allocs",
             "/debug/pprof/allocs",
             "allocations since start by call site, pprof",
+        ),
+        (
+            "symbol",
+            "/debug/pprof/symbol",
+            "function names of addresses (POST 0x… addresses joined by +), for go tool pprof",
         ),
         (
             "heap.json",
@@ -263,6 +278,20 @@ fn pprof_params(request: &Request) -> Result<Option<u64>, Response> {
                 &format!("seconds must be a whole number from 1 to {MAX_DELTA_SECONDS}\n"),
             )),
         },
+    }
+}
+
+/// `/debug/pprof/symbol` (`super::symbol`): the addresses are the body of a `POST`, else
+/// the query.
+fn symbol(request: &Request, _: &Context) -> Response {
+    let input = if request.method == "POST" {
+        &request.body[..]
+    } else {
+        request.raw_query.as_bytes()
+    };
+    match super::symbol::answer(input) {
+        Ok(text) => Response::text(200, &text),
+        Err(message) => Response::text(400, &message),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The server: an accept thread and a fixed pool of workers over std's `TcpListener`.
 //!
 //! Bounds, so that no client can hold the endpoint (let alone the program): a request head
-//! of at most [`MAX_HEAD_BYTES`], read within [`HEAD_DEADLINE`]; no request body; an answer
+//! of at most [`MAX_HEAD_BYTES`], read within [`HEAD_DEADLINE`]; a body only where a route
+//! takes one (`POST`), of at most [`MAX_BODY_BYTES`], read within [`BODY_DEADLINE`]; an answer
 //! written within [`WRITE_DEADLINE`]; one request per connection; at most `workers`
 //! connections served and four times as many queued, the rest answered `503` by the accept
 //! thread at once.
@@ -23,6 +24,11 @@ pub const DEFAULT_TOP_SITES: usize = 20;
 pub(crate) const MAX_HEAD_BYTES: usize = 8192;
 /// Time a client has to send its whole request head; slower gets `408`.
 pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// The largest request body accepted (a `POST` to `/debug/pprof/symbol`: some 70,000
+/// addresses); larger gets `413`.
+pub(crate) const MAX_BODY_BYTES: usize = 1 << 20;
+/// Time a client has to send its whole body, once its head is in; slower gets `408`.
+pub(crate) const BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// Time a client has to take the whole answer; slower is cut off.
 pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// Connections waiting for a worker, per worker; more get `503`.
@@ -298,7 +304,10 @@ fn serve_connection(mut stream: TcpStream, context: &Context) {
     }
     let _ = stream.set_nodelay(true);
     let response = match read_head(&mut stream) {
-        Ok(head) => match parse_head(&head) {
+        Ok((head, rest)) => match parse_head(&head).and_then(|(mut request, length)| {
+            request.body = read_body(&mut stream, rest, length)?;
+            Ok(request)
+        }) {
             Ok(request) => {
                 let head_only = request.method == "HEAD";
                 let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -318,9 +327,10 @@ fn serve_connection(mut stream: TcpStream, context: &Context) {
     write_response(&mut stream, &response, false, true);
 }
 
-/// The request head, up to and including its blank line. `Err(Some(answer))` for a client
-/// that sent too much or too slowly; `Err(None)` when it went away.
-fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Option<Response>> {
+/// The request head, up to and including its blank line, and the bytes read past it (the
+/// start of a body). `Err(Some(answer))` for a client that sent too much or too slowly;
+/// `Err(None)` when it went away.
+fn read_head(stream: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>), Option<Response>> {
     let deadline = Instant::now() + HEAD_DEADLINE;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
@@ -353,8 +363,8 @@ fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Option<Response>> {
         let start = head.len().saturating_sub(3);
         head.extend_from_slice(&buf[..n]);
         if let Some(end) = head[start..].windows(4).position(|w| w == b"\r\n\r\n") {
-            head.truncate(start + end + 4);
-            return Ok(head);
+            let rest = head.split_off(start + end + 4);
+            return Ok((head, rest));
         }
         if head.len() > MAX_HEAD_BYTES {
             return Err(Some(Response::text(
@@ -365,8 +375,43 @@ fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Option<Response>> {
     }
 }
 
-/// Parses a complete request head; refuses what this endpoint does not serve.
-fn parse_head(head: &[u8]) -> Result<Request, Response> {
+/// The body of `length` bytes, `rest` of it already read with the head. A client gone or
+/// too slow gets `408` (it may still read it).
+fn read_body(
+    stream: &mut TcpStream,
+    mut rest: Vec<u8>,
+    length: usize,
+) -> Result<Vec<u8>, Response> {
+    let deadline = Instant::now() + BODY_DEADLINE;
+    let late = || Response::text(408, "request body not received in time\n");
+    rest.truncate(length);
+    rest.reserve_exact(length - rest.len());
+    let mut buf = [0u8; 8192];
+    while rest.len() < length {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        let want = (length - rest.len()).min(buf.len());
+        match stream.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(Response::text(
+                    400,
+                    "request body shorter than its Content-Length\n",
+                ));
+            }
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(late()),
+        }
+    }
+    Ok(rest)
+}
+
+/// Parses a complete request head, with the length of the body that follows; refuses what
+/// this endpoint does not serve.
+fn parse_head(head: &[u8]) -> Result<(Request, usize), Response> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(head) {
@@ -380,22 +425,54 @@ fn parse_head(head: &[u8]) -> Result<Request, Response> {
         Err(e) => return Err(Response::text(400, &format!("malformed request: {e}\n"))),
     }
     let method = parsed.method.unwrap_or("");
-    if method != "GET" && method != "HEAD" {
-        let mut r = Response::text(405, "only GET and HEAD are served\n");
+    let target = parsed.path.unwrap_or("/");
+    let request = Request::parse(method, target)
+        .ok_or_else(|| Response::text(400, "the request target is not a path\n"))?;
+    let post = method == "POST" && routes::POST_PATHS.contains(&request.path.as_str());
+    if method != "GET" && method != "HEAD" && !post {
+        let mut r = Response::text(
+            405,
+            "only GET and HEAD are served (and POST to /debug/pprof/symbol)\n",
+        );
         r.extra.push(("Allow", "GET, HEAD".into()));
         return Err(r);
     }
+    let mut length = None;
     for h in parsed.headers.iter() {
-        let body = (h.name.eq_ignore_ascii_case("content-length")
-            && h.value.iter().any(|&b| b != b'0'))
-            || h.name.eq_ignore_ascii_case("transfer-encoding");
-        if body {
-            return Err(Response::text(413, "no request body is accepted\n"));
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(if post {
+                Response::text(411, "a request body needs a Content-Length\n")
+            } else {
+                Response::text(413, "no request body is accepted\n")
+            });
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok());
+            length = match (length, n) {
+                (None, Some(n)) => Some(n),
+                _ => {
+                    return Err(Response::text(
+                        400,
+                        "one Content-Length, a number, is needed\n",
+                    ));
+                }
+            };
         }
     }
-    let target = parsed.path.unwrap_or("/");
-    Request::parse(method, target)
-        .ok_or_else(|| Response::text(400, "the request target is not a path\n"))
+    let length = length.unwrap_or(0);
+    if length > 0 && !post {
+        return Err(Response::text(413, "no request body is accepted\n"));
+    }
+    if length > MAX_BODY_BYTES as u64 {
+        return Err(Response::text(
+            413,
+            &format!("request body larger than {MAX_BODY_BYTES} bytes\n"),
+        ));
+    }
+    Ok((request, length as usize))
 }
 
 /// Writes the answer within [`WRITE_DEADLINE`], chunk by chunk; gives up on a client that
@@ -447,7 +524,7 @@ mod tests {
     #[test]
     fn heads_are_parsed_and_refused_with_a_status() {
         let status = |head: &[u8]| match parse_head(head) {
-            Ok(r) => (200, r.path),
+            Ok((r, _)) => (200, r.path),
             Err(r) => (r.status, String::new()),
         };
         assert_eq!(
@@ -455,6 +532,27 @@ mod tests {
             (200, "/metrics".into())
         );
         assert_eq!(status(b"POST /metrics HTTP/1.1\r\n\r\n").0, 405);
+        assert_eq!(status(b"PUT /debug/pprof/symbol HTTP/1.1\r\n\r\n").0, 405);
+        let symbol = |headers: &str| {
+            let head = format!("POST /debug/pprof/symbol HTTP/1.1\r\n{headers}\r\n");
+            parse_head(head.as_bytes())
+                .map(|(_, n)| n)
+                .map_err(|r| r.status)
+        };
+        assert_eq!(symbol(""), Ok(0));
+        assert_eq!(symbol("Content-Length: 12\r\n"), Ok(12));
+        assert_eq!(symbol("Content-Length: 1048576\r\n"), Ok(MAX_BODY_BYTES));
+        assert_eq!(symbol("Content-Length: 1048577\r\n"), Err(413));
+        assert_eq!(
+            symbol("Content-Length: 99999999999999999999999\r\n"),
+            Err(400)
+        );
+        assert_eq!(symbol("Content-Length: -1\r\n"), Err(400));
+        assert_eq!(
+            symbol("Content-Length: 1\r\nContent-Length: 1\r\n"),
+            Err(400)
+        );
+        assert_eq!(symbol("Transfer-Encoding: chunked\r\n"), Err(411));
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").0,
             413

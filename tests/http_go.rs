@@ -1,0 +1,177 @@
+//! `go tool pprof -symbolize=remote` against the endpoint's `/debug/pprof/symbol`.
+
+use heapsampler::report::pprof;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: heapsampler::Sampler<std::alloc::System> =
+    heapsampler::Sampler::new(std::alloc::System);
+
+/// Sends one request and returns the answer's body.
+fn send(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    raw[end + 4..].to_vec()
+}
+
+/// Memory held by a named function, so the profile has a site to find.
+#[inline(never)]
+fn hold_http_test_memory() -> Vec<Vec<u8>> {
+    (0..64).map(|i| vec![i as u8; 64 * 1024]).collect()
+}
+
+/// The real client: `go tool pprof -symbolize=remote` reads a profile written without names
+/// from a server of this test's, which forwards `/debug/pprof/symbol` to the endpoint, and
+/// names the test's site's addresses as the in-process symbolizer does. Skipped (with a
+/// note) where `go` is not installed.
+#[test]
+fn go_tool_pprof_symbolizes_through_the_endpoint() {
+    if std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("go is not installed: go tool pprof's remote symbolization not checked");
+        return;
+    }
+    let held = hold_http_test_memory();
+    let endpoint = heapsampler::http::serve("127.0.0.1:0").unwrap();
+    let upstream = endpoint.local_addr();
+    // Written without names: only addresses and the process's mappings.
+    let snapshot = heapsampler::snapshot();
+    let profile = pprof::render(&snapshot, &heapsampler::report::mappings::current());
+    // The oracle: the names of the test's site's addresses, as the in-process symbolizer
+    // gives them (each address's outermost inlined frame; the allocator's own left out).
+    let expected: Vec<(u64, String)> = snapshot
+        .sites
+        .iter()
+        .map(|s| {
+            s.addresses
+                .iter()
+                .map(|&a| (a, heapsampler::symbolize::resolve(a)))
+                .collect::<Vec<_>>()
+        })
+        .find(|frames| {
+            frames.iter().any(|(_, f)| {
+                f.iter().any(|f| {
+                    f.function
+                        .as_deref()
+                        .is_some_and(|n| n.contains("hold_http_test_memory"))
+                })
+            })
+        })
+        .expect("the test's site")
+        .into_iter()
+        .filter_map(|(a, f)| Some((a, f.last()?.function.clone()?)))
+        .filter(|(_, name)| !name.contains("heapsampler::") && !name.starts_with("__rust"))
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert!(
+        pprof::decode(&profile)
+            .unwrap()
+            .samples
+            .iter()
+            .all(|s| s.functions.is_empty())
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let asked_by_go = asked.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 65536];
+            // The head, then as much body as it announces.
+            let (head, body) = loop {
+                let Ok(n) = s.read(&mut buf) else {
+                    break (String::new(), Vec::new());
+                };
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    while raw.len() < end + 4 + length && n > 0 {
+                        let n = s.read(&mut buf).unwrap();
+                        raw.extend_from_slice(&buf[..n]);
+                    }
+                    break (head, raw[end + 4..].to_vec());
+                }
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+            };
+            let target = head.split(' ').nth(1).unwrap_or("").to_string();
+            let answer = if target.starts_with("/debug/pprof/symbol") {
+                asked_by_go.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let method = head.split(' ').next().unwrap_or("GET");
+                let mut request = format!(
+                    "{method} {target} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                request.extend_from_slice(&body);
+                send(upstream, &request)
+            } else {
+                profile.clone()
+            };
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                )
+                .as_bytes(),
+            );
+            let _ = s.write_all(&answer);
+        }
+    });
+    let tmp = std::env::temp_dir().join(format!("hs-http-go-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = std::process::Command::new("go")
+        .args(["tool", "pprof", "-symbolize=remote:demangle=none", "-raw"])
+        .arg(format!("http://{front}/debug/pprof/heap"))
+        .env("PPROF_TMPDIR", &tmp)
+        .env("HOME", &tmp)
+        .output()
+        .expect("run go tool pprof");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        asked.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "pprof asked for names"
+    );
+    // `-raw` lists each location as `N: 0xADDRESS M=N NAME :0 s=0`.
+    for (address, name) in &expected {
+        let named = text
+            .lines()
+            .any(|l| l.contains(&format!(" {address:#x} M=")) && l.contains(&format!(" {name} :")));
+        assert!(named, "{address:#x} {name} not in\n{text}");
+    }
+    drop(held);
+}
