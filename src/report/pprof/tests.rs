@@ -1,5 +1,7 @@
+use super::build::apportion;
 use super::*;
-use crate::read::profile::SiteThread;
+use crate::read::profile::{Frame, Site, SiteThread};
+use crate::record::stack_table::OTHER_THREADS;
 use std::io::Read;
 
 fn frame(address: u64, function: &str, line: u32) -> Frame {
