@@ -103,7 +103,7 @@ mod tests {
     /// the feature but idle, and must not be reported.
     #[test]
     fn an_idle_jemalloc_is_not_reported() {
-        let _guard = crate::record::countdown::enter_guard();
+        let _guard = crate::sys::guard::enter_guard();
         assert_eq!(super::read(), None);
     }
 }

@@ -5,18 +5,18 @@
 //! function (sites of one function add up), everything else is `site="other"`, so a scrape
 //! has at most `N + 1` site series whatever the program does.
 
-use super::routes::Context;
+use super::context::Context;
+use super::rate_window::RateWindow;
 use crate::read::profile::{Profile, snapshot};
-use crate::record::totals::Totals;
-use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+/// Sites named in `/metrics` (the rest add up in `site="other"`) unless configured otherwise.
+pub const DEFAULT_TOP_SITES: usize = 20;
 
 /// The `Content-Type` of [`metrics_text`]: OpenMetrics text, which Prometheus, Grafana Alloy
 /// and the OpenTelemetry collector read.
@@ -25,71 +25,6 @@ use std::time::{Duration, Instant};
 /// assert!(heapsampler::http::METRICS_CONTENT_TYPE.starts_with("application/openmetrics-text"));
 /// ```
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The window the `*_per_second` gauges are measured over (or since the process started,
-/// when it is younger).
-pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(60);
-
-/// Readings of the totals, at least a second apart, over the last [`RATE_WINDOW`].
-#[derive(Default)]
-pub(crate) struct RateWindow {
-    readings: Mutex<VecDeque<(Instant, Totals)>>,
-}
-
-/// Per-second rates of the four exact counters.
-struct Rates {
-    allocated_bytes: f64,
-    allocated_objects: f64,
-    freed_bytes: f64,
-    freed_objects: f64,
-    window_secs: f64,
-}
-
-impl RateWindow {
-    /// Records `now` and returns the rates against the oldest reading of the window (the
-    /// process start for the first scrapes).
-    fn observe(&self, now: Totals) -> Rates {
-        let at = Instant::now();
-        let mut readings = self.readings.lock();
-        while readings.len() > 1 && readings[1].0 + RATE_WINDOW <= at {
-            readings.pop_front();
-        }
-        let since = readings
-            .front()
-            .filter(|(t, _)| *t + RATE_WINDOW > at || readings.len() == 1)
-            .map(|&(t, totals)| (at.duration_since(t).as_secs_f64(), totals));
-        if readings
-            .back()
-            .is_none_or(|(t, _)| at.duration_since(*t) >= Duration::from_secs(1))
-        {
-            readings.push_back((at, now));
-        }
-        drop(readings);
-        let (secs, before) = match since {
-            Some((secs, before)) if secs >= 1.0 => (secs, before),
-            _ => {
-                // Since the process started (its counters started at zero).
-                let started = crate::read::profile::process_start_ms().unwrap_or(0);
-                let secs = crate::read::profile::now_ms().saturating_sub(started) as f64 / 1000.0;
-                (secs, Totals::default())
-            }
-        };
-        let rate = |a: u64, b: u64| {
-            if secs > 0.0 {
-                a.saturating_sub(b) as f64 / secs
-            } else {
-                0.0
-            }
-        };
-        Rates {
-            allocated_bytes: rate(now.allocated_bytes, before.allocated_bytes),
-            allocated_objects: rate(now.allocated_objects, before.allocated_objects),
-            freed_bytes: rate(now.freed_bytes, before.freed_bytes),
-            freed_objects: rate(now.freed_objects, before.freed_objects),
-            window_secs: secs,
-        }
-    }
-}
 
 /// The metrics of now in the OpenMetrics text format, for a handler of your own web framework
 /// (serve it with [`METRICS_CONTENT_TYPE`]): what `/metrics` serves, with the default number
@@ -107,7 +42,7 @@ pub fn metrics_text() -> String {
     render_profile(
         &profile,
         RATES.get_or_init(RateWindow::default),
-        super::DEFAULT_TOP_SITES,
+        DEFAULT_TOP_SITES,
         None,
     )
 }
@@ -443,33 +378,6 @@ fn site_metrics(r: &mut Registry, profile: &Profile, top: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_use_the_oldest_reading_of_the_window() {
-        let w = RateWindow::default();
-        let at = |bytes: u64| Totals {
-            allocated_bytes: bytes,
-            allocated_objects: bytes / 8,
-            ..Totals::default()
-        };
-        // First reading: against the process start.
-        let first = w.observe(at(1000));
-        assert!(first.window_secs >= 0.0);
-        // Put a reading 10 s in the past by hand.
-        {
-            let mut readings = w.readings.lock();
-            readings.clear();
-            readings.push_back((Instant::now() - Duration::from_secs(10), at(1000)));
-        }
-        let r = w.observe(at(21_000));
-        assert!((r.window_secs - 10.0).abs() < 0.5, "{}", r.window_secs);
-        assert!(
-            (r.allocated_bytes - 2000.0).abs() < 100.0,
-            "{}",
-            r.allocated_bytes
-        );
-        assert_eq!(w.readings.lock().len(), 2);
-    }
 
     #[test]
     fn jemalloc_gauges_only_when_its_figures_are_there() {

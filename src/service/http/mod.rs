@@ -33,14 +33,17 @@
 //! Users of their own web framework serve [`pprof_heap_bytes`], [`metrics_text`] and
 //! [`heap_json`] from their handlers (see `examples/axum_endpoint.rs`).
 
+mod context;
 mod metrics;
+mod rate_window;
 mod routes;
 mod server;
 mod snapshots;
 mod symbol;
 
+pub use metrics::DEFAULT_TOP_SITES;
 pub use metrics::{METRICS_CONTENT_TYPE, metrics_text};
-pub use server::{DEFAULT_TOP_SITES, DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};
+pub use server::{DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};
 
 /// The heap profile of now as gzipped pprof bytes (Go's heap shape: `alloc_objects`,
 /// `alloc_space`, `inuse_objects`, `inuse_space`; `inuse_space` the default), symbolized,

@@ -1,16 +1,14 @@
 //! Routes: a table of paths and handlers. A page is added with one line in [`ROUTES`].
 
-use super::metrics::{self, RateWindow};
-use super::snapshots::{self, Moment, Moments};
+use super::context::Context;
+use super::metrics;
+use super::snapshots::{self, Moment};
 use crate::Report;
-use crate::leaks::LeakDetector;
 use crate::read::profile::Profile;
 use crate::report::json::Baseline;
 use crate::report::mappings;
-use parking_lot::Mutex;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 /// The longest `?seconds=N` of a delta profile (a worker waits that long).
@@ -116,32 +114,6 @@ impl Response {
         }
         head.push_str("\r\n");
         head.into_bytes()
-    }
-}
-
-/// What the handlers share.
-pub(crate) struct Context {
-    pub stopping: AtomicBool,
-    pub served: AtomicU64,
-    pub rejected: AtomicU64,
-    pub top_sites: usize,
-    pub moments: Moments,
-    pub rates: RateWindow,
-    /// The previous `/heap.json` moment (rates) and the leak detector fed by them.
-    json: Mutex<(Option<Baseline>, LeakDetector)>,
-}
-
-impl Context {
-    pub fn new(top_sites: usize) -> Context {
-        Context {
-            stopping: AtomicBool::new(false),
-            served: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            top_sites,
-            moments: Moments::default(),
-            rates: RateWindow::default(),
-            json: Mutex::new((None, LeakDetector::new(crate::DEFAULT_LEAK_WINDOW))),
-        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! connections served and four times as many queued, the rest answered `503` by the accept
 //! thread at once.
 
-use super::routes::{self, Context, Request, Response};
+use super::context::Context;
+use super::metrics::DEFAULT_TOP_SITES;
+use super::routes::{self, Request, Response};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -18,8 +20,6 @@ use std::time::{Duration, Instant};
 
 /// Worker threads of an endpoint unless configured otherwise.
 pub const DEFAULT_WORKERS: usize = 4;
-/// Sites named in `/metrics` (the rest add up in `site="other"`) unless configured otherwise.
-pub const DEFAULT_TOP_SITES: usize = 20;
 /// The largest request head accepted (request line and headers); larger gets `431`.
 pub(crate) const MAX_HEAD_BYTES: usize = 8192;
 /// Time a client has to send its whole request head; slower gets `408`.

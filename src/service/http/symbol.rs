@@ -94,10 +94,10 @@ mod tests {
         fn symbol_route_probe() -> u64 {
             std::hint::black_box(7)
         }
-        let _guard = crate::record::countdown::enter_guard();
         // One byte in: a return address just past the function's first instruction.
         let address = symbol_route_probe as fn() -> u64 as usize as u64 + 1;
-        let text = answer(format!("{address:#x}+0x1").as_bytes()).unwrap();
+        let text =
+            crate::read::profiler_work(|| answer(format!("{address:#x}+0x1").as_bytes()).unwrap());
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("num_symbols: 1"));
         let line = lines.next().expect("one named address");
