@@ -2,7 +2,7 @@
 //! through the wrapper (parking_lot sets up its parking table when threads contend for the
 //! registry's lock). Those allocations are the profiler's own: the program's exact totals must
 //! show only what the threads themselves allocated. Contention is up to the scheduler, so this
-//! catches a regression only sometimes; `sampler::tests::registration_traffic_is_the_profilers_own`
+//! catches a regression only sometimes; `record::countdown::tests::registration_traffic_is_the_profilers_own`
 //! pins the mechanism down deterministically.
 
 use allocator_test::program_traffic;
