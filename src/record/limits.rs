@@ -8,13 +8,13 @@ use crate::record::page_pool;
 use crate::record::stack_table::{self, DEFAULT_MAX_STACKS};
 
 /// Bounds on the profiler's own memory. When one is reached, new samples are dropped (counted
-/// in [`ProfilerStats::samples_dropped`]) or, past the padding bound, recorded without page
-/// alignment (counted in [`ProfilerStats::samples_unaligned`]); memory never grows past them.
+/// in [`ProfilerStats::samples_dropped`](crate::ProfilerStats::samples_dropped)) or, past the padding bound, recorded without page
+/// alignment (counted in [`ProfilerStats::samples_unaligned`](crate::ProfilerStats::samples_unaligned)); memory never grows past them.
 ///
 /// Together they bound everything the profiler holds, whatever the sampling interval:
 /// [`Limits::budget_bytes`] is that bound, and every profile reports it
-/// ([`ProfilerStats::own_bytes_budget`]) beside what is held now
-/// ([`ProfilerStats::own_bytes`]). With the defaults: 290 MiB while sampling, 3.5 GiB in
+/// ([`ProfilerStats::own_bytes_budget`](crate::ProfilerStats::own_bytes_budget)) beside what is held now
+/// ([`ProfilerStats::own_bytes`](crate::ProfilerStats::own_bytes)). With the defaults: 290 MiB while sampling, 3.5 GiB in
 /// exact mode (interval 1, where every live object of the program is a record, ~150 bytes at
 /// most, and deep recursive code can make a distinct stack of most samples, ~1 KiB each). The
 /// symbol cache, used only when a report is written, is bounded apart (2^18 addresses) and

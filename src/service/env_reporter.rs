@@ -11,7 +11,7 @@ impl Reporter {
     /// `None` when it says `enabled=0`.
     ///
     /// When the variable names a `dir`, a reporter for it was already started before `main`
-    /// (see [`env_reporter`]); starting this one replaces it (see [`start`](Self::start)).
+    /// (see [`env_reporter`](crate::env_reporter)); starting this one replaces it (see [`start`](Self::start)).
     /// This is for programs that start reporting themselves but take `dir`, `period` and
     /// `keep` from the operator: to hold the handle, or after daemonizing (a `fork` keeps no
     /// threads).
