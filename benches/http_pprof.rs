@@ -15,34 +15,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+#[path = "support/site_tree.rs"]
+mod site_tree;
+use site_tree::{LEVELS, SITES, descend};
+
 #[global_allocator]
 static GLOBAL: Sampler<System> = Sampler::new(System);
-
-const SITES: u32 = 10_000;
-const LEVELS: u32 = 14; // 2^14 > SITES distinct paths
-
-#[inline(never)]
-fn left(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    descend(i, level, out);
-    black_box(()); // not a tail call: this frame's return address stays on the stack
-}
-
-#[inline(never)]
-fn right(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    descend(i, level, out);
-    black_box(());
-}
-
-#[inline(never)]
-fn descend(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    if level == 0 {
-        out.push(vec![i as u8; 64].into_boxed_slice());
-    } else if (black_box(i) >> (level - 1)) & 1 == 1 {
-        left(i, level - 1, out);
-    } else {
-        right(i, level - 1, out);
-    }
-}
 
 fn get(addr: SocketAddr, target: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -70,11 +48,7 @@ fn bench(c: &mut Criterion) {
     let ours = decoded
         .samples
         .iter()
-        .filter(|s| {
-            s.functions
-                .iter()
-                .any(|f| f.contains("http_pprof::descend"))
-        })
+        .filter(|s| s.functions.iter().any(|f| f.contains("site_tree::descend")))
         .count();
     assert!(ours >= SITES as usize, "{ours} sites of the recursion");
     println!(

@@ -16,45 +16,15 @@ use heapsampler::Sampler;
 use std::alloc::System;
 use std::hint::black_box;
 
+#[path = "../benches/support/site_tree.rs"]
+mod site_tree;
+#[path = "../benches/support/thread_cpu.rs"]
+mod thread_cpu;
+use site_tree::{LEVELS, SITES, descend};
+use thread_cpu::thread_cpu_ms;
+
 #[global_allocator]
 static GLOBAL: Sampler<System> = Sampler::new(System);
-
-const SITES: u32 = 10_000;
-const LEVELS: u32 = 14; // 2^14 > SITES distinct paths
-
-#[inline(never)]
-fn left(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    descend(i, level, out);
-    black_box(()); // not a tail call: this frame's return address stays on the stack
-}
-
-#[inline(never)]
-fn right(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    descend(i, level, out);
-    black_box(());
-}
-
-#[inline(never)]
-fn descend(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    if level == 0 {
-        out.push(vec![i as u8; 64].into_boxed_slice());
-    } else if (black_box(i) >> (level - 1)) & 1 == 1 {
-        left(i, level - 1, out);
-    } else {
-        right(i, level - 1, out);
-    }
-}
-
-/// CPU time of this thread, ms.
-fn thread_cpu_ms() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
-}
 
 /// The renders measured (a function of its own, for callgrind's `--toggle-collect`).
 #[inline(never)]

@@ -22,6 +22,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[path = "../benches/support/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::thread_cpu_ms;
+
 #[global_allocator]
 static GLOBAL: Sampler<System> = Sampler::new(System);
 
@@ -35,17 +39,6 @@ fn status_kib(field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// CPU time of this thread, ms (wall time on a loaded machine says little).
-fn thread_cpu_ms() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>, limit: usize) {

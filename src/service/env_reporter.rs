@@ -1,6 +1,7 @@
 //! The reporter the `HEAPSAMPLER` variable asks for: started before `main`, or built from the
 //! variable by the program ([`Reporter::from_env`]).
 
+use super::config::EnvConfig;
 use super::reporter::{Reporter, set_env_reporter};
 use crate::read::profiler_work;
 use std::path::PathBuf;
@@ -27,31 +28,30 @@ impl Reporter {
             if cfg.enabled == Some(false) {
                 return None;
             }
-            let mut r = Reporter::new(
+            Some(configured(
                 cfg.dir
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("heap-reports")),
-            );
-            if let Some(p) = cfg.period {
-                r = r.every(p);
-            }
-            if let Some(k) = cfg.keep {
-                r = r.keep(k);
-            }
-            if let Some(m) = cfg.mode {
-                r = r.mode(m);
-            }
-            if let Some(on) = cfg.symbolize {
-                r = r.symbolize(on);
-            }
-            Some(r)
+                cfg,
+            ))
         })
     }
 }
 
 /// Starts the reporter the variable asks for (called from the constructor).
-pub(crate) fn start_env_reporter(cfg: &crate::service::config::EnvConfig) {
+pub(crate) fn start_env_reporter(cfg: &EnvConfig) {
     let Some(dir) = cfg.dir.clone() else { return };
+    match configured(dir, cfg).start_inner(false) {
+        Ok(handle) => set_env_reporter(handle),
+        Err(e) => {
+            crate::service::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}"))
+        }
+    }
+}
+
+/// A reporter writing to `dir` with the variable's `period`, `keep`, `mode` and `symbolize`
+/// where it sets them, the defaults elsewhere.
+fn configured(dir: PathBuf, cfg: &EnvConfig) -> Reporter {
     let mut r = Reporter::new(dir);
     if let Some(p) = cfg.period {
         r = r.every(p);
@@ -65,10 +65,5 @@ pub(crate) fn start_env_reporter(cfg: &crate::service::config::EnvConfig) {
     if let Some(on) = cfg.symbolize {
         r = r.symbolize(on);
     }
-    match r.start_inner(false) {
-        Ok(handle) => set_env_reporter(handle),
-        Err(e) => {
-            crate::service::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}"))
-        }
-    }
+    r
 }
