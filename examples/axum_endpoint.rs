@@ -1,5 +1,5 @@
 //! heapsampler's profiles served by a web framework of your own (axum here) instead of the
-//! built-in endpoint: three handlers around `heapsampler::http`'s plain functions.
+//! built-in endpoint: four handlers around `heapsampler::http`'s plain functions.
 //!
 //! ```text
 //! cargo run --features http --example axum_endpoint
@@ -12,9 +12,10 @@
 //! profile, so it runs on tokio's blocking pool, off the async workers.
 
 use axum::Router;
-use axum::http::header;
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 #[global_allocator]
 static GLOBAL: heapsampler::Sampler<std::alloc::System> =
@@ -25,6 +26,18 @@ async fn pprof_heap() -> impl IntoResponse {
         .await
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes)
+}
+
+/// `go tool pprof` asks this route for the names of a profile's addresses when the profile
+/// has none (`-symbolize=remote`).
+async fn pprof_symbol(body: Bytes) -> impl IntoResponse {
+    let answer = tokio::task::spawn_blocking(move || heapsampler::http::pprof_symbol(&body))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match answer {
+        Ok(text) => (StatusCode::OK, text),
+        Err(message) => (StatusCode::BAD_REQUEST, message),
+    }
 }
 
 async fn metrics() -> impl IntoResponse {
@@ -51,6 +64,7 @@ async fn heap_json() -> impl IntoResponse {
 async fn main() -> std::io::Result<()> {
     let app = Router::new()
         .route("/debug/pprof/heap", get(pprof_heap))
+        .route("/debug/pprof/symbol", post(pprof_symbol))
         .route("/metrics", get(metrics))
         .route("/heap.json", get(heap_json));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;

@@ -248,7 +248,8 @@ fn symbol_names_the_addresses_of_a_profile() {
             })
         })
         .expect("the test's own location");
-    let address = location.address;
+    // Inside the call, as a pprof location of it is written.
+    let address = location.address - 1;
     let function = location.frames.last().unwrap().function.clone().unwrap();
     // An unknown address (no mapping holds 0x10) is left out.
     let body = format!("{address:#x}+0x10");

@@ -1,4 +1,5 @@
-//! `go tool pprof -symbolize=remote` against the endpoint's `/debug/pprof/symbol`.
+//! `go tool pprof` names a profile written without names: `-symbolize=remote` through the
+//! endpoint's `/debug/pprof/symbol`, and `-symbolize=local` from the binary itself.
 
 use heapsampler::report::pprof;
 use std::io::{Read, Write};
@@ -34,29 +35,10 @@ fn hold_http_test_memory() -> Vec<Vec<u8>> {
     (0..64).map(|i| vec![i as u8; 64 * 1024]).collect()
 }
 
-/// The real client: `go tool pprof -symbolize=remote` reads a profile written without names
-/// from a server of this test's, which forwards `/debug/pprof/symbol` to the endpoint, and
-/// names the test's site's addresses as the in-process symbolizer does. Skipped (with a
-/// note) where `go` is not installed.
-#[test]
-fn go_tool_pprof_symbolizes_through_the_endpoint() {
-    if std::process::Command::new("go")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("go is not installed: go tool pprof's remote symbolization not checked");
-        return;
-    }
-    let held = hold_http_test_memory();
-    let endpoint = heapsampler::http::serve("127.0.0.1:0").unwrap();
-    let upstream = endpoint.local_addr();
-    // Written without names: only addresses and the process's mappings.
-    let snapshot = heapsampler::snapshot();
-    let profile = pprof::render(&snapshot, &heapsampler::report::mappings::current());
-    // The oracle: the names of the test's site's addresses, as the in-process symbolizer
-    // gives them (each address's outermost inlined frame; the allocator's own left out).
-    let expected: Vec<(u64, String)> = snapshot
+/// The oracle: the names of the test's site's addresses, as the in-process symbolizer gives
+/// them (each address's outermost inlined frame; the allocator's own left out).
+fn site_names(snapshot: &heapsampler::Profile) -> Vec<(u64, String)> {
+    snapshot
         .sites
         .iter()
         .map(|s| {
@@ -78,7 +60,30 @@ fn go_tool_pprof_symbolizes_through_the_endpoint() {
         .into_iter()
         .filter_map(|(a, f)| Some((a, f.last()?.function.clone()?)))
         .filter(|(_, name)| !name.contains("heapsampler::") && !name.starts_with("__rust"))
-        .collect();
+        .collect()
+}
+
+/// The real client: `go tool pprof -symbolize=remote` reads a profile written without names
+/// from a server of this test's, which forwards `/debug/pprof/symbol` to the endpoint, and
+/// names the test's site's addresses as the in-process symbolizer does. Skipped (with a
+/// note) where `go` is not installed.
+#[test]
+fn go_tool_pprof_symbolizes_through_the_endpoint() {
+    if std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("go is not installed: go tool pprof's remote symbolization not checked");
+        return;
+    }
+    let held = hold_http_test_memory();
+    let endpoint = heapsampler::http::serve("127.0.0.1:0").unwrap();
+    let upstream = endpoint.local_addr();
+    // Written without names: only addresses and the process's mappings.
+    let snapshot = heapsampler::snapshot();
+    let profile = pprof::render(&snapshot, &heapsampler::report::mappings::current());
+    let expected = site_names(&snapshot);
     assert!(expected.len() >= 3, "{expected:?}");
     assert!(
         pprof::decode(&profile)
@@ -166,12 +171,68 @@ fn go_tool_pprof_symbolizes_through_the_endpoint() {
         asked.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "pprof asked for names"
     );
-    // `-raw` lists each location as `N: 0xADDRESS M=N NAME :0 s=0`.
+    // `-raw` lists each location as `N: 0xADDRESS M=N NAME :0 s=0`, its address inside the
+    // call (one byte before the return address).
     for (address, name) in &expected {
+        let address = address - 1;
         let named = text
             .lines()
             .any(|l| l.contains(&format!(" {address:#x} M=")) && l.contains(&format!(" {name} :")));
         assert!(named, "{address:#x} {name} not in\n{text}");
+    }
+    drop(held);
+}
+
+/// `go tool pprof -symbolize=local` reads a profile written without names and names its
+/// addresses from the binary named in its mappings: it derives the load bias from the
+/// mapping's start and the code segment's link-time address, so a mapping that starts a
+/// page before the code (lld's layout) would shift every name. Go's symbolizer gives DWARF's
+/// short names: each must be part of the in-process symbolizer's name for the address.
+#[test]
+fn go_tool_pprof_symbolizes_from_the_binary() {
+    if std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("go is not installed: go tool pprof's local symbolization not checked");
+        return;
+    }
+    let held = hold_http_test_memory();
+    let snapshot = heapsampler::snapshot();
+    let profile = pprof::render(&snapshot, &heapsampler::report::mappings::current());
+    let expected = site_names(&snapshot);
+    assert!(expected.len() >= 3, "{expected:?}");
+    let tmp = std::env::temp_dir().join(format!("hs-go-local-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let file = tmp.join("heap.pb.gz");
+    std::fs::write(&file, &profile).unwrap();
+    let out = std::process::Command::new("go")
+        .args(["tool", "pprof", "-symbolize=local", "-raw"])
+        .arg(&file)
+        .env("PPROF_TMPDIR", &tmp)
+        .env("HOME", &tmp)
+        .output()
+        .expect("run go tool pprof");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `-raw`: `N: 0xADDRESS M=N NAME FILE:LINE s=0`.
+    for (address, name) in &expected {
+        let needle = format!(" {:#x} M=", address - 1);
+        let line = text
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("{needle} not in\n{text}"));
+        let go_name = line.split_whitespace().nth(3).unwrap_or("");
+        assert!(
+            !go_name.is_empty() && name.contains(go_name),
+            "{address:#x}: go tool pprof named {go_name:?}, the in-process symbolizer {name:?}\n{line}"
+        );
     }
     drop(held);
 }

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 pub struct Mapping {
     /// File mapped (`""` for an anonymous mapping, `[vdso]` for the kernel's).
     pub path: String,
-    /// First address of the mapping.
+    /// First address of the mapping; where the object's executable segment starts inside
+    /// the mapping's first page (as linkers such as lld place it), that segment's first
+    /// address, with `offset` moved along: tools that derive the load bias from the
+    /// segment's link-time address (`go tool pprof`) then name the right functions.
     pub start: u64,
     /// One past the last address of the mapping.
     pub end: u64,
@@ -45,17 +48,36 @@ pub fn current() -> Vec<Mapping> {
     let mut maps = parse_maps(&text);
     let objects = loaded_objects();
     for m in &mut maps {
-        m.build_id = objects
-            .iter()
-            .find(|o| {
-                o.ranges
-                    .iter()
-                    .any(|&(lo, hi)| lo <= m.start && m.start < hi)
-            })
-            .and_then(|o| o.build_id.as_deref())
-            .map(hex);
+        let object = objects.iter().find(|o| {
+            o.ranges
+                .iter()
+                .any(|&(lo, hi)| lo <= m.start && m.start < hi)
+        });
+        m.build_id = object.and_then(|o| o.build_id.as_deref()).map(hex);
+        if let Some(o) = object {
+            start_at_code(m, &o.code);
+        }
     }
     maps
+}
+
+/// Moves `m`'s start to the executable segment among `code` (each its loaded address and
+/// file offset) that begins inside `m`'s first page, when the mapping's own offset agrees
+/// that this byte is the segment's first.
+fn start_at_code(m: &mut Mapping, code: &[(u64, u64)]) {
+    const PAGE: u64 = 4096;
+    for &(lo, file_offset) in code {
+        let skip = lo.wrapping_sub(m.start);
+        if lo > m.start
+            && skip < PAGE
+            && lo < m.end
+            && m.offset.checked_add(skip) == Some(file_offset)
+        {
+            m.start = lo;
+            m.offset = file_offset;
+            return;
+        }
+    }
 }
 
 /// Parses the text of a `/proc/<pid>/maps` file, keeping the executable mappings. Lines it
@@ -103,10 +125,12 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// A loaded ELF object: its loaded address ranges and build-id.
+/// A loaded ELF object: its loaded address ranges, build-id, and where each executable
+/// segment begins (loaded address, file offset).
 struct Object {
     ranges: Vec<(u64, u64)>,
     build_id: Option<Vec<u8>>,
+    code: Vec<(u64, u64)>,
 }
 
 #[cfg(target_os = "linux")]
@@ -173,8 +197,14 @@ unsafe extern "C" fn visit(
             break;
         }
     }
+    let code = phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0)
+        .map(|p| (base.wrapping_add(p.p_vaddr as u64), p.p_offset as u64))
+        .collect();
     let page = 4096u64;
     out.push(Object {
+        code,
         ranges: loads
             .iter()
             .map(|&(lo, hi, _)| (lo & !(page - 1), hi.max(lo)))
@@ -264,6 +294,33 @@ mod tests {
             (0x1000, 0x2000, 0x1000)
         );
         assert_eq!(maps[1].path, "[vdso]");
+    }
+
+    #[test]
+    fn a_mapping_starts_where_its_code_segment_does() {
+        // lld's layout: the code segment at file offset 0x9d520, loaded 0x1000 further on,
+        // inside a mapping of the page at file offset 0x9d000.
+        let mapping = |start, offset| Mapping {
+            path: "/bin/app".into(),
+            start,
+            end: 0x5000_0000,
+            offset,
+            build_id: None,
+        };
+        let mut m = mapping(0x4000_0000, 0x9d000);
+        start_at_code(&mut m, &[(0x4000_0520, 0x9d520)]);
+        assert_eq!((m.start, m.offset), (0x4000_0520, 0x9d520));
+        // Already at the segment's start, a segment past the first page, or a file offset
+        // that disagrees with the mapping's: left alone.
+        for (code_start, code_offset) in [
+            (0x4000_0000, 0x9d000),
+            (0x4000_1520, 0x9e520),
+            (0x4000_0520, 0x520),
+        ] {
+            let mut m = mapping(0x4000_0000, 0x9d000);
+            start_at_code(&mut m, &[(code_start, code_offset)]);
+            assert_eq!((m.start, m.offset), (0x4000_0000, 0x9d000));
+        }
     }
 
     #[test]

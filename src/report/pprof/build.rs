@@ -87,8 +87,13 @@ impl Dictionaries<'_> {
             .collect()
     }
 
-    /// A new location (not interned: the caller knows it is new).
+    /// A new location (not interned: the caller knows it is new) at return address
+    /// `address`. The location's address is the byte before it, inside the call, as Go's
+    /// runtime/pprof writes them: a tool that symbolizes the profile itself
+    /// (`go tool pprof -symbolize=local`) looks up the address as given, and a return
+    /// address can be the first byte of the next function.
     fn push_location(&mut self, address: u64, line: Vec<proto::Line>) -> u64 {
+        let address = address.saturating_sub(1);
         let id = self.locations.len() as u64 + 1;
         self.locations.push(proto::Location {
             id,

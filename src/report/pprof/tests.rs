@@ -174,7 +174,7 @@ fn round_trips_with_go_heap_shape() {
     let shared = p
         .location
         .iter()
-        .find(|l| l.address == 0x1010)
+        .find(|l| l.address == 0x1010 - 1)
         .expect("location");
     let names: Vec<&str> = shared
         .line
@@ -187,7 +187,7 @@ fn round_trips_with_go_heap_shape() {
     assert_eq!(
         p.location
             .iter()
-            .find(|l| l.address == 0x3030)
+            .find(|l| l.address == 0x3030 - 1)
             .map(|l| l.mapping_id),
         Some(0)
     );
@@ -197,7 +197,7 @@ fn round_trips_with_go_heap_shape() {
     let leaf = p
         .location
         .iter()
-        .position(|l| l.address == 0x1010)
+        .position(|l| l.address == 0x1010 - 1)
         .expect("leaf") as u64
         + 1;
     assert!(p.sample.iter().all(|x| x.location_id[0] == leaf));

@@ -30,8 +30,9 @@
 //! # drop(endpoint); Ok(()) }
 //! ```
 //!
-//! Users of their own web framework serve [`pprof_heap_bytes`], [`metrics_text`] and
-//! [`heap_json`] from their handlers (see `examples/axum_endpoint.rs`).
+//! Users of their own web framework serve [`pprof_heap_bytes`], [`pprof_allocs_bytes`],
+//! [`pprof_symbol`], [`metrics_text`] and [`heap_json`] from their handlers (see
+//! `examples/axum_endpoint.rs`).
 
 mod context;
 mod metrics;
@@ -90,6 +91,22 @@ pub fn heap_json() -> String {
         crate::report::mappings::current(),
     )
     .to_string_pretty()
+}
+
+/// The answer of `/debug/pprof/symbol` to `addresses` (a `POST` body or a `GET` query:
+/// `0x`-prefixed hexadecimal instruction addresses joined by `+`): `num_symbols: 1`, then
+/// `0x<address> <function>` per address this process's binaries name. `Err` holds the
+/// message of a `400` (a word that is not an address).
+///
+/// ```
+/// let main_address = heapsampler::http::pprof_symbol as fn(&[u8]) -> _ as usize;
+/// let text = heapsampler::http::pprof_symbol(format!("{main_address:#x}").as_bytes()).unwrap();
+/// assert!(text.starts_with("num_symbols: 1\n"));
+/// assert!(heapsampler::http::pprof_symbol(b"main").is_err());
+/// ```
+pub fn pprof_symbol(addresses: &[u8]) -> Result<String, String> {
+    let _guard = crate::sys::guard::enter_guard();
+    symbol::answer(addresses)
 }
 
 /// Starts the endpoint `HEAPSAMPLER=http=ADDR` asks for (called from the constructor); it

@@ -5,8 +5,8 @@
 //! `GET` answers `num_symbols: 1` (pprof only checks that it is not 0). `POST` with a body of
 //! `0x`-prefixed addresses joined by `+` (or `GET` with them as the query) answers that line
 //! and then `0x<address> <function>` per address with a name (the function whose code holds
-//! it, inlined frames aside); unknown addresses are left out. An address is a return address,
-//! as in the profiles: the call before it is named.
+//! it, inlined frames aside); unknown addresses are left out. An address is an instruction's,
+//! as in Go's handler and in the profiles' locations (which point inside the call).
 
 use std::fmt::Write as _;
 
@@ -16,8 +16,10 @@ pub(crate) fn answer(input: &[u8]) -> Result<String, String> {
     let addresses = parse_addresses(input)?;
     let mut out = String::from("num_symbols: 1\n");
     if !addresses.is_empty() {
+        // The symbolizer takes return addresses (it looks one byte before): one byte on.
+        let returns: Vec<u64> = addresses.iter().map(|a| a.saturating_add(1)).collect();
         // Not kept in the symbol cache: a client must not fill it, nor evict the program's.
-        let frames = crate::read::symbolize::resolve_all_transient(&addresses);
+        let frames = crate::read::symbolize::resolve_all_transient(&returns);
         for (address, frames) in addresses.iter().zip(frames) {
             // One name per address: the outermost of its inlined frames, the function whose
             // code holds it (as the symbol table names it). Go's handler names the innermost,
@@ -94,8 +96,8 @@ mod tests {
         fn symbol_route_probe() -> u64 {
             std::hint::black_box(7)
         }
-        // One byte in: a return address just past the function's first instruction.
-        let address = symbol_route_probe as fn() -> u64 as usize as u64 + 1;
+        // Its first instruction.
+        let address = symbol_route_probe as fn() -> u64 as usize as u64;
         let text =
             crate::read::profiler_work(|| answer(format!("{address:#x}+0x1").as_bytes()).unwrap());
         let mut lines = text.lines();
