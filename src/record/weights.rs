@@ -80,8 +80,9 @@ pub fn sample_probability(size: u64, t: u64) -> f64 {
     if t <= 1 {
         return 1.0;
     }
-    // -expm1 keeps precision for s ≪ T, where 1 - exp(-x) would cancel.
-    -(-(size as f64) / t as f64).exp_m1()
+    // -expm1 keeps precision for s ≪ T, where 1 - exp(-x) would cancel. (The `libm` crate's,
+    // not libm.so's: see Cargo.toml.)
+    -libm::expm1(-(size as f64) / t as f64)
 }
 
 /// Draws the next gap from Exp(mean = t) by inverse CDF; `u` is uniform in (0, 1].
@@ -95,7 +96,7 @@ pub(crate) fn draw_gap(h: &Hot, t: u64) -> i64 {
 /// Maps 64 random bits to an exponential gap of mean `t` bytes (inverse CDF, `-t ln u`).
 pub(crate) fn exponential_gap(bits: u64, t: u64) -> i64 {
     let u = ((bits >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-    let gap = -(t as f64) * u.ln();
+    let gap = -(t as f64) * libm::log(u);
     if gap >= NEVER as f64 {
         NEVER
     } else {

@@ -170,7 +170,7 @@ fn nice_step(max: f64) -> (f64, f64) {
         unit *= 1024.0;
     }
     let raw = max / unit / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
+    let mag = libm::pow(10.0, libm::floor(libm::log10(raw)));
     let step = [1.0, 2.0, 5.0, 10.0]
         .into_iter()
         .map(|m| m * mag)
