@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 ///     let before = heapsampler::totals();
 ///     let v = vec![0u8; 1000];
 ///     let after = heapsampler::totals();
-///     assert_eq!(after.allocated_bytes - before.allocated_bytes, v.capacity() as u64);
+///     assert_eq!(after.alloc_bytes - before.alloc_bytes, v.capacity() as u64);
 /// }
 /// ```
 pub fn totals() -> Totals {
@@ -389,10 +389,10 @@ impl Profile {
         ProfileDiff {
             window_ms: self.timestamp_ms.saturating_sub(older.timestamp_ms),
             totals: TotalsDiff {
-                allocated_bytes: delta(n.allocated_bytes, o.allocated_bytes),
-                allocated_objects: delta(n.allocated_objects, o.allocated_objects),
-                freed_bytes: delta(n.freed_bytes, o.freed_bytes),
-                freed_objects: delta(n.freed_objects, o.freed_objects),
+                alloc_bytes: delta(n.alloc_bytes, o.alloc_bytes),
+                alloc_objects: delta(n.alloc_objects, o.alloc_objects),
+                free_bytes: delta(n.free_bytes, o.free_bytes),
+                free_objects: delta(n.free_objects, o.free_objects),
                 live_bytes: delta(n.live_bytes, o.live_bytes),
                 live_objects: delta(n.live_objects, o.live_objects),
             },
@@ -442,13 +442,13 @@ pub struct ProfileDiff {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotalsDiff {
     /// Bytes allocated in the window.
-    pub allocated_bytes: i64,
+    pub alloc_bytes: i64,
     /// Allocations made in the window.
-    pub allocated_objects: i64,
+    pub alloc_objects: i64,
     /// Bytes freed in the window.
-    pub freed_bytes: i64,
+    pub free_bytes: i64,
     /// Frees made in the window.
-    pub freed_objects: i64,
+    pub free_objects: i64,
     /// Change of live bytes.
     pub live_bytes: i64,
     /// Change of live blocks.

@@ -65,7 +65,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     writeln!(out, "totals (exact):")?;
     writeln!(
         out,
-        "  live       {:>10}  {} bytes in {} blocks; peak {}",
+        "  live       {:>10}  {} bytes in {} objects; peak {}",
         bytes(t.live_bytes as f64),
         int(t.live_bytes),
         int(t.live_objects),

@@ -74,9 +74,9 @@ fn a_flush_inside_the_guard_takes_the_programs_unflushed_allocations() {
             wrapper_alloc(100);
         }
         let guard = enter_guard();
-        let flushed_before = totals::read().allocated_objects;
+        let flushed_before = totals::read().alloc_objects;
         flush_current_thread();
-        let flushed = totals::read().allocated_objects - flushed_before;
+        let flushed = totals::read().alloc_objects - flushed_before;
         drop(guard);
         let unflushed = with_hot(|h| {
             rebase(h);
@@ -203,8 +203,8 @@ fn huge_sizes_are_counted_by_their_real_size() {
             flush_current_thread();
             let after = totals::read();
             // Other unit tests flush small amounts meanwhile; none allocates 8 TiB.
-            let allocated = after.allocated_bytes.wrapping_sub(before.allocated_bytes);
-            let freed = after.freed_bytes.wrapping_sub(before.freed_bytes);
+            let allocated = after.alloc_bytes.wrapping_sub(before.alloc_bytes);
+            let freed = after.free_bytes.wrapping_sub(before.free_bytes);
             for counted in [allocated, freed] {
                 assert!(
                     counted >= size as u64 && counted - (size as u64) < 1 << 32,

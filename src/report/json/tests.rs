@@ -25,8 +25,8 @@ fn profile(ts: u64, sites: Vec<Site>, allocated: u64) -> Profile {
         timestamp_ms: ts,
         sample_interval: 4096,
         totals: Totals {
-            allocated_bytes: allocated,
-            allocated_objects: allocated / 8,
+            alloc_bytes: allocated,
+            alloc_objects: allocated / 8,
             ..Totals::default()
         },
         sites,
@@ -98,7 +98,7 @@ fn layout_indents_two_levels_and_puts_each_site_on_one_line() {
         "{text}"
     );
     assert!(
-        text.contains("\n  \"totals\": {\n    \"allocated_bytes\": 64,"),
+        text.contains("\n  \"totals\": {\n    \"alloc_bytes\": 64,"),
         "{text}"
     );
     assert!(
