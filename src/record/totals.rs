@@ -27,9 +27,9 @@ use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 #[repr(align(128))]
 struct Counters {
     alloc_bytes: AtomicU64,
-    alloc_count: AtomicU64,
+    alloc_objects: AtomicU64,
     free_bytes: AtomicU64,
-    free_count: AtomicU64,
+    free_objects: AtomicU64,
     /// A slot's live-bytes change not yet added to [`LIVE`] (unused in [`SHARED`]).
     held_live: AtomicI64,
 }
@@ -38,9 +38,9 @@ impl Counters {
     const fn new() -> Self {
         Counters {
             alloc_bytes: AtomicU64::new(0),
-            alloc_count: AtomicU64::new(0),
+            alloc_objects: AtomicU64::new(0),
             free_bytes: AtomicU64::new(0),
-            free_count: AtomicU64::new(0),
+            free_objects: AtomicU64::new(0),
             held_live: AtomicI64::new(0),
         }
     }
@@ -48,18 +48,18 @@ impl Counters {
     fn load(&self) -> [u64; 4] {
         [
             self.alloc_bytes.load(Ordering::Relaxed),
-            self.alloc_count.load(Ordering::Relaxed),
+            self.alloc_objects.load(Ordering::Relaxed),
             self.free_bytes.load(Ordering::Relaxed),
-            self.free_count.load(Ordering::Relaxed),
+            self.free_objects.load(Ordering::Relaxed),
         ]
     }
 
     fn fields(&self) -> [&AtomicU64; 4] {
         [
             &self.alloc_bytes,
-            &self.alloc_count,
+            &self.alloc_objects,
             &self.free_bytes,
-            &self.free_count,
+            &self.free_objects,
         ]
     }
 }
@@ -186,15 +186,15 @@ fn sum() -> [u64; 4] {
 pub struct Totals {
     /// Bytes ever allocated.
     pub alloc_bytes: u64,
-    /// Allocations ever made (a `realloc` counts as one free and one allocation).
+    /// Objects ever allocated (a `realloc` counts as one free and one allocation).
     pub alloc_objects: u64,
     /// Bytes ever freed.
     pub free_bytes: u64,
-    /// Frees ever made.
+    /// Objects ever freed.
     pub free_objects: u64,
     /// Bytes live now: allocated minus freed.
     pub live_bytes: u64,
-    /// Blocks live now.
+    /// Objects live now.
     pub live_objects: u64,
     /// The most bytes ever live at once.
     pub peak_live_bytes: u64,
@@ -225,10 +225,10 @@ pub(crate) fn read() -> Totals {
         live_bytes,
         live_objects: alloc_objects.saturating_sub(free_objects),
         peak_live_bytes: PEAK_LIVE.load(Ordering::Relaxed).max(live_bytes),
-        overhead_alloc_bytes: crate::sys::thread_state::guarded_bytes(),
-        overhead_alloc_objects: crate::sys::thread_state::guarded_objects(),
-        overhead_free_bytes: crate::sys::thread_state::guarded_frees().0,
-        overhead_free_objects: crate::sys::thread_state::guarded_frees().1,
+        overhead_alloc_bytes: crate::sys::thread_state::guarded_alloc_bytes(),
+        overhead_alloc_objects: crate::sys::thread_state::guarded_alloc_objects(),
+        overhead_free_bytes: crate::sys::thread_state::guarded_free().0,
+        overhead_free_objects: crate::sys::thread_state::guarded_free().1,
     }
 }
 

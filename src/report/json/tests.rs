@@ -98,7 +98,7 @@ fn layout_indents_two_levels_and_puts_each_site_on_one_line() {
         "{text}"
     );
     assert!(
-        text.contains("\n  \"totals\": {\n    \"alloc_bytes\": 64,"),
+        text.contains("\n  \"totals\": {\n    \"allocated_bytes\": 64,"),
         "{text}"
     );
     assert!(
