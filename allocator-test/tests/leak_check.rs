@@ -109,10 +109,10 @@ fn a_block_reallocated_in_scope_is_tracked_through_the_realloc() {
     let mut v: Vec<u32> = Vec::with_capacity(1);
     grow_by_pushing(&mut v, 1000);
     let capacity = v.capacity();
-    let allocations = check.alloc_objects();
+    let alloc_objects = check.alloc_objects();
     assert!(
-        allocations >= 8,
-        "each growth is a realloc, counted as an allocation: {allocations}"
+        alloc_objects >= 8,
+        "each growth is a realloc, counted as an allocation: {alloc_objects}"
     );
     std::mem::forget(v);
     let report = check.finish();

@@ -67,7 +67,7 @@ fn clean_test(seed: u64) {
     for i in 0..4 {
         black_box(churn(seed * 100 + i));
     }
-    let allocations = check.alloc_objects();
+    let alloc_objects = check.alloc_objects();
     let report = check.finish();
     FINISHED.fetch_add(1, Ordering::Relaxed);
     assert!(
@@ -75,8 +75,8 @@ fn clean_test(seed: u64) {
         "test {seed} reported a leak that is not its own:\n{report}"
     );
     assert!(
-        allocations > 4 * 40 * 57,
-        "test {seed} recorded only {allocations} allocations"
+        alloc_objects > 4 * 40 * 57,
+        "test {seed} recorded only {alloc_objects} objects"
     );
     let stats = report.stats.expect("counters");
     assert_eq!(stats.alloc_objects, stats.free_objects);
