@@ -166,7 +166,7 @@ impl fmt::Display for LeakReport {
                 f,
                 "\nleak check incomplete: {} in scope could not be recorded because the \
                  profiler's tables were full (raise heapsampler::set_limits)",
-                plural(unrecorded, "allocation", "allocations")
+                plural(unrecorded, "object", "objects")
             )?;
         }
         if !self.allowed.is_empty() {

@@ -36,7 +36,7 @@ pub struct HeapStats {
     pub live_bytes: u64,
     /// The most bytes allocated in scope that were live at once.
     pub peak_live_bytes: u64,
-    /// Allocations in scope the profiler could not record because a table was full
+    /// Objects allocated in scope that the profiler could not record because a table was full
     /// (see [`set_limits`](crate::set_limits)): a non-zero value makes the check incomplete.
     pub unrecorded: u64,
 }
