@@ -140,7 +140,7 @@ mod unwind;
 pub use check::{CheckHandle, EnteredCheck, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
 pub use read::jemalloc_stats::JemallocStats;
-pub use read::process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process_memory};
+pub use read::process_memory::{CgroupMemory, GlibcMallocStats, ProcessMemory, process_memory};
 pub use read::profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
     totals,
