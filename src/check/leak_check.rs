@@ -237,7 +237,7 @@ impl LeakCheck {
         self.counted().peak_live_bytes
     }
 
-    /// Allocations made in scope so far (a `realloc` counts as one).
+    /// Objects allocated in scope so far (a `realloc` counts as one).
     ///
     /// # Panics
     /// When the check has no counters (see [`stats`](Self::stats)).

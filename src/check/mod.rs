@@ -8,7 +8,7 @@
 //! threads — other tests under libtest's parallel runner — are never in the scope, so they
 //! neither add to nor disturb the result.
 //!
-//! Heap counters per scope (allocations, bytes, live, peak) live in a fixed table of
+//! Heap counters per scope (objects, bytes, live, peak) live in a fixed table of
 //! [`scopes::SLOTS`] slots that the allocator updates on its exact-record path (atomics only).
 //!
 //! After a check finishes, the objects it reported stay in the process-wide profile as exact

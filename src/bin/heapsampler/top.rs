@@ -73,7 +73,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  allocated  {:>10}  {} bytes in {} allocations; {}",
+        "  allocated  {:>10}  {} bytes in {} objects; {}",
         bytes(t.allocated_bytes as f64),
         int(t.allocated_bytes),
         int(t.allocated_objects),
@@ -81,7 +81,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  freed      {:>10}  {} bytes in {} frees; {}",
+        "  freed      {:>10}  {} bytes in {} objects; {}",
         bytes(t.freed_bytes as f64),
         int(t.freed_bytes),
         int(t.freed_objects),
