@@ -252,7 +252,7 @@ pub(crate) fn follow_realloc(
 ) -> Decision {
     if let Some(tag) = old.map(|r| r.sample.tag).filter(|&t| is_active(t)) {
         return Decision::Sample(SampleInfo {
-            w_count: WEIGHT_ONE,
+            w_objects: WEIGHT_ONE,
             w_bytes: (new_size.max(1) as u64).saturating_mul(WEIGHT_ONE),
             exact: true,
             tag,

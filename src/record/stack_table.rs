@@ -55,7 +55,7 @@ pub(crate) struct SiteSums {
 impl SiteSums {
     /// Adds a sample's allocation-side weights; returns the thread-share slot it went to.
     fn add_alloc(&mut self, s: &SampleInfo) -> u8 {
-        let (c, b) = (s.w_count as u128, s.w_bytes as u128);
+        let (c, b) = (s.w_objects as u128, s.w_bytes as u128);
         self.alloc_objects += c;
         self.alloc_bytes += b;
         self.samples += 1;
@@ -68,7 +68,7 @@ impl SiteSums {
 
     /// Adds a thread's pending sums for this site (see `stack_cache`).
     fn add_pending(&mut self, p: &PendingSums) {
-        self.alloc_objects += p.count as u128;
+        self.alloc_objects += p.objects as u128;
         self.alloc_bytes += p.bytes as u128;
         self.samples += p.samples;
         if let Some(share) = self.threads.get_mut(p.share as usize) {
@@ -302,7 +302,7 @@ pub(crate) struct SiteCopy {
 /// Live sums of one stack, added up from the live table (fixed point, like [`SiteSums`]).
 #[derive(Clone, Copy, Default)]
 struct LiveSums {
-    count: u64,
+    objects: u64,
     bytes: u64,
     samples: u64,
     thread_bytes: [u64; SITE_THREADS],
@@ -317,7 +317,7 @@ fn live_sums() -> Map<StackId, LiveSums> {
             return;
         }
         let s = sums.entry(rec.stack).or_default();
-        s.count = s.count.wrapping_add(rec.sample.w_count);
+        s.objects = s.objects.wrapping_add(rec.sample.w_objects);
         s.bytes = s.bytes.wrapping_add(rec.sample.w_bytes);
         s.samples += 1;
         if let Some(t) = s.thread_bytes.get_mut(rec.slot as usize) {
@@ -385,7 +385,7 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
                 sums.add_pending(p);
             }
             if let Some(l) = live.get(&id) {
-                sums.live_objects = l.count as u128;
+                sums.live_objects = l.objects as u128;
                 sums.live_bytes = l.bytes as u128;
                 sums.live_samples = l.samples;
                 for (share, &bytes) in sums.threads.iter_mut().zip(&l.thread_bytes) {

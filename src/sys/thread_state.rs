@@ -66,7 +66,7 @@ pub(crate) struct Hot {
     /// Set once the thread registered (`record::lifecycle`): its exit hook, name and slot.
     pub(crate) registered: Cell<bool>,
     pub(crate) rng: Cell<Option<SmallRng>>,
-    /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
+    /// The last sampled (size, interval) and its weights (w_objects, w_bytes); size 0 = none.
     pub(crate) last_weights: Cell<(u64, u64, u64, u64)>,
     /// The program's countdown and its arm point (packed) and configuration generation when the
     /// outermost guard was entered, given back when it is dropped (see [`enter_guard`]).

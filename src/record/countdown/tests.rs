@@ -233,7 +233,10 @@ fn remembered_weights_are_the_computed_ones() {
             ] {
                 let m = memo_weights(h, size, t, 7);
                 let w = weights(size, t, 7);
-                assert_eq!((m.w_count, m.w_bytes, m.thread), (w.w_count, w.w_bytes, 7));
+                assert_eq!(
+                    (m.w_objects, m.w_bytes, m.thread),
+                    (w.w_objects, w.w_bytes, 7)
+                );
                 assert!(!m.exact && m.tag == 0);
             }
         })
