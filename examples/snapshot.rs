@@ -32,8 +32,8 @@ fn main() {
     println!(
         "exact totals: {} MiB live, {} MiB allocated in {} allocations, peak {} MiB",
         t.live_bytes >> 20,
-        t.allocated_bytes >> 20,
-        t.allocated_objects,
+        t.alloc_bytes >> 20,
+        t.alloc_objects,
         t.peak_live_bytes >> 20
     );
     println!(

@@ -152,9 +152,7 @@ fn main() {
         rss_before as f64 / 1024.0,
         (rss_after as f64 - rss_before as f64) / 1024.0,
         (rss_peak as f64 - rss_before as f64) / 1024.0,
-        (t.overhead_allocated_bytes
-            .saturating_sub(t.overhead_freed_bytes)) as f64
-            / (1 << 20) as f64,
+        (t.overhead_alloc_bytes.saturating_sub(t.overhead_free_bytes)) as f64 / (1 << 20) as f64,
     );
     drop(kept);
 }

@@ -48,7 +48,7 @@
 //! let check = heapsampler::LeakCheck::start(); // this thread, exactly, until finished
 //! let v: Vec<u32> = (0..100).collect();
 //! drop(v);
-//! assert!(check.allocations() >= 1);
+//! assert!(check.alloc_objects() >= 1);
 //! check.assert_no_leaks(); // panics with the leaking call stacks
 //! # }
 //! ```
@@ -137,10 +137,10 @@ mod sys;
 pub mod timeline;
 mod unwind;
 
-pub use check::{CheckHandle, EnteredCheck, HeapStats, LeakCheck, LeakReport, LeakSite};
+pub use check::{CheckHandle, EnteredCheck, LeakCheck, LeakReport, LeakSite};
 pub use leaks::{LeakDetector, LeakSuspect};
 pub use read::jemalloc_stats::JemallocStats;
-pub use read::process_memory::{CgroupMemory, GlibcMalloc, ProcessMemory, process_memory};
+pub use read::process_memory::{CgroupMemory, GlibcMallocStats, ProcessMemory, process_memory};
 pub use read::profile::{
     Frame, Profile, ProfileDiff, ProfilerStats, Site, SiteDiff, SiteThread, TotalsDiff, snapshot,
     totals,
@@ -155,6 +155,7 @@ pub use record::countdown::{
 // Hooks of the statistical tests (the allocator-test crate), not part of the API.
 #[doc(hidden)]
 pub use record::countdown::TOTALS_BATCH_BYTES;
+pub use record::heap_stats::HeapStats;
 pub use record::limits::{Limits, set_limits};
 pub use record::live_record::StackId;
 pub use record::sampler::Sampler;

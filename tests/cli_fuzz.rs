@@ -87,7 +87,7 @@ fn profile(i: u64, function: &str) -> Profile {
         timestamp_ms: 1_767_225_600_000 + i * 60_000,
         sample_interval: 1,
         totals: Totals {
-            allocated_bytes: 1 << 30,
+            alloc_bytes: 1 << 30,
             live_bytes: live as u64,
             peak_live_bytes: 1 << 30,
             ..Totals::default()

@@ -108,8 +108,8 @@ fn evil_profile(ts: u64, live: f64) -> Profile {
         timestamp_ms: ts,
         sample_interval: 1,
         totals: Totals {
-            allocated_bytes: 1 << 30,
-            allocated_objects: 100,
+            alloc_bytes: 1 << 30,
+            alloc_objects: 100,
             live_bytes: live as u64,
             live_objects: 1,
             peak_live_bytes: 1 << 30,

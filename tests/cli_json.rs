@@ -66,8 +66,8 @@ fn at(i: u64) -> Profile {
         timestamp_ms: T0 + i * 1000,
         sample_interval: 4096,
         totals: Totals {
-            allocated_bytes: (100 << 20) + (i << 20),
-            allocated_objects: 1000 + i,
+            alloc_bytes: (100 << 20) + (i << 20),
+            alloc_objects: 1000 + i,
             live_bytes: (10 << 20) + (i << 20),
             live_objects: 100 + i,
             ..Totals::default()

@@ -35,7 +35,7 @@ fn good_text() -> String {
         timestamp_ms: 1_767_225_600_000,
         sample_interval: 4096,
         totals: Totals {
-            allocated_bytes: 1 << 20,
+            alloc_bytes: 1 << 20,
             live_bytes: 1 << 19,
             peak_live_bytes: 1 << 20,
             ..Totals::default()

@@ -44,10 +44,10 @@ pub fn alloc_bytes_in(profile: &heapsampler::Profile, function: &str) -> f64 {
 pub fn program_traffic(before: &heapsampler::Totals, after: &heapsampler::Totals) -> [u64; 4] {
     let d = |f: fn(&heapsampler::Totals) -> u64| f(after) - f(before);
     [
-        d(|t| t.allocated_bytes) - d(|t| t.overhead_allocated_bytes),
-        d(|t| t.allocated_objects) - d(|t| t.overhead_allocated_objects),
-        d(|t| t.freed_bytes) - d(|t| t.overhead_freed_bytes),
-        d(|t| t.freed_objects) - d(|t| t.overhead_freed_objects),
+        d(|t| t.alloc_bytes) - d(|t| t.overhead_alloc_bytes),
+        d(|t| t.alloc_objects) - d(|t| t.overhead_alloc_objects),
+        d(|t| t.free_bytes) - d(|t| t.overhead_free_bytes),
+        d(|t| t.free_objects) - d(|t| t.overhead_free_objects),
     ]
 }
 

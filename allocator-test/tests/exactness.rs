@@ -20,10 +20,10 @@ struct Truth {
 #[derive(Default, Clone, Copy, Debug)]
 struct Ledger {
     sites: [Truth; 3],
-    allocated_bytes: u64,
-    allocated_objects: u64,
-    freed_bytes: u64,
-    freed_objects: u64,
+    alloc_bytes: u64,
+    alloc_objects: u64,
+    free_bytes: u64,
+    free_objects: u64,
 }
 
 #[inline(never)]
@@ -140,12 +140,12 @@ impl Truth {
 
 impl Ledger {
     fn alloc(&mut self, size: usize) {
-        self.allocated_bytes += size as u64;
-        self.allocated_objects += 1;
+        self.alloc_bytes += size as u64;
+        self.alloc_objects += 1;
     }
     fn free(&mut self, size: usize) {
-        self.freed_bytes += size as u64;
-        self.freed_objects += 1;
+        self.free_bytes += size as u64;
+        self.free_objects += 1;
     }
     fn add(&mut self, o: &Ledger) {
         for (a, b) in self.sites.iter_mut().zip(&o.sites) {
@@ -154,10 +154,10 @@ impl Ledger {
             a.alloc_bytes += b.alloc_bytes;
             a.alloc_objects += b.alloc_objects;
         }
-        self.allocated_bytes += o.allocated_bytes;
-        self.allocated_objects += o.allocated_objects;
-        self.freed_bytes += o.freed_bytes;
-        self.freed_objects += o.freed_objects;
+        self.alloc_bytes += o.alloc_bytes;
+        self.alloc_objects += o.alloc_objects;
+        self.free_bytes += o.free_bytes;
+        self.free_objects += o.free_objects;
     }
 }
 
@@ -228,10 +228,10 @@ fn exact_mode_matches_the_truth_per_site_and_in_totals() {
     assert_eq!(
         program_traffic(&before, &after),
         [
-            truth.allocated_bytes,
-            truth.allocated_objects,
-            truth.freed_bytes,
-            truth.freed_objects
+            truth.alloc_bytes,
+            truth.alloc_objects,
+            truth.free_bytes,
+            truth.free_objects
         ]
     );
     assert!(after.peak_live_bytes >= after.live_bytes);

@@ -48,10 +48,10 @@ fn frees_of_a_thread_that_never_allocates_reach_the_totals() {
         0
     );
     let after = heapsampler::totals();
-    let [_, _, freed_bytes, frees] = program_traffic(&before, &after);
+    let [_, _, free_bytes, free_objects] = program_traffic(&before, &after);
     // 64,000 bytes, far below a batch: before the fix they stayed in the exited thread.
     assert_eq!(
-        (freed_bytes, frees),
+        (free_bytes, free_objects),
         ((BLOCKS * SIZE) as u64, BLOCKS as u64)
     );
 }

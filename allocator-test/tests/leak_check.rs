@@ -37,7 +37,7 @@ fn leak_in_a_thread_spawned_with_the_opt_in_is_caught() {
     });
     let report = check.finish();
     assert_eq!(report.leaked_bytes, 2 * 4321, "{report}");
-    assert_eq!(report.leaked_blocks, 2, "{report}");
+    assert_eq!(report.leaked_objects, 2, "{report}");
     assert!(
         report.sites.iter().all(|s| s.frames[0]
             .function
@@ -91,8 +91,8 @@ fn memory_freed_by_another_thread_counts_as_freed() {
     let report = check.finish();
     assert!(report.is_clean(), "{report}");
     let stats = report.stats.unwrap();
-    assert!(stats.allocations >= 200);
-    assert_eq!(stats.frees, stats.allocations, "{stats:?}");
+    assert!(stats.alloc_objects >= 200);
+    assert_eq!(stats.free_objects, stats.alloc_objects, "{stats:?}");
     assert_eq!(stats.live_bytes, 0);
 }
 
@@ -109,15 +109,15 @@ fn a_block_reallocated_in_scope_is_tracked_through_the_realloc() {
     let mut v: Vec<u32> = Vec::with_capacity(1);
     grow_by_pushing(&mut v, 1000);
     let capacity = v.capacity();
-    let allocations = check.allocations();
+    let alloc_objects = check.alloc_objects();
     assert!(
-        allocations >= 8,
-        "each growth is a realloc, counted as an allocation: {allocations}"
+        alloc_objects >= 8,
+        "each growth is a realloc, counted as an allocation: {alloc_objects}"
     );
     std::mem::forget(v);
     let report = check.finish();
     assert_eq!(
-        report.leaked_blocks, 1,
+        report.leaked_objects, 1,
         "only the final block is live:\n{report}"
     );
     assert_eq!(report.leaked_bytes, capacity as u64 * 4, "{report}");
@@ -162,7 +162,7 @@ fn growing_a_buffer_from_before_the_check_is_not_the_checks_allocation() {
     grow_by_pushing(&mut before, 10_000);
     let report = check.finish();
     assert!(report.is_clean(), "{report}");
-    assert_eq!(report.stats.unwrap().allocations, 0);
+    assert_eq!(report.stats.unwrap().alloc_objects, 0);
     drop(before);
 }
 
@@ -177,7 +177,7 @@ fn no_false_leak_from_the_checks_own_bookkeeping_or_symbolization() {
         .allow("another_pattern")
         .allow("and_another");
     leak_bytes(24);
-    let peak = inner.peak_bytes();
+    let peak = inner.peak_live_bytes();
     let report = inner.finish();
     let rendered = report.to_string();
     assert!(rendered.contains("leak_bytes"), "{rendered}");
@@ -191,7 +191,7 @@ fn no_false_leak_from_the_checks_own_bookkeeping_or_symbolization() {
     // The outer check sees exactly the inner check's leak, nothing of the machinery.
     let report = outer.finish();
     assert_eq!(
-        (report.leaked_bytes, report.leaked_blocks),
+        (report.leaked_bytes, report.leaked_objects),
         (24, 1),
         "{report}"
     );
@@ -210,7 +210,7 @@ fn a_check_that_finds_nothing_leaves_nothing() {
                 ..Default::default()
             }
         );
-        assert_eq!(report.stats.unwrap().allocations, 0);
+        assert_eq!(report.stats.unwrap().alloc_objects, 0);
     }
 }
 
@@ -221,23 +221,23 @@ fn nested_checks_inner_sees_its_own_outer_sees_everything() {
     let inner = LeakCheck::start();
     leak_bytes(10);
     drop(black_box(vec![0u8; 1000]));
-    assert_eq!(inner.allocations(), 2);
-    assert_eq!(inner.peak_bytes(), 1010);
+    assert_eq!(inner.alloc_objects(), 2);
+    assert_eq!(inner.peak_live_bytes(), 1010);
     // The outer check's counters include the inner check's allocations as they happen.
-    assert_eq!(outer.allocations(), 3);
-    assert_eq!(outer.peak_bytes(), 1110);
+    assert_eq!(outer.alloc_objects(), 3);
+    assert_eq!(outer.peak_live_bytes(), 1110);
     let inner_report = inner.finish();
     assert_eq!(inner_report.leaked_bytes, 10, "{inner_report}");
     // Back in the outer scope only.
     leak_bytes(1);
     let report = outer.finish();
     assert_eq!(
-        (report.leaked_bytes, report.leaked_blocks),
+        (report.leaked_bytes, report.leaked_objects),
         (111, 3),
         "{report}"
     );
     let stats = report.stats.unwrap();
-    assert_eq!((stats.allocations, stats.live_bytes), (4, 111));
+    assert_eq!((stats.alloc_objects, stats.live_bytes), (4, 111));
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn nested_inner_leak_freed_before_the_outer_finishes_is_not_an_outer_leak() {
     drop(kept);
     let report = outer.finish();
     assert!(report.is_clean(), "{report}");
-    assert_eq!(report.stats.unwrap().frees, 1);
+    assert_eq!(report.stats.unwrap().free_objects, 1);
 }
 
 #[test]
@@ -327,9 +327,9 @@ fn heap_usage_assertions_for_the_scope() {
     let c = black_box(vec![0u8; 1000]);
     drop(b);
     drop(c);
-    assert_eq!(check.allocations(), 3);
-    assert_eq!(check.allocated_bytes(), 6000);
-    assert_eq!(check.peak_bytes(), 5000);
+    assert_eq!(check.alloc_objects(), 3);
+    assert_eq!(check.alloc_bytes(), 6000);
+    assert_eq!(check.peak_live_bytes(), 5000);
     assert_eq!(check.live_bytes(), 0);
     check.assert_no_leaks();
 }
@@ -344,14 +344,14 @@ fn failure_message_gives_total_then_each_site_with_the_test_frames_first() {
     let lines: Vec<&str> = message.lines().collect();
     assert_eq!(
         lines[0],
-        "leak check: 5021 bytes leaked in 2 blocks at 2 sites (allocated in scope, still live at finish)"
+        "leak check: 5021 bytes leaked in 2 objects at 2 sites (allocated in scope, still live at finish)"
     );
-    // Largest site first; each names its bytes and blocks, then the stack, program first.
-    assert_eq!(lines[2], "  4321 bytes in 1 block allocated at:");
+    // Largest site first; each names its bytes and objects, then the stack, program first.
+    assert_eq!(lines[2], "  4321 bytes in 1 object allocated at:");
     assert!(lines[3].contains("leak_in_spawned_thread_k4"), "{message}");
     let second = lines
         .iter()
-        .position(|l| *l == "  700 bytes in 1 block allocated at:")
+        .position(|l| *l == "  700 bytes in 1 object allocated at:")
         .expect("second site");
     assert!(lines[second + 1].contains("leak_bytes"), "{message}");
     assert!(
@@ -389,11 +389,11 @@ fn a_check_is_exact_whatever_the_global_interval() {
         drop(black_box(vec![0u8; 10]));
         let report = check.finish();
         assert_eq!(
-            (report.leaked_bytes, report.leaked_blocks),
+            (report.leaked_bytes, report.leaked_objects),
             (30, 10),
             "interval {interval}:\n{report}"
         );
-        assert_eq!(report.stats.unwrap().allocations, 11);
+        assert_eq!(report.stats.unwrap().alloc_objects, 11);
     }
     heapsampler::set_sample_interval(heapsampler::DEFAULT_SAMPLE_INTERVAL);
 }
@@ -446,7 +446,7 @@ fn eight_checks_on_eight_threads_at_the_same_time() {
     for (i, report) in reports.iter().enumerate() {
         if i == 5 {
             assert_eq!(
-                (report.leaked_bytes, report.leaked_blocks),
+                (report.leaked_bytes, report.leaked_objects),
                 (2048, 1),
                 "{report}"
             );
@@ -460,6 +460,6 @@ fn eight_checks_on_eight_threads_at_the_same_time() {
         } else {
             assert!(report.is_clean(), "thread {i}:\n{report}");
         }
-        assert!(report.stats.unwrap().allocations > 1000);
+        assert!(report.stats.unwrap().alloc_objects > 1000);
     }
 }

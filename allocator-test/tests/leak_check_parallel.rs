@@ -67,7 +67,7 @@ fn clean_test(seed: u64) {
     for i in 0..4 {
         black_box(churn(seed * 100 + i));
     }
-    let allocations = check.allocations();
+    let alloc_objects = check.alloc_objects();
     let report = check.finish();
     FINISHED.fetch_add(1, Ordering::Relaxed);
     assert!(
@@ -75,12 +75,12 @@ fn clean_test(seed: u64) {
         "test {seed} reported a leak that is not its own:\n{report}"
     );
     assert!(
-        allocations > 4 * 40 * 57,
-        "test {seed} recorded only {allocations} allocations"
+        alloc_objects > 4 * 40 * 57,
+        "test {seed} recorded only {alloc_objects} objects"
     );
     let stats = report.stats.expect("counters");
-    assert_eq!(stats.allocations, stats.frees);
-    assert_eq!(stats.allocated_bytes, stats.freed_bytes);
+    assert_eq!(stats.alloc_objects, stats.free_objects);
+    assert_eq!(stats.alloc_bytes, stats.free_bytes);
 }
 
 #[test]
@@ -94,8 +94,8 @@ fn parallel_1_leaks_on_purpose() {
     FINISHED.fetch_add(1, Ordering::Relaxed);
     let message = panic_message(outcome.expect_err("the leak must be reported"));
     assert!(
-        message.starts_with("leak check: 3000 bytes leaked in 3 blocks at 1 site"),
-        "exactly the helper's three blocks, nothing of the other tests or the noise thread:\n{message}"
+        message.starts_with("leak check: 3000 bytes leaked in 3 objects at 1 site"),
+        "exactly the helper's three objects, nothing of the other tests or the noise thread:\n{message}"
     );
     // The stack starts with the test's own code: the helper is the first frame shown.
     let first_frame = message.lines().nth(3).unwrap_or_default();

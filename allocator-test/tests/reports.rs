@@ -687,7 +687,7 @@ fn reporter_work_is_overhead_not_a_user_site() {
             );
         }
     }
-    let overhead = profile.totals.overhead_allocated_bytes - before.totals.overhead_allocated_bytes;
+    let overhead = profile.totals.overhead_alloc_bytes - before.totals.overhead_alloc_bytes;
     assert!(
         overhead > 0,
         "the reporter's work is counted as profiler overhead"

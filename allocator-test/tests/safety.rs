@@ -91,7 +91,7 @@ fn child_after_fork_allocates_while_parent_thread_is_busy() {
             // Snapshot takes every stack-table lock: any lock a parent thread held at the fork
             // would hang here without the atfork handlers.
             let p = heapsampler::snapshot();
-            let ok = v.len() == 2000 && p.totals.allocated_bytes > 0;
+            let ok = v.len() == 2000 && p.totals.alloc_bytes > 0;
             // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
             unsafe { libc::_exit(if ok { 0 } else { 3 }) };
         }

@@ -21,16 +21,16 @@ struct Shared(Mutex<Vec<(usize, usize)>>);
 #[derive(Default, Clone, Copy)]
 struct Counts {
     alloc_bytes: u64,
-    allocs: u64,
+    alloc_objects: u64,
     free_bytes: u64,
-    frees: u64,
+    free_objects: u64,
 }
 
 fn free_block(ptr: usize, size: usize, c: &mut Counts) {
     // SAFETY: `ptr` is a live block of this size, taken out of the shared pool exactly once.
     unsafe { dealloc(ptr as *mut u8, Layout::from_size_align_unchecked(size, 8)) };
     c.free_bytes += size as u64;
-    c.frees += 1;
+    c.free_objects += 1;
 }
 
 fn run(interval: u64) {
@@ -73,7 +73,7 @@ fn run(interval: u64) {
                     let ptr = threads_site_alloc(size);
                     assert!(!ptr.is_null());
                     c.alloc_bytes += size as u64;
-                    c.allocs += 1;
+                    c.alloc_objects += 1;
                     // Every other step, free whatever block is newest in the pool: most often
                     // another thread's.
                     let taken = {
@@ -110,17 +110,17 @@ fn run(interval: u64) {
     for h in handles {
         let c = h.join().unwrap();
         truth.alloc_bytes += c.alloc_bytes;
-        truth.allocs += c.allocs;
+        truth.alloc_objects += c.alloc_objects;
         truth.free_bytes += c.free_bytes;
-        truth.frees += c.frees;
+        truth.free_objects += c.free_objects;
     }
     assert_eq!(
         program_traffic(&before, &after),
         [
             truth.alloc_bytes,
-            truth.allocs,
+            truth.alloc_objects,
             truth.free_bytes,
-            truth.frees
+            truth.free_objects
         ]
     );
     assert_eq!(truth.alloc_bytes, truth.free_bytes);

@@ -75,16 +75,16 @@ fn totals_are_exact_with_more_threads_than_slots_and_after_they_exit() {
         [n * blocks * size, n * blocks, n * freed * size, n * freed],
         "while {THREADS} threads run"
     );
-    let [allocated, allocations, freed, frees] = program_traffic(&before, &exited);
+    let [alloc_bytes, alloc_objects, free_bytes, free_objects] = program_traffic(&before, &exited);
     // Thread exit frees some of std's own per-thread data too: the allocations are exactly
     // the workload's, and every byte it allocated is freed.
     assert_eq!(
-        (allocated, allocations),
+        (alloc_bytes, alloc_objects),
         (n * blocks * size, n * blocks),
         "after they exit"
     );
     assert!(
-        freed >= n * blocks * size && frees >= n * blocks,
-        "after they exit: freed {freed} bytes in {frees} frees"
+        free_bytes >= n * blocks * size && free_objects >= n * blocks,
+        "after they exit: freed {free_bytes} bytes in {free_objects} frees"
     );
 }

@@ -1,16 +1,17 @@
 //! [`LeakCheck`]: a check's scope from start to verdict.
 
 use super::CheckHandle;
+use super::leak_report::{LeakReport, LeakSite};
 use super::library_frames::*;
-use super::report::{HeapStats, LeakReport, LeakSite};
 use crate::read::profile::Frame;
 use crate::read::symbolize;
+use crate::record::heap_stats::HeapStats;
 use crate::record::live_record::StackId;
 use crate::record::scopes;
 use crate::record::{countdown, live_table, stack_table};
 use crate::sys::internal_alloc::{TableAlloc, TableVec};
 use core::marker::PhantomData;
-use scopes::{Counters, MAX_NEST};
+use scopes::MAX_NEST;
 
 /// An exact leak check over a scope of a test: fails with the stacks of whatever was allocated
 /// in it and not freed.
@@ -33,12 +34,12 @@ use scopes::{Counters, MAX_NEST};
 /// when it finishes (unless its own allow-list matches them). Heap counters of the outer check
 /// include the inner check's allocations as they happen. Finish checks in reverse order of
 /// starting; a check finished out of order stops counting at once, and its inner checks then
-/// hand their blocks to the nearest enclosing check still active.
+/// hand their objects to the nearest enclosing check still active.
 ///
 /// # What counts
-/// A block belongs to the check when a thread in its scope allocated it. Its membership
-/// follows it through `realloc`, on any thread: a block of the check grown elsewhere is still
-/// the check's, and a block that existed before the check (a fixture's vector, libtest's output
+/// An object belongs to the check when a thread in its scope allocated it. Its membership
+/// follows it through `realloc`, on any thread: an object of the check grown elsewhere is still
+/// the check's, and an object that existed before the check (a fixture's vector, libtest's output
 /// buffer) is not the check's when grown inside it. Frees count on whichever thread makes them.
 /// The runtime's own memory is allowed in every check when the runtime allocated it with no
 /// frame of the code under test inside: libtest's output capture and stdout's buffer
@@ -59,7 +60,7 @@ use scopes::{Counters, MAX_NEST};
 /// let mut v: Vec<u64> = (0..1000).collect();
 /// v.retain(|x| x % 2 == 0);
 /// drop(v);
-/// assert!(check.peak_bytes() >= 8000);
+/// assert!(check.peak_live_bytes() >= 8000);
 /// check.assert_no_leaks();
 /// ```
 #[derive(Debug)]
@@ -136,7 +137,7 @@ impl LeakCheck {
     /// There is no hook into `std::thread::spawn`, so threads join explicitly: through this
     /// handle (for thread pools and channels), [`LeakCheck::spawn`], or
     /// [`CheckHandle::wrap`]. Threads that do not join are not part of the check — their
-    /// allocations are neither recorded nor reported, though their frees of blocks allocated
+    /// allocations are neither recorded nor reported, though their frees of objects allocated
     /// in scope always count.
     ///
     /// # Panics
@@ -196,7 +197,7 @@ impl LeakCheck {
     /// let b = vec![0u8; 200];
     /// drop(a);
     /// let stats = check.stats().unwrap();
-    /// assert_eq!((stats.allocations, stats.live_bytes, stats.peak_bytes), (2, 200, 500));
+    /// assert_eq!((stats.alloc_objects, stats.live_bytes, stats.peak_live_bytes), (2, 200, 500));
     /// drop(b);
     /// # check.assert_no_leaks();
     /// ```
@@ -228,15 +229,15 @@ impl LeakCheck {
     /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
     /// let check = heapsampler::LeakCheck::start();
     /// drop(vec![0u8; 4096]);
-    /// assert_eq!(check.peak_bytes(), 4096);
+    /// assert_eq!(check.peak_live_bytes(), 4096);
     /// # check.assert_no_leaks();
     /// ```
     #[track_caller]
-    pub fn peak_bytes(&self) -> u64 {
-        self.counted().peak_bytes
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.counted().peak_live_bytes
     }
 
-    /// Allocations made in scope so far (a `realloc` counts as one).
+    /// Objects allocated in scope so far (a `realloc` counts as one).
     ///
     /// # Panics
     /// When the check has no counters (see [`stats`](Self::stats)).
@@ -248,12 +249,12 @@ impl LeakCheck {
     /// for _ in 0..3 {
     ///     drop(Box::new(1u32));
     /// }
-    /// assert_eq!(check.allocations(), 3);
+    /// assert_eq!(check.alloc_objects(), 3);
     /// # check.assert_no_leaks();
     /// ```
     #[track_caller]
-    pub fn allocations(&self) -> u64 {
-        self.counted().allocations
+    pub fn alloc_objects(&self) -> u64 {
+        self.counted().alloc_objects
     }
 
     /// Bytes allocated in scope so far.
@@ -267,12 +268,12 @@ impl LeakCheck {
     /// let check = heapsampler::LeakCheck::start();
     /// drop(vec![0u8; 10]);
     /// drop(vec![0u8; 20]);
-    /// assert_eq!(check.allocated_bytes(), 30);
+    /// assert_eq!(check.alloc_bytes(), 30);
     /// # check.assert_no_leaks();
     /// ```
     #[track_caller]
-    pub fn allocated_bytes(&self) -> u64 {
-        self.counted().allocated_bytes
+    pub fn alloc_bytes(&self) -> u64 {
+        self.counted().alloc_bytes
     }
 
     /// Bytes allocated in scope and live now.
@@ -294,7 +295,7 @@ impl LeakCheck {
         self.counted().live_bytes
     }
 
-    /// Ends the check and reports the blocks allocated in scope that are still live, grouped
+    /// Ends the check and reports the objects allocated in scope that are still live, grouped
     /// by call site with symbolized stacks.
     ///
     /// ```
@@ -303,7 +304,7 @@ impl LeakCheck {
     /// let check = heapsampler::LeakCheck::start();
     /// let keep = vec![0u8; 32];
     /// let report = check.finish();
-    /// assert_eq!((report.leaked_bytes, report.leaked_blocks), (32, 1));
+    /// assert_eq!((report.leaked_bytes, report.leaked_objects), (32, 1));
     /// drop(keep); // freeing it later is fine: the record leaves the profile
     /// ```
     pub fn finish(mut self) -> LeakReport {
@@ -329,7 +330,7 @@ impl LeakCheck {
                 report.allowed.push(site.0);
             } else {
                 report.leaked_bytes += bytes;
-                report.leaked_blocks += (end - start) as u64;
+                report.leaked_objects += (end - start) as u64;
                 report.sites.push(site.0);
             }
             start = end;
@@ -342,7 +343,7 @@ impl LeakCheck {
 
     /// Ends the check and panics if anything allocated in scope is still live (and not
     /// allowed), with a message that gives the total leaked and, per site, the bytes, the
-    /// block count and the stack — the code under test first.
+    /// object count and the stack — the code under test first.
     ///
     /// # Panics
     /// On a leak, or when allocations in scope could not be recorded (tables full).
@@ -352,7 +353,7 @@ impl LeakCheck {
     /// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
     /// let check = heapsampler::LeakCheck::start();
     /// std::mem::forget(vec![1u8; 10]);
-    /// check.assert_no_leaks(); // panics: "leak check: 10 bytes leaked in 1 block at 1 site ..."
+    /// check.assert_no_leaks(); // panics: "leak check: 10 bytes leaked in 1 object at 1 site ..."
     /// ```
     #[track_caller]
     pub fn assert_no_leaks(self) {
@@ -400,8 +401,8 @@ impl LeakCheck {
             .unwrap_or(0)
     }
 
-    /// Hands the scope's live blocks to the enclosing check and frees the slot.
-    fn retire(&mut self) -> Option<Counters> {
+    /// Hands the scope's live objects to the enclosing check and frees the slot.
+    fn retire(&mut self) -> Option<HeapStats> {
         self.done = true;
         let parent = self.nearest_active_ancestor();
         if parent != 0 {
@@ -447,7 +448,7 @@ fn prefetch_stacks(records: &[(StackId, usize)]) {
 }
 
 /// The reported site (library allocation frames trimmed) and its full symbolized stack.
-pub(super) fn site_of(stack: StackId, bytes: u64, blocks: u64) -> (LeakSite, Vec<Frame>) {
+pub(super) fn site_of(stack: StackId, bytes: u64, objects: u64) -> (LeakSite, Vec<Frame>) {
     let mut raw = TableVec::new_in(TableAlloc);
     stack_table::frames_of(stack, &mut raw);
     let addresses: Vec<u64> = raw.iter().map(|&a| a as u64).collect();
@@ -463,7 +464,7 @@ pub(super) fn site_of(stack: StackId, bytes: u64, blocks: u64) -> (LeakSite, Vec
         LeakSite {
             stack_id: stack,
             bytes,
-            blocks,
+            objects,
             addresses,
             frames,
         },
@@ -491,7 +492,7 @@ pub(super) fn merge_same_source(sites: Vec<LeakSite>) -> Vec<LeakSite> {
         match index.get(&key) {
             Some(&i) => {
                 merged[i].bytes += site.bytes;
-                merged[i].blocks += site.blocks;
+                merged[i].objects += site.objects;
             }
             None => {
                 index.insert(key, merged.len());
@@ -499,6 +500,6 @@ pub(super) fn merge_same_source(sites: Vec<LeakSite>) -> Vec<LeakSite> {
             }
         }
     }
-    merged.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));
+    merged.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.objects.cmp(&a.objects)));
     merged
 }

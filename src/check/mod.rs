@@ -8,10 +8,10 @@
 //! threads — other tests under libtest's parallel runner — are never in the scope, so they
 //! neither add to nor disturb the result.
 //!
-//! Heap counters per scope (allocations, bytes, live, peak) live in a fixed table of
+//! Heap counters per scope (objects, bytes, live, peak) live in a fixed table of
 //! [`scopes::SLOTS`] slots that the allocator updates on its exact-record path (atomics only).
 //!
-//! After a check finishes, the blocks it reported stay in the process-wide profile as exact
+//! After a check finishes, the objects it reported stay in the process-wide profile as exact
 //! samples (p = 1, weight 1): they really are live, and counting them with weight 1 keeps every
 //! site estimate unbiased. Freeing them later is recognised as usual. While any such record is
 //! live, every free in the process looks the live table up (a few nanoseconds): a test process
@@ -23,15 +23,15 @@
 //! | `leak_check.rs` | [`LeakCheck`]: starting, finishing and judging a check |
 //! | `check_handle.rs` | [`CheckHandle`] and [`EnteredCheck`]: other threads joining a check |
 //! | `library_frames.rs` | which frames are the standard library's or the runtime's own |
-//! | `report.rs` | [`LeakReport`] and the figures of a check |
+//! | `leak_report.rs` | [`LeakReport`] and [`LeakSite`]: what a finished check found |
 
 mod check_handle;
 mod leak_check;
+mod leak_report;
 mod library_frames;
-mod report;
 #[cfg(test)]
 mod tests;
 
 pub use check_handle::{CheckHandle, EnteredCheck};
 pub use leak_check::LeakCheck;
-pub use report::{HeapStats, LeakReport, LeakSite};
+pub use leak_report::{LeakReport, LeakSite};

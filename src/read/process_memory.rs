@@ -40,7 +40,7 @@ pub struct ProcessMemory {
     pub cgroup: Option<CgroupMemory>,
     /// glibc malloc's own figures (`mallinfo2`), when the C library has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub glibc_malloc: Option<GlibcMalloc>,
+    pub glibc_malloc: Option<GlibcMallocStats>,
     /// jemalloc's own figures, when it is the inner allocator and the crate is built with
     /// feature `jemalloc-stats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,11 +85,11 @@ pub struct CgroupMemory {
 /// program's C code in any case.
 ///
 /// ```
-/// let g = heapsampler::GlibcMalloc::default();
+/// let g = heapsampler::GlibcMallocStats::default();
 /// assert_eq!(g.in_use_bytes, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GlibcMalloc {
+pub struct GlibcMallocStats {
     /// Bytes obtained from the system: arenas (`arena`) plus mmapped blocks (`hblkhd`).
     pub system_bytes: u64,
     /// Bytes in allocated blocks (`uordblks` + `hblkhd`).
@@ -228,7 +228,7 @@ struct MallInfo2 {
 }
 
 #[cfg(target_os = "linux")]
-fn glibc_mallinfo2() -> Option<GlibcMalloc> {
+fn glibc_mallinfo2() -> Option<GlibcMallocStats> {
     use std::sync::OnceLock;
     type MallInfo2Fn = unsafe extern "C" fn() -> MallInfo2;
     static FUNCTION: OnceLock<Option<MallInfo2Fn>> = OnceLock::new();
@@ -242,7 +242,7 @@ fn glibc_mallinfo2() -> Option<GlibcMalloc> {
     }))?;
     // SAFETY: the function is glibc's `mallinfo2`, thread-safe (it takes each arena's lock).
     let m = unsafe { f() };
-    Some(GlibcMalloc {
+    Some(GlibcMallocStats {
         system_bytes: (m.arena as u64).saturating_add(m.hblkhd as u64),
         in_use_bytes: (m.uordblks as u64).saturating_add(m.hblkhd as u64),
         free_bytes: m.fordblks as u64,
@@ -251,7 +251,7 @@ fn glibc_mallinfo2() -> Option<GlibcMalloc> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn glibc_mallinfo2() -> Option<GlibcMalloc> {
+fn glibc_mallinfo2() -> Option<GlibcMallocStats> {
     None
 }
 

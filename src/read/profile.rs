@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 ///     let before = heapsampler::totals();
 ///     let v = vec![0u8; 1000];
 ///     let after = heapsampler::totals();
-///     assert_eq!(after.allocated_bytes - before.allocated_bytes, v.capacity() as u64);
+///     assert_eq!(after.alloc_bytes - before.alloc_bytes, v.capacity() as u64);
 /// }
 /// ```
 pub fn totals() -> Totals {
@@ -70,7 +70,7 @@ pub struct ProfilerStats {
     pub samples: u64,
     /// Samples that could not be recorded because a table was full.
     pub samples_dropped: u64,
-    /// Sampled blocks live now.
+    /// Sampled objects live now.
     pub live_samples: u64,
     /// Distinct stacks held now.
     pub stacks: u64,
@@ -78,7 +78,7 @@ pub struct ProfilerStats {
     pub stacks_evicted: u64,
     /// Bound on distinct stacks.
     pub max_stacks: u64,
-    /// Bound on live sampled blocks.
+    /// Bound on live sampled objects.
     pub max_live_samples: u64,
     /// Bytes held by the profiler's tables now (the live records of sampled blocks in its page
     /// pool included), and pages it keeps for reuse by sampled blocks.
@@ -138,11 +138,11 @@ pub struct Site {
     pub frames: Vec<Frame>,
     /// Estimated bytes live now.
     pub live_bytes: f64,
-    /// Estimated blocks live now.
+    /// Estimated objects live now.
     pub live_objects: f64,
     /// Estimated bytes allocated here since the process started.
     pub alloc_bytes: f64,
-    /// Estimated allocations made here since the process started.
+    /// Estimated objects allocated here since the process started.
     pub alloc_objects: f64,
     /// Samples taken here.
     pub samples: u64,
@@ -216,9 +216,9 @@ pub fn snapshot() -> Profile {
             addresses: copy.frames.iter().map(|&a| a as u64).collect(),
             frames: Vec::new(),
             live_bytes: from_fixed(sums.live_bytes),
-            live_objects: from_fixed(sums.live_count),
+            live_objects: from_fixed(sums.live_objects),
             alloc_bytes: from_fixed(sums.alloc_bytes),
-            alloc_objects: from_fixed(sums.alloc_count),
+            alloc_objects: from_fixed(sums.alloc_objects),
             samples: sums.samples,
             live_samples: sums.live_samples,
             threads,
@@ -238,14 +238,14 @@ pub fn snapshot() -> Profile {
         totals,
         profiler: ProfilerStats {
             samples: stats.samples,
-            samples_dropped: stats.dropped,
+            samples_dropped: stats.samples_dropped,
             live_samples,
             stacks: stats.stacks,
-            stacks_evicted: stats.evicted,
+            stacks_evicted: stats.stacks_evicted,
             max_stacks: stats.max_stacks,
             max_live_samples: live_table::max_len() as u64,
             table_bytes,
-            overhead_alloc_bytes: crate::sys::thread_state::guarded_bytes(),
+            overhead_alloc_bytes: crate::sys::thread_state::guarded_alloc_bytes(),
             exact_max_stacks: limits.exact_max_stacks as u64,
             exact_max_live_samples: limits.exact_max_live_samples as u64,
             padding_bytes,
@@ -389,10 +389,10 @@ impl Profile {
         ProfileDiff {
             window_ms: self.timestamp_ms.saturating_sub(older.timestamp_ms),
             totals: TotalsDiff {
-                allocated_bytes: delta(n.allocated_bytes, o.allocated_bytes),
-                allocated_objects: delta(n.allocated_objects, o.allocated_objects),
-                freed_bytes: delta(n.freed_bytes, o.freed_bytes),
-                freed_objects: delta(n.freed_objects, o.freed_objects),
+                alloc_bytes: delta(n.alloc_bytes, o.alloc_bytes),
+                alloc_objects: delta(n.alloc_objects, o.alloc_objects),
+                free_bytes: delta(n.free_bytes, o.free_bytes),
+                free_objects: delta(n.free_objects, o.free_objects),
                 live_bytes: delta(n.live_bytes, o.live_bytes),
                 live_objects: delta(n.live_objects, o.live_objects),
             },
@@ -442,16 +442,16 @@ pub struct ProfileDiff {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotalsDiff {
     /// Bytes allocated in the window.
-    pub allocated_bytes: i64,
-    /// Allocations made in the window.
-    pub allocated_objects: i64,
+    pub alloc_bytes: i64,
+    /// Objects allocated in the window.
+    pub alloc_objects: i64,
     /// Bytes freed in the window.
-    pub freed_bytes: i64,
-    /// Frees made in the window.
-    pub freed_objects: i64,
+    pub free_bytes: i64,
+    /// Objects freed in the window.
+    pub free_objects: i64,
     /// Change of live bytes.
     pub live_bytes: i64,
-    /// Change of live blocks.
+    /// Change of live objects.
     pub live_objects: i64,
 }
 
@@ -471,10 +471,10 @@ pub struct SiteDiff {
     pub frames: Vec<Frame>,
     /// Change of estimated live bytes.
     pub live_bytes: f64,
-    /// Change of estimated live blocks.
+    /// Change of estimated live objects.
     pub live_objects: f64,
     /// Estimated bytes allocated in the window.
     pub alloc_bytes: f64,
-    /// Estimated allocations in the window.
+    /// Estimated objects allocated in the window.
     pub alloc_objects: f64,
 }

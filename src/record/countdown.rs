@@ -21,8 +21,8 @@ use crate::record::totals;
 pub(crate) use crate::record::weights::{Decision, SampleInfo, WEIGHT_ONE};
 use crate::record::weights::{NEVER, draw_gap, exact_sample, memo_weights};
 use crate::sys::thread_state::{
-    COUNT_FIELD, GUARDED_BYTES, GUARDED_OBJECTS, HUGE, Hot, add_freed, armed_word, charge_frees,
-    packed_of, unpack, with_hot,
+    COUNT_FIELD, GUARDED_ALLOC_BYTES, GUARDED_ALLOC_OBJECTS, HUGE, Hot, add_free, armed_word,
+    charge_frees, packed_of, unpack, with_hot,
 };
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use rand::SeedableRng;
@@ -117,7 +117,7 @@ pub(crate) fn flush_free_batch(size: usize) {
 fn free_cold(h: &Hot, size: usize) {
     if size >= HUGE {
         // The fast path left it uncounted: count it directly.
-        add_freed(h, size as u64, 1);
+        add_free(h, size as u64, 1);
     }
     // A full arm point, not only the free side's flush: the allocation side is published and
     // re-armed too. A program that frees what it allocates runs both budgets down together,
@@ -136,17 +136,20 @@ fn flush_frees(h: &Hot) {
 /// batch, and re-arms the free side with a fresh budget.
 fn publish(h: &Hot, allocs: bool) {
     charge_frees(h);
-    let (alloc_bytes, alloc_calls) = if allocs {
-        (h.alloc_pending.replace(0), h.alloc_pending_count.replace(0))
+    let (alloc_bytes, alloc_objects) = if allocs {
+        (
+            h.alloc_pending_bytes.replace(0),
+            h.alloc_pending_objects.replace(0),
+        )
     } else {
         (0, 0)
     };
     totals::publish(
         [
             alloc_bytes,
-            alloc_calls,
-            h.free_pending.replace(0),
-            h.free_pending_count.replace(0),
+            alloc_objects,
+            h.free_pending_bytes.replace(0),
+            h.free_pending_objects.replace(0),
         ],
         live_hold(h),
     );
@@ -174,7 +177,7 @@ pub(crate) fn decide(size: usize) -> Decision {
         let size = size.max(1) as i64;
         let since_arm = charge(h);
         if later && !huge {
-            add_allocated(h, (size as u64).wrapping_neg(), 1u64.wrapping_neg());
+            add_alloc(h, (size as u64).wrapping_neg(), 1u64.wrapping_neg());
         }
         let before = if huge {
             since_arm
@@ -243,7 +246,7 @@ fn charge(h: &Hot) -> i64 {
     // release may have something to settle.
     crate::sys::guard::on_release(release_guard);
     let (bytes, calls) = unpack(h.armed.get(), h.countdown.get());
-    add_allocated(h, bytes, calls);
+    add_alloc(h, bytes, calls);
     charge_frees(h);
     h.armed.set(0);
     h.countdown.set(0);
@@ -251,24 +254,24 @@ fn charge(h: &Hot) -> i64 {
 }
 
 /// Adds allocations to the pending totals, and to the profiler's own when the guard is held.
-fn add_allocated(h: &Hot, bytes: u64, calls: u64) {
-    h.alloc_pending
-        .set(h.alloc_pending.get().wrapping_add(bytes));
-    h.alloc_pending_count
-        .set(h.alloc_pending_count.get().wrapping_add(calls));
+fn add_alloc(h: &Hot, bytes: u64, calls: u64) {
+    h.alloc_pending_bytes
+        .set(h.alloc_pending_bytes.get().wrapping_add(bytes));
+    h.alloc_pending_objects
+        .set(h.alloc_pending_objects.get().wrapping_add(calls));
     // Only when there is something to add: an unconditional shared add per guard exit would
     // bounce these lines between cores on every sample.
     if h.guard.get() > 0 && calls > 0 {
-        GUARDED_BYTES.fetch_add(bytes, Ordering::Relaxed);
-        GUARDED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
+        GUARDED_ALLOC_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        GUARDED_ALLOC_OBJECTS.fetch_add(calls, Ordering::Relaxed);
     }
 }
 
 fn flush_allocs(h: &Hot) {
     totals::publish(
         [
-            h.alloc_pending.replace(0),
-            h.alloc_pending_count.replace(0),
+            h.alloc_pending_bytes.replace(0),
+            h.alloc_pending_objects.replace(0),
             0,
             0,
         ],
@@ -317,10 +320,10 @@ fn settle_saved(h: &Hot) {
     if calls == 0 {
         return;
     }
-    h.alloc_pending
-        .set(h.alloc_pending.get().wrapping_add(bytes));
-    h.alloc_pending_count
-        .set(h.alloc_pending_count.get().wrapping_add(calls));
+    h.alloc_pending_bytes
+        .set(h.alloc_pending_bytes.get().wrapping_add(bytes));
+    h.alloc_pending_objects
+        .set(h.alloc_pending_objects.get().wrapping_add(calls));
     if h.scope.get() == 0 {
         h.gap.set(h.gap.get().saturating_sub(bytes as i64).max(0));
     }
@@ -427,9 +430,9 @@ pub(crate) fn granted(size: usize) {
 #[cold]
 fn count_granted(size: usize) {
     with_hot(|h| {
-        add_allocated(h, size as u64, 1);
+        add_alloc(h, size as u64, 1);
         // A request can be larger than a batch by itself: the bound holds from here.
-        if h.alloc_pending.get() >= batch_budget(h) as u64 {
+        if h.alloc_pending_bytes.get() >= batch_budget(h) as u64 {
             flush_allocs(h);
         }
     });
@@ -487,10 +490,10 @@ fn release_guard(h: &Hot, untouched: bool) {
     }
     // The program's countdown is back with up to a batch still to spend: whatever the guard
     // left pending is published now, or the thread could hold more than a batch.
-    if h.alloc_pending.get() > 0 {
+    if h.alloc_pending_bytes.get() > 0 {
         flush_allocs(h);
     }
-    if h.free_pending.get() >= TOTALS_BATCH_BYTES {
+    if h.free_pending_bytes.get() >= TOTALS_BATCH_BYTES {
         flush_frees(h);
     }
 }

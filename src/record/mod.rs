@@ -4,6 +4,7 @@
 
 pub(crate) mod budget;
 pub(crate) mod countdown;
+pub(crate) mod heap_stats;
 pub(crate) mod lifecycle;
 pub(crate) mod limits;
 pub(crate) mod live_record;

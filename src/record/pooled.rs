@@ -53,7 +53,7 @@ pub(crate) fn insert(ptr: usize, record: &LiveRecord) -> bool {
             | (record.slot as u64) << 40
             | (s.exact as u64) << 48,
         record.stack as u64 | (s.thread as u64) << 32,
-        s.w_count,
+        s.w_objects,
         s.w_bytes,
         s.tag as u64,
     ];
@@ -105,7 +105,7 @@ fn decode(cell: &Cell) -> Option<LiveRecord> {
         stack: site as u32,
         slot: (layout >> 40) as u8,
         sample: SampleInfo {
-            w_count: w(W_COUNT),
+            w_objects: w(W_COUNT),
             w_bytes: w(W_BYTES),
             exact: (layout >> 48) & 1 == 1,
             tag: w(TAG) as u32,
@@ -132,7 +132,7 @@ mod tests {
             stack: 0xdead_beef,
             slot: 7,
             sample: SampleInfo {
-                w_count: 1 << 20,
+                w_objects: 1 << 20,
                 w_bytes: 3 << 30,
                 exact: false,
                 tag: 0,

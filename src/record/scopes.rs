@@ -18,10 +18,10 @@
 //! moment late, so a peak can include a block being freed at that instant).
 
 use crate::record::countdown;
+use crate::record::heap_stats::HeapStats;
 use crate::record::live_record::LiveRecord;
 use crate::record::weights::{Decision, SampleInfo, WEIGHT_ONE};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use serde::{Deserialize, Serialize};
 
 /// Bits of a tag that index the slot table.
 pub(crate) const SLOT_BITS: u32 = 8;
@@ -43,11 +43,11 @@ pub(crate) struct Slot {
     owner: AtomicU32,
     /// Tags of the enclosing checks when this one started, innermost first, 0-terminated.
     ancestors: [AtomicU32; MAX_NEST],
-    allocations: AtomicU64,
-    allocated_bytes: AtomicU64,
-    frees: AtomicU64,
-    freed_bytes: AtomicU64,
-    peak_bytes: AtomicU64,
+    alloc_objects: AtomicU64,
+    alloc_bytes: AtomicU64,
+    free_objects: AtomicU64,
+    free_bytes: AtomicU64,
+    peak_live_bytes: AtomicU64,
     unrecorded: AtomicU64,
 }
 
@@ -59,91 +59,49 @@ impl Slot {
             busy: AtomicU32::new(0),
             owner: AtomicU32::new(0),
             ancestors: [const { AtomicU32::new(0) }; MAX_NEST],
-            allocations: AtomicU64::new(0),
-            allocated_bytes: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
-            freed_bytes: AtomicU64::new(0),
-            peak_bytes: AtomicU64::new(0),
+            alloc_objects: AtomicU64::new(0),
+            alloc_bytes: AtomicU64::new(0),
+            free_objects: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            peak_live_bytes: AtomicU64::new(0),
             unrecorded: AtomicU64::new(0),
         }
     }
 
     fn reset(&self) {
         for c in [
-            &self.allocations,
-            &self.allocated_bytes,
-            &self.frees,
-            &self.freed_bytes,
+            &self.alloc_objects,
+            &self.alloc_bytes,
+            &self.free_objects,
+            &self.free_bytes,
         ] {
             c.store(0, Ordering::Relaxed);
         }
         self.owner.store(0, Ordering::Relaxed);
-        self.peak_bytes.store(0, Ordering::Relaxed);
+        self.peak_live_bytes.store(0, Ordering::Relaxed);
         self.unrecorded.store(0, Ordering::Relaxed);
         for a in &self.ancestors {
             a.store(0, Ordering::Relaxed);
         }
     }
 
-    fn read(&self) -> Counters {
-        let allocations = self.allocations.load(Ordering::Relaxed);
-        let frees = self.frees.load(Ordering::Relaxed);
-        let allocated_bytes = self.allocated_bytes.load(Ordering::Relaxed);
-        let freed_bytes = self.freed_bytes.load(Ordering::Relaxed);
-        Counters {
-            allocations,
-            allocated_bytes,
-            frees,
-            freed_bytes,
-            live_blocks: allocations.saturating_sub(frees),
-            live_bytes: allocated_bytes.saturating_sub(freed_bytes),
-            peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
+    fn read(&self) -> HeapStats {
+        let alloc_objects = self.alloc_objects.load(Ordering::Relaxed);
+        let free_objects = self.free_objects.load(Ordering::Relaxed);
+        let alloc_bytes = self.alloc_bytes.load(Ordering::Relaxed);
+        let free_bytes = self.free_bytes.load(Ordering::Relaxed);
+        HeapStats {
+            alloc_objects,
+            alloc_bytes,
+            free_objects,
+            free_bytes,
+            live_objects: alloc_objects.saturating_sub(free_objects),
+            live_bytes: alloc_bytes.saturating_sub(free_bytes),
+            peak_live_bytes: self.peak_live_bytes.load(Ordering::Relaxed),
             unrecorded: self.unrecorded.load(Ordering::Relaxed),
         }
     }
 }
-
-/// Heap usage of one leak-check scope: exact counts of the blocks allocated in scope.
-///
-/// Every allocation of a thread in the scope counts, and each `realloc` counts as one
-/// allocation and one free. Frees count whichever thread makes them. Blocks that existed before
-/// the check started are not counted, even when freed inside it.
-///
-/// ```
-/// # #[global_allocator]
-/// # static GLOBAL: heapsampler::Sampler<std::alloc::System> = heapsampler::Sampler::new(std::alloc::System);
-/// let check = heapsampler::LeakCheck::start();
-/// let v = vec![0u8; 1000];
-/// drop(v);
-/// let stats = check.stats().expect("fewer than 256 checks at once");
-/// assert_eq!(stats.allocations, 1);
-/// assert_eq!(stats.peak_bytes, 1000);
-/// assert_eq!(stats.live_bytes, 0);
-/// # check.assert_no_leaks();
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeapStats {
-    /// Blocks allocated in scope.
-    pub allocations: u64,
-    /// Bytes allocated in scope.
-    pub allocated_bytes: u64,
-    /// Of those blocks, how many were freed (by any thread).
-    pub frees: u64,
-    /// Bytes of those blocks freed.
-    pub freed_bytes: u64,
-    /// Blocks allocated in scope and live now.
-    pub live_blocks: u64,
-    /// Bytes allocated in scope and live now.
-    pub live_bytes: u64,
-    /// The most bytes allocated in scope that were live at once.
-    pub peak_bytes: u64,
-    /// Allocations in scope the profiler could not record because a table was full
-    /// (see [`set_limits`](crate::set_limits)): a non-zero value makes the check incomplete.
-    pub unrecorded: u64,
-}
-
-/// A scope's counters as read at one moment: the public [`HeapStats`].
-pub(crate) type Counters = HeapStats;
 
 static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 /// Generation of the next tag; tags are unique until it wraps (2^24 checks in one process).
@@ -191,7 +149,7 @@ pub(crate) fn claim(ancestors: &[u32]) -> (u32, bool) {
 }
 
 /// Retires `tag`'s slot and returns its final counters (`None` if it had no slot).
-pub(crate) fn release(tag: u32, owns_slot: bool) -> Option<Counters> {
+pub(crate) fn release(tag: u32, owns_slot: bool) -> Option<HeapStats> {
     if !owns_slot {
         return None;
     }
@@ -211,7 +169,7 @@ pub(crate) fn release(tag: u32, owns_slot: bool) -> Option<Counters> {
 }
 
 /// The counters of an active check, read now.
-pub(crate) fn read(tag: u32) -> Option<Counters> {
+pub(crate) fn read(tag: u32) -> Option<HeapStats> {
     with_slot(tag, |slot| slot.read())
 }
 
@@ -258,11 +216,11 @@ fn for_scope_and_ancestors(tag: u32, f: impl Fn(&Slot)) {
 pub(crate) fn on_alloc(tag: u32, size: usize) {
     let size = size as u64;
     for_scope_and_ancestors(tag, |s| {
-        s.allocations.fetch_add(1, Ordering::Relaxed);
-        let allocated = s.allocated_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        let live = allocated.saturating_sub(s.freed_bytes.load(Ordering::Relaxed));
-        if live > s.peak_bytes.load(Ordering::Relaxed) {
-            s.peak_bytes.fetch_max(live, Ordering::Relaxed);
+        s.alloc_objects.fetch_add(1, Ordering::Relaxed);
+        let allocated = s.alloc_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let live = allocated.saturating_sub(s.free_bytes.load(Ordering::Relaxed));
+        if live > s.peak_live_bytes.load(Ordering::Relaxed) {
+            s.peak_live_bytes.fetch_max(live, Ordering::Relaxed);
         }
     });
 }
@@ -271,8 +229,8 @@ pub(crate) fn on_alloc(tag: u32, size: usize) {
 pub(crate) fn on_free(tag: u32, size: usize) {
     let size = size as u64;
     for_scope_and_ancestors(tag, |s| {
-        s.frees.fetch_add(1, Ordering::Relaxed);
-        s.freed_bytes.fetch_add(size, Ordering::Relaxed);
+        s.free_objects.fetch_add(1, Ordering::Relaxed);
+        s.free_bytes.fetch_add(size, Ordering::Relaxed);
     });
 }
 
@@ -294,7 +252,7 @@ pub(crate) fn follow_realloc(
 ) -> Decision {
     if let Some(tag) = old.map(|r| r.sample.tag).filter(|&t| is_active(t)) {
         return Decision::Sample(SampleInfo {
-            w_count: WEIGHT_ONE,
+            w_objects: WEIGHT_ONE,
             w_bytes: (new_size.max(1) as u64).saturating_mul(WEIGHT_ONE),
             exact: true,
             tag,
@@ -331,11 +289,11 @@ mod tests {
         let c = read(tag).unwrap();
         assert_eq!(
             (
-                c.allocations,
-                c.allocated_bytes,
-                c.frees,
+                c.alloc_objects,
+                c.alloc_bytes,
+                c.free_objects,
                 c.live_bytes,
-                c.peak_bytes
+                c.peak_live_bytes
             ),
             (2, 150, 1, 50, 150)
         );
@@ -352,8 +310,8 @@ mod tests {
         let (inner, _) = claim(&[outer]);
         on_alloc(inner, 10);
         on_alloc(outer, 5);
-        assert_eq!(read(inner).unwrap().allocated_bytes, 10);
-        assert_eq!(read(outer).unwrap().allocated_bytes, 15);
+        assert_eq!(read(inner).unwrap().alloc_bytes, 10);
+        assert_eq!(read(outer).unwrap().alloc_bytes, 15);
         release(inner, true);
         on_free(outer, 10);
         assert_eq!(read(outer).unwrap().live_bytes, 5);

@@ -35,7 +35,7 @@ struct Slot {
     id: AtomicU32,
     /// The owner's thread-share slot in that site.
     share: AtomicU32,
-    count: AtomicU64,
+    objects: AtomicU64,
     bytes: AtomicU64,
     samples: AtomicU64,
 }
@@ -45,7 +45,7 @@ static SLOTS: [Slot; MAX_THREAD_SLOTS] = [const {
         seq: AtomicU64::new(0),
         id: AtomicU32::new(0),
         share: AtomicU32::new(0),
-        count: AtomicU64::new(0),
+        objects: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         samples: AtomicU64::new(0),
     }
@@ -56,18 +56,18 @@ static SLOTS: [Slot; MAX_THREAD_SLOTS] = [const {
 pub(crate) struct PendingSums {
     pub id: StackId,
     pub share: u8,
-    pub count: u64,
+    pub objects: u64,
     pub bytes: u64,
     pub samples: u64,
 }
 
 impl Slot {
     /// Owner only: publishes new values under the sequence lock.
-    fn write(&self, id: StackId, share: u8, count: u64, bytes: u64, samples: u64) {
+    fn write(&self, id: StackId, share: u8, objects: u64, bytes: u64, samples: u64) {
         seq_write(&self.seq, || {
             self.id.store(id, Ordering::Relaxed);
             self.share.store(share as u32, Ordering::Relaxed);
-            self.count.store(count, Ordering::Relaxed);
+            self.objects.store(objects, Ordering::Relaxed);
             self.bytes.store(bytes, Ordering::Relaxed);
             self.samples.store(samples, Ordering::Relaxed);
         })
@@ -79,7 +79,7 @@ impl Slot {
         let load = || PendingSums {
             id: self.id.load(Ordering::Relaxed),
             share: self.share.load(Ordering::Relaxed) as u8,
-            count: self.count.load(Ordering::Relaxed),
+            objects: self.objects.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             samples: self.samples.load(Ordering::Relaxed),
         };
@@ -126,16 +126,16 @@ pub(crate) fn record_repeat(frames: &[usize], sample: &SampleInfo) -> Option<(St
         if id == 0 || samples >= MAX_PENDING_SAMPLES {
             return None;
         }
-        let count = slot
-            .count
+        let objects = slot
+            .objects
             .load(Ordering::Relaxed)
-            .checked_add(sample.w_count)?;
+            .checked_add(sample.w_objects)?;
         let bytes = slot
             .bytes
             .load(Ordering::Relaxed)
             .checked_add(sample.w_bytes)?;
         let share = slot.share.load(Ordering::Relaxed) as u8;
-        slot.write(id, share, count, bytes, samples + 1);
+        slot.write(id, share, objects, bytes, samples + 1);
         Some((id, share))
     })
 }
@@ -242,7 +242,7 @@ mod tests {
 
     fn sample(bytes: u64) -> SampleInfo {
         SampleInfo {
-            w_count: 1 << 16,
+            w_objects: 1 << 16,
             w_bytes: bytes << 16,
             exact: true,
             tag: 0,
@@ -282,7 +282,7 @@ mod tests {
             });
             let p = seen.expect("published");
             assert_eq!(
-                (p.count, p.bytes, p.samples, p.share),
+                (p.objects, p.bytes, p.samples, p.share),
                 (10 << 16, 80 << 16, 10, 3)
             );
             let mut flushed = None;

@@ -42,9 +42,9 @@ pub(crate) struct ThreadShare {
 /// One call site's sums, in fixed point (units of `WEIGHT_ONE`).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct SiteSums {
-    pub alloc_count: u128,
+    pub alloc_objects: u128,
     pub alloc_bytes: u128,
-    pub live_count: u128,
+    pub live_objects: u128,
     pub live_bytes: u128,
     pub samples: u64,
     pub live_samples: u64,
@@ -55,8 +55,8 @@ pub(crate) struct SiteSums {
 impl SiteSums {
     /// Adds a sample's allocation-side weights; returns the thread-share slot it went to.
     fn add_alloc(&mut self, s: &SampleInfo) -> u8 {
-        let (c, b) = (s.w_count as u128, s.w_bytes as u128);
-        self.alloc_count += c;
+        let (c, b) = (s.w_objects as u128, s.w_bytes as u128);
+        self.alloc_objects += c;
         self.alloc_bytes += b;
         self.samples += 1;
         let slot = self.slot_of(s.thread);
@@ -68,7 +68,7 @@ impl SiteSums {
 
     /// Adds a thread's pending sums for this site (see `stack_cache`).
     fn add_pending(&mut self, p: &PendingSums) {
-        self.alloc_count += p.count as u128;
+        self.alloc_objects += p.objects as u128;
         self.alloc_bytes += p.bytes as u128;
         self.samples += p.samples;
         if let Some(share) = self.threads.get_mut(p.share as usize) {
@@ -302,7 +302,7 @@ pub(crate) struct SiteCopy {
 /// Live sums of one stack, added up from the live table (fixed point, like [`SiteSums`]).
 #[derive(Clone, Copy, Default)]
 struct LiveSums {
-    count: u64,
+    objects: u64,
     bytes: u64,
     samples: u64,
     thread_bytes: [u64; SITE_THREADS],
@@ -317,7 +317,7 @@ fn live_sums() -> Map<StackId, LiveSums> {
             return;
         }
         let s = sums.entry(rec.stack).or_default();
-        s.count = s.count.wrapping_add(rec.sample.w_count);
+        s.objects = s.objects.wrapping_add(rec.sample.w_objects);
         s.bytes = s.bytes.wrapping_add(rec.sample.w_bytes);
         s.samples += 1;
         if let Some(t) = s.thread_bytes.get_mut(rec.slot as usize) {
@@ -385,7 +385,7 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
                 sums.add_pending(p);
             }
             if let Some(l) = live.get(&id) {
-                sums.live_count = l.count as u128;
+                sums.live_objects = l.objects as u128;
                 sums.live_bytes = l.bytes as u128;
                 sums.live_samples = l.samples;
                 for (share, &bytes) in sums.threads.iter_mut().zip(&l.thread_bytes) {
@@ -398,12 +398,12 @@ pub(crate) fn collect() -> TableVec<SiteCopy> {
     out
 }
 
-/// Counters of the stack table.
+/// Figures of the stack table, as [`ProfilerStats`](crate::ProfilerStats) reports them.
 pub(crate) struct StackStats {
     pub samples: u64,
-    pub dropped: u64,
+    pub samples_dropped: u64,
     pub stacks: u64,
-    pub evicted: u64,
+    pub stacks_evicted: u64,
     pub max_stacks: u64,
     pub exact_max_stacks: u64,
 }
@@ -419,9 +419,9 @@ pub(crate) fn stats() -> StackStats {
                 stack_cache::for_each_pending(|p| pending += p.samples);
                 pending
             },
-        dropped: DROPPED.load(Ordering::Relaxed),
+        samples_dropped: DROPPED.load(Ordering::Relaxed),
         stacks: STACK_COUNT.load(Ordering::Relaxed) as u64,
-        evicted: EVICTED.load(Ordering::Relaxed),
+        stacks_evicted: EVICTED.load(Ordering::Relaxed),
         max_stacks: MAX_STACKS.load(Ordering::Relaxed) as u64,
         exact_max_stacks: EXACT_MAX_STACKS.load(Ordering::Relaxed) as u64,
     }

@@ -27,9 +27,9 @@ use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 #[repr(align(128))]
 struct Counters {
     alloc_bytes: AtomicU64,
-    alloc_count: AtomicU64,
+    alloc_objects: AtomicU64,
     free_bytes: AtomicU64,
-    free_count: AtomicU64,
+    free_objects: AtomicU64,
     /// A slot's live-bytes change not yet added to [`LIVE`] (unused in [`SHARED`]).
     held_live: AtomicI64,
 }
@@ -38,9 +38,9 @@ impl Counters {
     const fn new() -> Self {
         Counters {
             alloc_bytes: AtomicU64::new(0),
-            alloc_count: AtomicU64::new(0),
+            alloc_objects: AtomicU64::new(0),
             free_bytes: AtomicU64::new(0),
-            free_count: AtomicU64::new(0),
+            free_objects: AtomicU64::new(0),
             held_live: AtomicI64::new(0),
         }
     }
@@ -48,18 +48,18 @@ impl Counters {
     fn load(&self) -> [u64; 4] {
         [
             self.alloc_bytes.load(Ordering::Relaxed),
-            self.alloc_count.load(Ordering::Relaxed),
+            self.alloc_objects.load(Ordering::Relaxed),
             self.free_bytes.load(Ordering::Relaxed),
-            self.free_count.load(Ordering::Relaxed),
+            self.free_objects.load(Ordering::Relaxed),
         ]
     }
 
     fn fields(&self) -> [&AtomicU64; 4] {
         [
             &self.alloc_bytes,
-            &self.alloc_count,
+            &self.alloc_objects,
             &self.free_bytes,
-            &self.free_count,
+            &self.free_objects,
         ]
     }
 }
@@ -180,60 +180,55 @@ fn sum() -> [u64; 4] {
 ///
 /// ```
 /// let totals = heapsampler::snapshot().totals;
-/// assert!(totals.allocated_bytes >= totals.freed_bytes);
+/// assert!(totals.alloc_bytes >= totals.free_bytes);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     /// Bytes ever allocated.
-    pub allocated_bytes: u64,
-    /// Allocations ever made (a `realloc` counts as one free and one allocation).
-    pub allocated_objects: u64,
+    pub alloc_bytes: u64,
+    /// Objects ever allocated (a `realloc` counts as one free and one allocation).
+    pub alloc_objects: u64,
     /// Bytes ever freed.
-    pub freed_bytes: u64,
-    /// Frees ever made.
-    pub freed_objects: u64,
+    pub free_bytes: u64,
+    /// Objects ever freed.
+    pub free_objects: u64,
     /// Bytes live now: allocated minus freed.
     pub live_bytes: u64,
-    /// Blocks live now.
+    /// Objects live now.
     pub live_objects: u64,
     /// The most bytes ever live at once.
     pub peak_live_bytes: u64,
-    /// Of `allocated_bytes`, those the profiler allocated for its own work (symbolizing,
+    /// Of `alloc_bytes`, those the profiler allocated for its own work (symbolizing,
     /// rendering, lock bookkeeping), outside its fixed tables. Never sampled.
     #[serde(default)]
-    pub overhead_allocated_bytes: u64,
-    /// Of `allocated_objects`, those the profiler made for its own work.
+    pub overhead_alloc_bytes: u64,
+    /// Of `alloc_objects`, those the profiler made for its own work.
     #[serde(default)]
-    pub overhead_allocated_objects: u64,
-    /// Of `freed_bytes`, those the profiler freed while doing its own work.
+    pub overhead_alloc_objects: u64,
+    /// Of `free_bytes`, those the profiler freed while doing its own work.
     #[serde(default)]
-    pub overhead_freed_bytes: u64,
-    /// Of `freed_objects`, those the profiler freed while doing its own work.
+    pub overhead_free_bytes: u64,
+    /// Of `free_objects`, those the profiler freed while doing its own work.
     #[serde(default)]
-    pub overhead_freed_objects: u64,
+    pub overhead_free_objects: u64,
 }
 
 /// Reads the counters (the caller flushes its own thread first).
 pub(crate) fn read() -> Totals {
-    let [
-        allocated_bytes,
-        allocated_objects,
-        freed_bytes,
-        freed_objects,
-    ] = sum();
-    let live_bytes = allocated_bytes.saturating_sub(freed_bytes);
+    let [alloc_bytes, alloc_objects, free_bytes, free_objects] = sum();
+    let live_bytes = alloc_bytes.saturating_sub(free_bytes);
     Totals {
-        allocated_bytes,
-        allocated_objects,
-        freed_bytes,
-        freed_objects,
+        alloc_bytes,
+        alloc_objects,
+        free_bytes,
+        free_objects,
         live_bytes,
-        live_objects: allocated_objects.saturating_sub(freed_objects),
+        live_objects: alloc_objects.saturating_sub(free_objects),
         peak_live_bytes: PEAK_LIVE.load(Ordering::Relaxed).max(live_bytes),
-        overhead_allocated_bytes: crate::sys::thread_state::guarded_bytes(),
-        overhead_allocated_objects: crate::sys::thread_state::guarded_objects(),
-        overhead_freed_bytes: crate::sys::thread_state::guarded_frees().0,
-        overhead_freed_objects: crate::sys::thread_state::guarded_frees().1,
+        overhead_alloc_bytes: crate::sys::thread_state::guarded_alloc_bytes(),
+        overhead_alloc_objects: crate::sys::thread_state::guarded_alloc_objects(),
+        overhead_free_bytes: crate::sys::thread_state::guarded_free().0,
+        overhead_free_objects: crate::sys::thread_state::guarded_free().1,
     }
 }
 

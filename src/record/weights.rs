@@ -23,7 +23,7 @@ pub(crate) enum Decision {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SampleInfo {
     /// 1/p, in units of [`WEIGHT_ONE`].
-    pub w_count: u64,
+    pub w_objects: u64,
     /// size/p, in units of [`WEIGHT_ONE`].
     pub w_bytes: u64,
     /// Recorded with probability 1 (exact mode or a scope): no page alignment is used.
@@ -36,7 +36,7 @@ pub(crate) struct SampleInfo {
 
 pub(crate) fn exact_sample(size: i64, tag: u32, thread: u32) -> SampleInfo {
     SampleInfo {
-        w_count: WEIGHT_ONE,
+        w_objects: WEIGHT_ONE,
         w_bytes: (size as u64).saturating_mul(WEIGHT_ONE),
         exact: true,
         tag,
@@ -47,10 +47,10 @@ pub(crate) fn exact_sample(size: i64, tag: u32, thread: u32) -> SampleInfo {
 /// [`weights`], remembered for the thread's last sampled (size, interval): programs sample
 /// the same sizes over and over, and `expm1` and two divisions are ~10 % of a sample.
 pub(crate) fn memo_weights(h: &Hot, size: u64, t: u64, thread: u32) -> SampleInfo {
-    let (msize, mt, w_count, w_bytes) = h.last_weights.get();
+    let (msize, mt, w_objects, w_bytes) = h.last_weights.get();
     if msize == size && mt == t {
         return SampleInfo {
-            w_count,
+            w_objects,
             w_bytes,
             exact: false,
             tag: 0,
@@ -58,7 +58,7 @@ pub(crate) fn memo_weights(h: &Hot, size: u64, t: u64, thread: u32) -> SampleInf
         };
     }
     let info = weights(size, t, thread);
-    h.last_weights.set((size, t, info.w_count, info.w_bytes));
+    h.last_weights.set((size, t, info.w_objects, info.w_bytes));
     info
 }
 
@@ -67,7 +67,7 @@ pub(crate) fn weights(size: u64, t: u64, thread: u32) -> SampleInfo {
     let p = sample_probability(size, t);
     let one = WEIGHT_ONE as f64;
     SampleInfo {
-        w_count: (one / p).min(u64::MAX as f64 / 2.0) as u64,
+        w_objects: (one / p).min(u64::MAX as f64 / 2.0) as u64,
         w_bytes: (size as f64 * one / p).min(u64::MAX as f64 / 2.0) as u64,
         exact: false,
         tag: 0,

@@ -1,7 +1,7 @@
 //! The reporter the `HEAPSAMPLER` variable asks for: started before `main`, or built from the
 //! variable by the program ([`Reporter::from_env`]).
 
-use super::config::EnvConfig;
+use super::env_config::EnvConfig;
 use super::reporter::{Reporter, set_env_reporter};
 use crate::read::profiler_work;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ impl Reporter {
     /// ```
     pub fn from_env() -> Option<Reporter> {
         profiler_work(|| {
-            let cfg = crate::service::config::env_config();
+            let cfg = crate::service::env_config::env_config();
             if cfg.enabled == Some(false) {
                 return None;
             }
@@ -43,9 +43,9 @@ pub(crate) fn start_env_reporter(cfg: &EnvConfig) {
     let Some(dir) = cfg.dir.clone() else { return };
     match configured(dir, cfg).start_inner(false) {
         Ok(handle) => set_env_reporter(handle),
-        Err(e) => {
-            crate::service::config::warn(&format!("HEAPSAMPLER: cannot start the reporter: {e}"))
-        }
+        Err(e) => crate::service::env_config::warn(&format!(
+            "HEAPSAMPLER: cannot start the reporter: {e}"
+        )),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Running inside a service: the background reporter and the environment configuration.
 
-pub(crate) mod config;
+pub(crate) mod env_config;
 pub(crate) mod env_reporter;
 // Not referenced by name: its constructor runs before `main`.
 #[cfg(feature = "http")]

@@ -47,7 +47,7 @@ impl Shared {
                 status.last_path = Some(path.clone());
                 status.last_error = None;
                 if state.printed_error.take().is_some() {
-                    crate::service::config::warn(&format!(
+                    crate::service::env_config::warn(&format!(
                         "heap reports resumed: wrote {}",
                         path.display()
                     ));
@@ -58,7 +58,9 @@ impl Shared {
                 status.errors += 1;
                 status.last_error = Some(message.clone());
                 if state.printed_error.as_ref() != Some(&message) {
-                    crate::service::config::warn(&format!("heap report not written: {message}"));
+                    crate::service::env_config::warn(&format!(
+                        "heap report not written: {message}"
+                    ));
                     state.printed_error = Some(message);
                 }
             }

@@ -3,7 +3,7 @@
 //! settings, are started from above them.
 
 use crate::record::countdown::interval_is_explicit;
-use crate::service::config::env_config;
+use crate::service::env_config::env_config;
 
 /// Whether a [`Sampler`](crate::Sampler) is this program's global allocator: the first
 /// allocation of a thread always takes the sampler's cold path, which numbers the thread. A
@@ -38,7 +38,7 @@ fn apply_env() {
         #[cfg(feature = "http")]
         crate::service::http::start_env_endpoint(addr);
         #[cfg(not(feature = "http"))]
-        crate::service::config::warn(&format!(
+        crate::service::env_config::warn(&format!(
             "HEAPSAMPLER: http={addr} needs heapsampler's `http` feature; no endpoint"
         ));
     }

@@ -19,10 +19,10 @@ pub(crate) const HUGE: usize = 1 << (63 - COUNT_BITS);
 const _: () = assert!(COUNT_BITS == 20, "HOT initialises Hot::unit to 1 << 20");
 
 /// Bytes allocated while the reentrancy guard was held: the profiler's own transient work.
-pub(crate) static GUARDED_BYTES: AtomicU64 = AtomicU64::new(0);
-pub(crate) static GUARDED_OBJECTS: AtomicU64 = AtomicU64::new(0);
-pub(crate) static GUARDED_FREED_BYTES: AtomicU64 = AtomicU64::new(0);
-pub(crate) static GUARDED_FREED_OBJECTS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static GUARDED_ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static GUARDED_ALLOC_OBJECTS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static GUARDED_FREE_BYTES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static GUARDED_FREE_OBJECTS: AtomicU64 = AtomicU64::new(0);
 
 /// Hot per-thread state. `const`-initialised and without `Drop`, so it is reachable from the
 /// very first allocation before `main` until the last one during thread teardown.
@@ -37,16 +37,16 @@ pub(crate) struct Hot {
     /// What `countdown` was set to at the last arm point.
     pub(crate) armed: Cell<i64>,
     /// Allocated bytes consumed at earlier arm points, not yet flushed.
-    pub(crate) alloc_pending: Cell<u64>,
+    pub(crate) alloc_pending_bytes: Cell<u64>,
     /// Allocations counted at earlier arm points, not yet flushed.
-    pub(crate) alloc_pending_count: Cell<u64>,
+    pub(crate) alloc_pending_objects: Cell<u64>,
     /// Packed: bytes the thread may still free before its free totals must be flushed, and calls.
     pub(crate) free_budget: Cell<i64>,
     /// `free_budget` at the last arm point.
     pub(crate) free_armed: Cell<i64>,
     /// Freed bytes charged at earlier arm points, not yet flushed.
-    pub(crate) free_pending: Cell<u64>,
-    pub(crate) free_pending_count: Cell<u64>,
+    pub(crate) free_pending_bytes: Cell<u64>,
+    pub(crate) free_pending_objects: Cell<u64>,
     /// Bytes from the arm point to the next sample point.
     pub(crate) gap: Cell<i64>,
     /// The interval that was in force when `gap` was drawn (1 = exact, 0 = off).
@@ -66,7 +66,7 @@ pub(crate) struct Hot {
     /// Set once the thread registered (`record::lifecycle`): its exit hook, name and slot.
     pub(crate) registered: Cell<bool>,
     pub(crate) rng: Cell<Option<SmallRng>>,
-    /// The last sampled (size, interval) and its weights (w_count, w_bytes); size 0 = none.
+    /// The last sampled (size, interval) and its weights (w_objects, w_bytes); size 0 = none.
     pub(crate) last_weights: Cell<(u64, u64, u64, u64)>,
     /// The program's countdown and its arm point (packed) and configuration generation when the
     /// outermost guard was entered, given back when it is dropped (see [`enter_guard`]).
@@ -79,12 +79,12 @@ thread_local! {
             countdown: Cell::new(0),
             unit: Cell::new(1 << 20),
             armed: Cell::new(0),
-            alloc_pending: Cell::new(0),
-            alloc_pending_count: Cell::new(0),
+            alloc_pending_bytes: Cell::new(0),
+            alloc_pending_objects: Cell::new(0),
             free_budget: Cell::new(0),
             free_armed: Cell::new(0),
-            free_pending: Cell::new(0),
-            free_pending_count: Cell::new(0),
+            free_pending_bytes: Cell::new(0),
+            free_pending_objects: Cell::new(0),
             gap: Cell::new(0),
             gap_interval: Cell::new(0),
             config_gen: Cell::new(0),
@@ -108,20 +108,20 @@ pub(crate) fn with_hot<R>(f: impl FnOnce(&Hot) -> R) -> R {
 }
 
 /// Bytes allocated while the reentrancy guard was held.
-pub(crate) fn guarded_bytes() -> u64 {
-    GUARDED_BYTES.load(Ordering::Relaxed)
+pub(crate) fn guarded_alloc_bytes() -> u64 {
+    GUARDED_ALLOC_BYTES.load(Ordering::Relaxed)
 }
 
 /// Allocations made while the reentrancy guard was held.
-pub(crate) fn guarded_objects() -> u64 {
-    GUARDED_OBJECTS.load(Ordering::Relaxed)
+pub(crate) fn guarded_alloc_objects() -> u64 {
+    GUARDED_ALLOC_OBJECTS.load(Ordering::Relaxed)
 }
 
-/// Bytes and blocks freed while the reentrancy guard was held.
-pub(crate) fn guarded_frees() -> (u64, u64) {
+/// Bytes and objects freed while the reentrancy guard was held.
+pub(crate) fn guarded_free() -> (u64, u64) {
     (
-        GUARDED_FREED_BYTES.load(Ordering::Relaxed),
-        GUARDED_FREED_OBJECTS.load(Ordering::Relaxed),
+        GUARDED_FREE_BYTES.load(Ordering::Relaxed),
+        GUARDED_FREE_OBJECTS.load(Ordering::Relaxed),
     )
 }
 
@@ -154,16 +154,17 @@ pub(crate) fn unpack(armed: i64, now: i64) -> (u64, u64) {
 /// as the profiler's own when the guard is held.
 pub(crate) fn charge_frees(h: &Hot) {
     let (bytes, calls) = unpack(h.free_armed.get(), h.free_budget.get());
-    add_freed(h, bytes, calls);
+    add_free(h, bytes, calls);
     h.free_armed.set(h.free_budget.get());
 }
 
-pub(crate) fn add_freed(h: &Hot, bytes: u64, calls: u64) {
-    h.free_pending.set(h.free_pending.get().wrapping_add(bytes));
-    h.free_pending_count
-        .set(h.free_pending_count.get().wrapping_add(calls));
+pub(crate) fn add_free(h: &Hot, bytes: u64, calls: u64) {
+    h.free_pending_bytes
+        .set(h.free_pending_bytes.get().wrapping_add(bytes));
+    h.free_pending_objects
+        .set(h.free_pending_objects.get().wrapping_add(calls));
     if h.guard.get() > 0 && calls > 0 {
-        GUARDED_FREED_BYTES.fetch_add(bytes, Ordering::Relaxed);
-        GUARDED_FREED_OBJECTS.fetch_add(calls, Ordering::Relaxed);
+        GUARDED_FREE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        GUARDED_FREE_OBJECTS.fetch_add(calls, Ordering::Relaxed);
     }
 }

@@ -13,7 +13,7 @@ pub(crate) struct Entry {
     pub timestamp_ms: u64,
     pub sample_interval: u64,
     pub live_bytes: u64,
-    pub allocated_bytes: u64,
+    pub alloc_bytes: u64,
     pub alloc_rate: f64,
     pub sites: Vec<SitePoint>,
 }
@@ -33,7 +33,7 @@ impl Entry {
             timestamp_ms: r.timestamp_ms,
             sample_interval: r.sample_interval,
             live_bytes: r.totals.counts.live_bytes,
-            allocated_bytes: r.totals.counts.allocated_bytes,
+            alloc_bytes: r.totals.counts.allocated_bytes,
             alloc_rate: r.totals.allocated_bytes_per_sec,
             sites: r
                 .sites

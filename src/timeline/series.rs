@@ -49,7 +49,7 @@ pub(crate) fn view(entries: &[Entry]) -> View<'_> {
             let restarted = runs
                 .last()
                 .and_then(|r| r.last())
-                .is_some_and(|&p| order[i].allocated_bytes < order[p].allocated_bytes);
+                .is_some_and(|&p| order[i].alloc_bytes < order[p].alloc_bytes);
             if restarted {
                 runs.push(Vec::new());
             }

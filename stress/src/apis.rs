@@ -296,12 +296,12 @@ pub fn every_api(state: &mut ApiState, threads: bool, check: &mut dyn FnMut(&str
             let freed = vec![1u8; 300];
             let leak = planted_leak(100 + (round % 50) as usize);
             drop(freed);
-            black_box((check.stats(), check.allocations(), check.live_bytes()));
-            black_box((check.peak_bytes(), check.allocated_bytes()));
+            black_box((check.stats(), check.alloc_objects(), check.live_bytes()));
+            black_box((check.peak_live_bytes(), check.alloc_bytes()));
             let report = check.finish();
             state.leaks.0 += 1;
             let caught = report.sites_in("planted_leak").len() == 1
-                && report.leaked_blocks == 1
+                && report.leaked_objects == 1
                 && report.leaked_bytes == leak.len() as u64;
             if exact {
                 assert!(caught, "the planted leak, and only it: {report}");
@@ -364,7 +364,7 @@ pub fn every_api(state: &mut ApiState, threads: bool, check: &mut dyn FnMut(&str
             state.leaks.0 += 1;
             if exact {
                 assert!(
-                    report.leaked_blocks == 1 && report.sites_in("planted_leak").len() == 1,
+                    report.leaked_objects == 1 && report.sites_in("planted_leak").len() == 1,
                     "the planted leak of a joined thread, and only it: {report}"
                 );
                 state.leaks.1 += 1;
@@ -461,10 +461,10 @@ fn child_work(leak_check: bool) -> i32 {
         let t = heapsampler::totals();
         let o = crate::oracle();
         [
-            o.allocated_bytes.wrapping_sub(t.allocated_bytes),
-            o.allocated_objects.wrapping_sub(t.allocated_objects),
-            o.freed_bytes.wrapping_sub(t.freed_bytes),
-            o.freed_objects.wrapping_sub(t.freed_objects),
+            o.alloc_bytes.wrapping_sub(t.alloc_bytes),
+            o.alloc_objects.wrapping_sub(t.alloc_objects),
+            o.free_bytes.wrapping_sub(t.free_bytes),
+            o.free_objects.wrapping_sub(t.free_objects),
         ]
     };
     let before = gap();
@@ -484,7 +484,7 @@ fn child_work(leak_check: bool) -> i32 {
         let leak = planted_leak(77);
         drop(vec![0u8; 1000]);
         let report = check.finish();
-        if report.leaked_blocks != 1 || report.sites_in("planted_leak").len() != 1 {
+        if report.leaked_objects != 1 || report.sites_in("planted_leak").len() != 1 {
             return 3;
         }
         drop(leak);

@@ -183,29 +183,29 @@ pub fn rss_bytes() -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OracleCounts {
     /// Bytes of every granted allocation (and of every realloc's new block).
-    pub allocated_bytes: u64,
+    pub alloc_bytes: u64,
     /// Granted allocations.
-    pub allocated_objects: u64,
+    pub alloc_objects: u64,
     /// Bytes freed.
-    pub freed_bytes: u64,
+    pub free_bytes: u64,
     /// Frees.
-    pub freed_objects: u64,
+    pub free_objects: u64,
 }
 
 impl OracleCounts {
     /// Bytes live: allocated minus freed.
     pub fn live_bytes(&self) -> u64 {
-        self.allocated_bytes.wrapping_sub(self.freed_bytes)
+        self.alloc_bytes.wrapping_sub(self.free_bytes)
     }
 }
 
 /// Reads the oracle's counters (allocates nothing).
 pub fn oracle() -> OracleCounts {
     OracleCounts {
-        allocated_bytes: ALLOC_BYTES.load(Ordering::Relaxed),
-        allocated_objects: ALLOC_CALLS.load(Ordering::Relaxed),
-        freed_bytes: FREE_BYTES.load(Ordering::Relaxed),
-        freed_objects: FREE_CALLS.load(Ordering::Relaxed),
+        alloc_bytes: ALLOC_BYTES.load(Ordering::Relaxed),
+        alloc_objects: ALLOC_CALLS.load(Ordering::Relaxed),
+        free_bytes: FREE_BYTES.load(Ordering::Relaxed),
+        free_objects: FREE_CALLS.load(Ordering::Relaxed),
     }
 }
 
@@ -219,17 +219,17 @@ pub fn assert_totals_match(context: &str) {
     let t = heapsampler::totals();
     let o = oracle();
     let ours = [
-        t.allocated_bytes,
-        t.allocated_objects,
-        t.freed_bytes,
-        t.freed_objects,
+        t.alloc_bytes,
+        t.alloc_objects,
+        t.free_bytes,
+        t.free_objects,
         t.live_bytes,
     ];
     let truth = [
-        o.allocated_bytes,
-        o.allocated_objects,
-        o.freed_bytes,
-        o.freed_objects,
+        o.alloc_bytes,
+        o.alloc_objects,
+        o.free_bytes,
+        o.free_objects,
         o.live_bytes(),
     ];
     assert_eq!(

@@ -128,10 +128,10 @@ fn env_child() {
         let t = heapsampler::totals();
         let o = oracle();
         [
-            o.allocated_bytes.wrapping_sub(t.allocated_bytes),
-            o.allocated_objects.wrapping_sub(t.allocated_objects),
-            o.freed_bytes.wrapping_sub(t.freed_bytes),
-            o.freed_objects.wrapping_sub(t.freed_objects),
+            o.alloc_bytes.wrapping_sub(t.alloc_bytes),
+            o.alloc_objects.wrapping_sub(t.alloc_objects),
+            o.free_bytes.wrapping_sub(t.free_bytes),
+            o.free_objects.wrapping_sub(t.free_objects),
         ]
     };
     // The reporter thread allocates while it starts: wait until it is parked (the gap holds

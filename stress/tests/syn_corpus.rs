@@ -110,7 +110,7 @@ fn run(mode: &str) {
     let t = heapsampler::totals();
     // The profiler's own work allocated through the global allocator (the stack walker's
     // caches): counted in the totals, never a site.
-    let overhead = t.overhead_allocated_bytes - t.overhead_freed_bytes;
+    let overhead = t.overhead_alloc_bytes - t.overhead_free_bytes;
     let profile = heapsampler::snapshot();
     let stats = &profile.profiler;
     println!(

@@ -123,7 +123,7 @@ pub fn finish() {
         let t = heapsampler::totals();
         eprintln!(
             "heapsampler totals: {} allocations, {} frees, {} bytes allocated, peak {} bytes live",
-            t.allocated_objects, t.freed_objects, t.allocated_bytes, t.peak_live_bytes
+            t.alloc_objects, t.free_objects, t.alloc_bytes, t.peak_live_bytes
         );
     }
 }

@@ -65,7 +65,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     writeln!(out, "totals (exact):")?;
     writeln!(
         out,
-        "  live       {:>10}  {} bytes in {} blocks; peak {}",
+        "  live       {:>10}  {} bytes in {} objects; peak {}",
         bytes(t.live_bytes as f64),
         int(t.live_bytes),
         int(t.live_objects),
@@ -73,7 +73,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  allocated  {:>10}  {} bytes in {} allocations; {}",
+        "  allocated  {:>10}  {} bytes in {} objects; {}",
         bytes(t.allocated_bytes as f64),
         int(t.allocated_bytes),
         int(t.allocated_objects),
@@ -81,7 +81,7 @@ pub fn header(out: &mut dyn Write, loaded: &Loaded) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  freed      {:>10}  {} bytes in {} frees; {}",
+        "  freed      {:>10}  {} bytes in {} objects; {}",
         bytes(t.freed_bytes as f64),
         int(t.freed_bytes),
         int(t.freed_objects),

@@ -4,7 +4,7 @@ use rand::Rng;
 use super::*;
 use crate::record::lifecycle::{ON_REGISTER, register_thread};
 use crate::sys::guard::enter_guard;
-use crate::sys::thread_state::{guarded_bytes, guarded_frees, guarded_objects};
+use crate::sys::thread_state::{guarded_alloc_bytes, guarded_alloc_objects, guarded_free};
 
 /// What the wrapper does with the counts of one allocation the inner allocator grants:
 /// the fast path, and the cold path if told.
@@ -32,7 +32,11 @@ fn registration_traffic_is_the_profilers_own() {
         // As `totals()` before a thread's first allocation: arms the free side with a
         // batch, so the registration's free passes the fast path.
         flush_current_thread();
-        let guarded_before = (guarded_bytes(), guarded_objects(), guarded_frees());
+        let guarded_before = (
+            guarded_alloc_bytes(),
+            guarded_alloc_objects(),
+            guarded_free(),
+        );
         wrapper_alloc(100);
         free_fast(100);
         // Counted: published into the thread's slot (it claimed one while registering,
@@ -41,18 +45,18 @@ fn registration_traffic_is_the_profilers_own() {
         let pending = with_hot(|h| {
             rebase(h);
             [
-                h.alloc_pending.get(),
-                h.alloc_pending_count.get(),
-                h.free_pending.get(),
-                h.free_pending_count.get(),
+                h.alloc_pending_bytes.get(),
+                h.alloc_pending_objects.get(),
+                h.free_pending_bytes.get(),
+                h.free_pending_objects.get(),
             ]
         });
         let pending: Vec<u64> = pending.iter().zip(published).map(|(p, q)| p + q).collect();
         let guarded = [
-            guarded_bytes() - guarded_before.0,
-            guarded_objects() - guarded_before.1,
-            guarded_frees().0 - guarded_before.2.0,
-            guarded_frees().1 - guarded_before.2.1,
+            guarded_alloc_bytes() - guarded_before.0,
+            guarded_alloc_objects() - guarded_before.1,
+            guarded_free().0 - guarded_before.2.0,
+            guarded_free().1 - guarded_before.2.1,
         ];
         assert_eq!(guarded, [1056, 2, 512, 1], "the profiler's own");
         let program: Vec<u64> = pending.iter().zip(guarded).map(|(p, g)| p - g).collect();
@@ -74,13 +78,13 @@ fn a_flush_inside_the_guard_takes_the_programs_unflushed_allocations() {
             wrapper_alloc(100);
         }
         let guard = enter_guard();
-        let flushed_before = totals::read().allocated_objects;
+        let flushed_before = totals::read().alloc_objects;
         flush_current_thread();
-        let flushed = totals::read().allocated_objects - flushed_before;
+        let flushed = totals::read().alloc_objects - flushed_before;
         drop(guard);
         let unflushed = with_hot(|h| {
             rebase(h);
-            h.alloc_pending_count.get()
+            h.alloc_pending_objects.get()
         });
         // Other unit tests may flush at the same time: at least our three went in.
         assert!(flushed >= 3, "flushed {flushed} allocations");
@@ -184,7 +188,7 @@ fn a_guard_publishes_what_it_left_pending() {
             wrapper_alloc(100); // the guard's first allocation arms its countdown
             wrapper_alloc(1000); // counted on the fast path, charged at the drop
         }
-        let pending = with_hot(|h| (h.alloc_pending.get(), h.alloc_pending_count.get()));
+        let pending = with_hot(|h| (h.alloc_pending_bytes.get(), h.alloc_pending_objects.get()));
         assert_eq!(pending, (0, 0), "published when the guard was dropped");
     })
     .join()
@@ -203,8 +207,8 @@ fn huge_sizes_are_counted_by_their_real_size() {
             flush_current_thread();
             let after = totals::read();
             // Other unit tests flush small amounts meanwhile; none allocates 8 TiB.
-            let allocated = after.allocated_bytes.wrapping_sub(before.allocated_bytes);
-            let freed = after.freed_bytes.wrapping_sub(before.freed_bytes);
+            let allocated = after.alloc_bytes.wrapping_sub(before.alloc_bytes);
+            let freed = after.free_bytes.wrapping_sub(before.free_bytes);
             for counted in [allocated, freed] {
                 assert!(
                     counted >= size as u64 && counted - (size as u64) < 1 << 32,
@@ -229,7 +233,10 @@ fn remembered_weights_are_the_computed_ones() {
             ] {
                 let m = memo_weights(h, size, t, 7);
                 let w = weights(size, t, 7);
-                assert_eq!((m.w_count, m.w_bytes, m.thread), (w.w_count, w.w_bytes, 7));
+                assert_eq!(
+                    (m.w_objects, m.w_bytes, m.thread),
+                    (w.w_objects, w.w_bytes, 7)
+                );
                 assert!(!m.exact && m.tag == 0);
             }
         })

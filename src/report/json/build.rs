@@ -196,14 +196,12 @@ impl Report {
             let t0 = previous.map(|b| b.totals).unwrap_or_default();
             let totals = ReportTotals {
                 counts: t.into(),
-                allocated_bytes_per_sec: rate(
-                    t.allocated_bytes.saturating_sub(t0.allocated_bytes) as f64
-                ),
+                allocated_bytes_per_sec: rate(t.alloc_bytes.saturating_sub(t0.alloc_bytes) as f64),
                 allocated_objects_per_sec: rate(
-                    t.allocated_objects.saturating_sub(t0.allocated_objects) as f64,
+                    t.alloc_objects.saturating_sub(t0.alloc_objects) as f64
                 ),
-                freed_bytes_per_sec: rate(t.freed_bytes.saturating_sub(t0.freed_bytes) as f64),
-                freed_objects_per_sec: rate(t.freed_objects.saturating_sub(t0.freed_objects) as f64),
+                freed_bytes_per_sec: rate(t.free_bytes.saturating_sub(t0.free_bytes) as f64),
+                freed_objects_per_sec: rate(t.free_objects.saturating_sub(t0.free_objects) as f64),
             };
             let mut sites: Vec<ReportSite> = profile
                 .sites
@@ -397,17 +395,17 @@ impl Report {
 impl From<Totals> for ReportCounts {
     fn from(t: Totals) -> Self {
         ReportCounts {
-            allocated_bytes: t.allocated_bytes,
-            allocated_objects: t.allocated_objects,
-            freed_bytes: t.freed_bytes,
-            freed_objects: t.freed_objects,
+            allocated_bytes: t.alloc_bytes,
+            allocated_objects: t.alloc_objects,
+            freed_bytes: t.free_bytes,
+            freed_objects: t.free_objects,
             live_bytes: t.live_bytes,
             live_objects: t.live_objects,
             peak_live_bytes: t.peak_live_bytes,
-            overhead_allocated_bytes: t.overhead_allocated_bytes,
-            overhead_allocated_objects: t.overhead_allocated_objects,
-            overhead_freed_bytes: t.overhead_freed_bytes,
-            overhead_freed_objects: t.overhead_freed_objects,
+            overhead_allocated_bytes: t.overhead_alloc_bytes,
+            overhead_allocated_objects: t.overhead_alloc_objects,
+            overhead_freed_bytes: t.overhead_free_bytes,
+            overhead_freed_objects: t.overhead_free_objects,
         }
     }
 }
@@ -415,17 +413,17 @@ impl From<Totals> for ReportCounts {
 impl From<ReportCounts> for Totals {
     fn from(c: ReportCounts) -> Self {
         Totals {
-            allocated_bytes: c.allocated_bytes,
-            allocated_objects: c.allocated_objects,
-            freed_bytes: c.freed_bytes,
-            freed_objects: c.freed_objects,
+            alloc_bytes: c.allocated_bytes,
+            alloc_objects: c.allocated_objects,
+            free_bytes: c.freed_bytes,
+            free_objects: c.freed_objects,
             live_bytes: c.live_bytes,
             live_objects: c.live_objects,
             peak_live_bytes: c.peak_live_bytes,
-            overhead_allocated_bytes: c.overhead_allocated_bytes,
-            overhead_allocated_objects: c.overhead_allocated_objects,
-            overhead_freed_bytes: c.overhead_freed_bytes,
-            overhead_freed_objects: c.overhead_freed_objects,
+            overhead_alloc_bytes: c.overhead_allocated_bytes,
+            overhead_alloc_objects: c.overhead_allocated_objects,
+            overhead_free_bytes: c.overhead_freed_bytes,
+            overhead_free_objects: c.overhead_freed_objects,
         }
     }
 }

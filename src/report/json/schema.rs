@@ -71,11 +71,11 @@ pub struct ReportTotals {
     pub counts: ReportCounts,
     /// Bytes allocated per second over the window.
     pub allocated_bytes_per_sec: f64,
-    /// Allocations per second over the window.
+    /// Objects allocated per second over the window.
     pub allocated_objects_per_sec: f64,
     /// Bytes freed per second over the window.
     pub freed_bytes_per_sec: f64,
-    /// Frees per second over the window.
+    /// Objects freed per second over the window.
     pub freed_objects_per_sec: f64,
 }
 
@@ -92,15 +92,15 @@ pub struct ReportSite {
     pub stack_id: StackId,
     /// Estimated bytes live now.
     pub live_bytes: f64,
-    /// Estimated blocks live now.
+    /// Estimated objects live now.
     pub live_objects: f64,
     /// Estimated bytes allocated here since the process started.
     pub alloc_bytes: f64,
-    /// Estimated allocations made here since the process started.
+    /// Estimated objects allocated here since the process started.
     pub alloc_objects: f64,
     /// Estimated bytes allocated here per second over the window.
     pub alloc_bytes_per_sec: f64,
-    /// Estimated allocations made here per second over the window.
+    /// Estimated objects allocated here per second over the window.
     pub alloc_objects_per_sec: f64,
     /// Samples taken here since the process started.
     pub samples: u64,

@@ -25,8 +25,8 @@ fn profile(ts: u64, sites: Vec<Site>, allocated: u64) -> Profile {
         timestamp_ms: ts,
         sample_interval: 4096,
         totals: Totals {
-            allocated_bytes: allocated,
-            allocated_objects: allocated / 8,
+            alloc_bytes: allocated,
+            alloc_objects: allocated / 8,
             ..Totals::default()
         },
         sites,

@@ -2,8 +2,8 @@
 //! snapshots delta profiles are taken against, the rate window of `/metrics`, and the previous
 //! `/heap.json` moment with the leak detector fed by them.
 
+use super::moments::Moments;
 use super::rate_window::RateWindow;
-use super::snapshots::Moments;
 use crate::leaks::LeakDetector;
 use crate::report::json::Baseline;
 use parking_lot::Mutex;

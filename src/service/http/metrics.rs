@@ -79,25 +79,25 @@ fn render_profile(
         &mut r,
         "allocated_bytes",
         "Bytes ever allocated (exact).",
-        t.allocated_bytes,
+        t.alloc_bytes,
     );
     counter(
         &mut r,
         "allocated_objects",
         "Allocations ever made (exact).",
-        t.allocated_objects,
+        t.alloc_objects,
     );
     counter(
         &mut r,
         "freed_bytes",
         "Bytes ever freed (exact).",
-        t.freed_bytes,
+        t.free_bytes,
     );
     counter(
         &mut r,
         "freed_objects",
         "Frees ever made (exact).",
-        t.freed_objects,
+        t.free_objects,
     );
     gauge(
         &mut r,
@@ -121,13 +121,13 @@ fn render_profile(
         &mut r,
         "overhead_allocated_bytes",
         "Bytes the profiler allocated for its own work (included in allocated_bytes).",
-        t.overhead_allocated_bytes,
+        t.overhead_alloc_bytes,
     );
     counter(
         &mut r,
         "overhead_freed_bytes",
         "Bytes of the profiler's own work freed (included in freed_bytes).",
-        t.overhead_freed_bytes,
+        t.overhead_free_bytes,
     );
     // Rates.
     let rate = rates.observe(*t);
@@ -135,25 +135,25 @@ fn render_profile(
         &mut r,
         "allocated_bytes_per_second",
         "Bytes allocated per second over the rate window.",
-        rate.allocated_bytes,
+        rate.alloc_bytes,
     );
     gauge(
         &mut r,
         "allocated_objects_per_second",
         "Allocations per second over the rate window.",
-        rate.allocated_objects,
+        rate.alloc_objects,
     );
     gauge(
         &mut r,
         "freed_bytes_per_second",
         "Bytes freed per second over the rate window.",
-        rate.freed_bytes,
+        rate.free_bytes,
     );
     gauge(
         &mut r,
         "freed_objects_per_second",
         "Frees per second over the rate window.",
-        rate.freed_objects,
+        rate.free_objects,
     );
     gauge(
         &mut r,
@@ -204,8 +204,7 @@ fn render_profile(
         &mut r,
         "overhead_live_bytes",
         "Bytes of the profiler's own work live now (symbol cache, buffers).",
-        t.overhead_allocated_bytes
-            .saturating_sub(t.overhead_freed_bytes) as f64,
+        t.overhead_alloc_bytes.saturating_sub(t.overhead_free_bytes) as f64,
     );
     if let Some((served, rejected)) = endpoint {
         counter(

@@ -35,16 +35,16 @@
 //! `examples/axum_endpoint.rs`).
 
 mod context;
+mod endpoint;
 mod metrics;
+mod moments;
 mod rate_window;
 mod routes;
-mod server;
-mod snapshots;
 mod symbol;
 
+pub use endpoint::{DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};
 pub use metrics::DEFAULT_TOP_SITES;
 pub use metrics::{METRICS_CONTENT_TYPE, metrics_text};
-pub use server::{DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};
 
 /// The heap profile of now as gzipped pprof bytes (Go's heap shape: `alloc_objects`,
 /// `alloc_space`, `inuse_objects`, `inuse_space`; `inuse_space` the default), symbolized,
@@ -56,7 +56,7 @@ pub use server::{DEFAULT_WORKERS, Endpoint, EndpointHandle, serve};
 /// ```
 pub fn pprof_heap_bytes() -> Vec<u8> {
     let _guard = crate::sys::guard::enter_guard();
-    let moment = snapshots::Moment::take();
+    let moment = moments::Moment::take();
     routes::render_pprof(&moment.profile, false)
 }
 
@@ -69,7 +69,7 @@ pub fn pprof_heap_bytes() -> Vec<u8> {
 /// ```
 pub fn pprof_allocs_bytes() -> Vec<u8> {
     let _guard = crate::sys::guard::enter_guard();
-    let moment = snapshots::Moment::take();
+    let moment = moments::Moment::take();
     routes::render_pprof(&moment.profile, true)
 }
 
@@ -83,7 +83,7 @@ pub fn pprof_allocs_bytes() -> Vec<u8> {
 /// ```
 pub fn heap_json() -> String {
     let _guard = crate::sys::guard::enter_guard();
-    let moment = snapshots::Moment::take();
+    let moment = moments::Moment::take();
     crate::Report::build(
         &moment.profile,
         None,
@@ -118,8 +118,8 @@ pub(crate) fn start_env_endpoint(addr: &str) {
         Ok(handle) => {
             let _ = ENV_ENDPOINT.set(handle);
         }
-        Err(e) => {
-            crate::service::config::warn(&format!("HEAPSAMPLER: cannot serve http on {addr}: {e}"))
-        }
+        Err(e) => crate::service::env_config::warn(&format!(
+            "HEAPSAMPLER: cannot serve http on {addr}: {e}"
+        )),
     }
 }

@@ -17,10 +17,10 @@ pub(crate) struct RateWindow {
 
 /// Per-second rates of the four exact counters.
 pub(crate) struct Rates {
-    pub(crate) allocated_bytes: f64,
-    pub(crate) allocated_objects: f64,
-    pub(crate) freed_bytes: f64,
-    pub(crate) freed_objects: f64,
+    pub(crate) alloc_bytes: f64,
+    pub(crate) alloc_objects: f64,
+    pub(crate) free_bytes: f64,
+    pub(crate) free_objects: f64,
     pub(crate) window_secs: f64,
 }
 
@@ -61,10 +61,10 @@ impl RateWindow {
             }
         };
         Rates {
-            allocated_bytes: rate(now.allocated_bytes, before.allocated_bytes),
-            allocated_objects: rate(now.allocated_objects, before.allocated_objects),
-            freed_bytes: rate(now.freed_bytes, before.freed_bytes),
-            freed_objects: rate(now.freed_objects, before.freed_objects),
+            alloc_bytes: rate(now.alloc_bytes, before.alloc_bytes),
+            alloc_objects: rate(now.alloc_objects, before.alloc_objects),
+            free_bytes: rate(now.free_bytes, before.free_bytes),
+            free_objects: rate(now.free_objects, before.free_objects),
             window_secs: secs,
         }
     }
@@ -78,8 +78,8 @@ mod tests {
     fn rates_use_the_oldest_reading_of_the_window() {
         let w = RateWindow::default();
         let at = |bytes: u64| Totals {
-            allocated_bytes: bytes,
-            allocated_objects: bytes / 8,
+            alloc_bytes: bytes,
+            alloc_objects: bytes / 8,
             ..Totals::default()
         };
         // First reading: against the process start.
@@ -93,11 +93,7 @@ mod tests {
         }
         let r = w.observe(at(21_000));
         assert!((r.window_secs - 10.0).abs() < 0.5, "{}", r.window_secs);
-        assert!(
-            (r.allocated_bytes - 2000.0).abs() < 100.0,
-            "{}",
-            r.allocated_bytes
-        );
+        assert!((r.alloc_bytes - 2000.0).abs() < 100.0, "{}", r.alloc_bytes);
         assert_eq!(w.readings.lock().len(), 2);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::context::Context;
 use super::metrics;
-use super::snapshots::{self, Moment};
+use super::moments::{self, Moment};
 use crate::Report;
 use crate::read::profile::Profile;
 use crate::report::json::Baseline;
@@ -222,7 +222,7 @@ fn moment_for(request: &Request, context: &Context) -> Result<Arc<Moment>, Respo
                     410,
                     &format!(
                         "snapshot {id} is no longer kept (the last {} are)\n",
-                        snapshots::KEPT
+                        moments::KEPT
                     ),
                 )
             })
@@ -296,7 +296,7 @@ fn pprof_route(request: &Request, context: &Context, allocs: bool) -> Response {
         std::thread::sleep(Duration::from_millis(50));
     }
     let end = context.moments.fresh();
-    let delta = snapshots::delta(&end.profile, &start.profile);
+    let delta = moments::delta(&end.profile, &start.profile);
     pprof_response(render_pprof(&delta, allocs)).with_snapshot(end.id)
 }
 

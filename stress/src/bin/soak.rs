@@ -364,7 +364,7 @@ fn leak_checks(counts: &Counts) {
                     .is_some_and(|name| name.contains(PLANTED))
             })
         });
-        if report.leaked_blocks == n && report.leaked_bytes == planted_bytes && only_planted {
+        if report.leaked_objects == n && report.leaked_bytes == planted_bytes && only_planted {
             Counts::add(&counts.leaks_caught, n);
         } else {
             Counts::add(&counts.leak_check_surprises, 1);
@@ -566,17 +566,12 @@ fn soak(options: &Options) -> ExitCode {
         passed += 1;
     } else {
         let t = heapsampler::totals();
-        let ours = [
-            t.allocated_bytes,
-            t.allocated_objects,
-            t.freed_bytes,
-            t.freed_objects,
-        ];
+        let ours = [t.alloc_bytes, t.alloc_objects, t.free_bytes, t.free_objects];
         let truth = [
-            at_end.allocated_bytes,
-            at_end.allocated_objects,
-            at_end.freed_bytes,
-            at_end.freed_objects,
+            at_end.alloc_bytes,
+            at_end.alloc_objects,
+            at_end.free_bytes,
+            at_end.free_objects,
         ];
         if ours == truth {
             passed += 1;
@@ -653,17 +648,9 @@ fn soak(options: &Options) -> ExitCode {
     let live_back = o.live_bytes().abs_diff(oracle_live_at_start);
     // On plain System heapsampler counts nothing; the oracle's live bytes still count.
     let exact = system
-        || ([
-            t.allocated_bytes,
-            t.allocated_objects,
-            t.freed_bytes,
-            t.freed_objects,
-        ] == [
-            o.allocated_bytes,
-            o.allocated_objects,
-            o.freed_bytes,
-            o.freed_objects,
-        ] && t.live_bytes.abs_diff(live_at_start) == live_back);
+        || ([t.alloc_bytes, t.alloc_objects, t.free_bytes, t.free_objects]
+            == [o.alloc_bytes, o.alloc_objects, o.free_bytes, o.free_objects]
+            && t.live_bytes.abs_diff(live_at_start) == live_back);
     // What stays is the `backtrace` crate's own debug-info caches, which grow with the code
     // symbolized and level off (with full debug info: 3.8 MB after 30 s, 4.7 MB after 60 s);
     // a leak of the soak's traffic would grow with its ~1.4 M allocations a second.
@@ -696,8 +683,8 @@ fn soak(options: &Options) -> ExitCode {
         secs,
         operations,
         operations as f64 / secs / 1e6,
-        at_end.allocated_objects,
-        at_end.allocated_objects as f64 / secs / 1e6,
+        at_end.alloc_objects,
+        at_end.alloc_objects as f64 / secs / 1e6,
         written,
         counts.api_rounds.load(Ordering::Relaxed),
         planted,

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Frames printed per site in a failure message; the full stack stays in [`LeakSite::frames`].
 const PRINTED_FRAMES: usize = 16;
 
-pub use crate::record::scopes::HeapStats;
+use crate::record::heap_stats::HeapStats;
 
-/// Blocks allocated at one call site and still live when the check finished.
+/// Objects allocated at one call site and still live when the check finished.
 ///
 /// ```
 /// let site = heapsampler::LeakSite::default();
@@ -22,8 +22,8 @@ pub struct LeakSite {
     pub stack_id: StackId,
     /// Bytes still live.
     pub bytes: u64,
-    /// Blocks still live.
-    pub blocks: u64,
+    /// Objects still live.
+    pub objects: u64,
     /// Raw return addresses, innermost first.
     pub addresses: Vec<u64>,
     /// Symbolized frames, innermost first, starting at the first frame outside the allocator
@@ -49,7 +49,7 @@ impl LeakSite {
     }
 }
 
-/// What a finished [`LeakCheck`](crate::LeakCheck) found: the blocks allocated in its scope
+/// What a finished [`LeakCheck`](crate::LeakCheck) found: the objects allocated in its scope
 /// that are still live, grouped by call site, most bytes first.
 ///
 /// Its `Display` is the message [`LeakCheck::assert_no_leaks`](crate::LeakCheck::assert_no_leaks)
@@ -70,8 +70,8 @@ impl LeakSite {
 pub struct LeakReport {
     /// Bytes leaked: live at finish, allocated in scope, not allowed.
     pub leaked_bytes: u64,
-    /// Blocks leaked.
-    pub leaked_blocks: u64,
+    /// Objects leaked.
+    pub leaked_objects: u64,
     /// The leaking sites, most bytes first.
     pub sites: Vec<LeakSite>,
     /// Sites that are live but matched an [`allow`](crate::LeakCheck::allow) pattern.
@@ -88,7 +88,7 @@ impl LeakReport {
     /// assert!(heapsampler::LeakReport::default().is_clean());
     /// ```
     pub fn is_clean(&self) -> bool {
-        self.leaked_blocks == 0 && self.unrecorded() == 0
+        self.leaked_objects == 0 && self.unrecorded() == 0
     }
 
     /// Leaking sites whose stack has a function containing `needle`.
@@ -114,7 +114,7 @@ fn write_site(f: &mut fmt::Formatter<'_>, site: &LeakSite) -> fmt::Result {
         f,
         "  {} in {} allocated at:",
         plural(site.bytes, "byte", "bytes"),
-        plural(site.blocks, "block", "blocks")
+        plural(site.objects, "object", "objects")
     )?;
     for (shown, frame) in site.frames.iter().enumerate() {
         let name = frame.function.as_deref().unwrap_or("<unknown>");
@@ -145,14 +145,14 @@ fn write_site(f: &mut fmt::Formatter<'_>, site: &LeakSite) -> fmt::Result {
 
 impl fmt::Display for LeakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.leaked_blocks == 0 {
+        if self.leaked_objects == 0 {
             write!(f, "leak check: no leaks")?;
         } else {
             writeln!(
                 f,
                 "leak check: {} leaked in {} at {} (allocated in scope, still live at finish)",
                 plural(self.leaked_bytes, "byte", "bytes"),
-                plural(self.leaked_blocks, "block", "blocks"),
+                plural(self.leaked_objects, "object", "objects"),
                 plural(self.sites.len() as u64, "site", "sites"),
             )?;
             for site in &self.sites {
@@ -166,17 +166,17 @@ impl fmt::Display for LeakReport {
                 f,
                 "\nleak check incomplete: {} in scope could not be recorded because the \
                  profiler's tables were full (raise heapsampler::set_limits)",
-                plural(unrecorded, "allocation", "allocations")
+                plural(unrecorded, "object", "objects")
             )?;
         }
         if !self.allowed.is_empty() {
             let bytes: u64 = self.allowed.iter().map(|s| s.bytes).sum();
-            let blocks: u64 = self.allowed.iter().map(|s| s.blocks).sum();
+            let objects: u64 = self.allowed.iter().map(|s| s.objects).sum();
             write!(
                 f,
                 "\n({} in {} still live but allowed)",
                 plural(bytes, "byte", "bytes"),
-                plural(blocks, "block", "blocks")
+                plural(objects, "object", "objects")
             )?;
         }
         Ok(())

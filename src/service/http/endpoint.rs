@@ -1,4 +1,4 @@
-//! The server: an accept thread and a fixed pool of workers over std's `TcpListener`.
+//! [`Endpoint`]: the server, an accept thread and a fixed pool of workers over std's `TcpListener`.
 //!
 //! Bounds, so that no client can hold the endpoint (let alone the program): a request head
 //! of at most [`MAX_HEAD_BYTES`], read within [`HEAD_DEADLINE`]; a body only where a route
