@@ -9,7 +9,7 @@ use crate::record::heap_stats::HeapStats;
 use crate::record::live_record::StackId;
 use crate::record::scopes;
 use crate::record::{countdown, live_table, stack_table};
-use crate::sys::internal_alloc::{TableAlloc, TableVec};
+use crate::sys::table_alloc::{TableAlloc, TableVec};
 use core::marker::PhantomData;
 use scopes::MAX_NEST;
 

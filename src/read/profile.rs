@@ -227,7 +227,7 @@ pub fn snapshot() -> Profile {
     drop(copies);
     let limits = crate::Limits::current();
     let table_bytes =
-        crate::sys::internal_alloc::table_bytes() + crate::record::page_pool::own_bytes();
+        crate::sys::table_alloc::table_bytes() + crate::record::page_pool::own_bytes();
     let padding_bytes = crate::record::budget::padding_bytes();
     let attributed: f64 = sites.iter().map(|s| s.live_bytes).sum();
     let sample_interval = countdown::sample_interval();

@@ -9,7 +9,7 @@
 //! guard, so its allocations are profiler overhead, never a user site.
 
 pub use crate::read::frame::Frame;
-use crate::sys::lock::{ForkLock, ForkMutex};
+use crate::sys::fork_mutex::{ForkLock, ForkMutex};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Fork safety: every table lock is held across `fork()` so the child inherits consistent
 //! tables and unlocked locks (docs/architecture.md, "Rules of the recording side").
 
-use crate::sys::lock::ForkLock;
+use crate::sys::fork_mutex::ForkLock;
 use crate::sys::thread_state::with_hot;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -98,7 +98,7 @@ fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
     crate::record::totals::each_fork_lock(f);
     #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
     crate::unwind::dwarf::each_fork_lock(f);
-    crate::sys::internal_alloc::each_fork_lock(f);
+    crate::sys::table_alloc::each_fork_lock(f);
 }
 
 extern "C" fn prepare() {

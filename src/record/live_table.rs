@@ -15,8 +15,8 @@
 
 use crate::record::budget::PAGE;
 use crate::record::live_record::LiveRecord;
-use crate::sys::internal_alloc::{Map, new_map};
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
+use crate::sys::table_alloc::{Map, new_map};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Default bound on live sampled blocks held at once.
@@ -193,7 +193,7 @@ pub(crate) fn set_max_len(n: usize, exact: usize) {
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     for shard in &TABLE {
         f(shard);
     }

@@ -30,7 +30,7 @@
 //! ~20 ns of a ~200 ns sample). A spare sits in the thread's entry of [`SPARES`] (indexed by its
 //! `thread_slot`), so [`own_bytes`] counts it, and the thread hands it back when it exits.
 
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
 use crate::sys::single_writer::SingleWriter;
 use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::alloc::Layout;
@@ -348,7 +348,7 @@ pub(crate) fn own_bytes() -> u64 {
 }
 
 /// Hands this module's lock to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     f(&POOL);
 }
 

@@ -10,8 +10,8 @@
 use crate::record::live_record::StackId;
 use crate::record::stack_cache::{self, PendingSums};
 use crate::record::weights::SampleInfo;
-use crate::sys::internal_alloc::{Map, TableAlloc, TableVec, new_map};
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
+use crate::sys::table_alloc::{Map, TableAlloc, TableVec, new_map};
 use crate::unwind::capture::MAX_STACK_DEPTH;
 use core::hash::BuildHasher;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -433,7 +433,7 @@ pub(crate) fn set_max_stacks(n: usize, exact: usize) {
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     for shard in &TABLE {
         f(shard);
     }

@@ -1,7 +1,7 @@
 //! Names of the threads that allocated, for per-thread attribution in reports.
 
-use crate::sys::internal_alloc::{Map, new_map};
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
+use crate::sys::table_alloc::{Map, new_map};
 
 /// Threads remembered at most; beyond this, exited threads are forgotten first, and a thread
 /// that still finds no room is reported by index only.
@@ -73,6 +73,6 @@ pub(crate) fn name(index: u32) -> String {
 }
 
 /// Hands this module's locks to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     f(&REGISTRY);
 }

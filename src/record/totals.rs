@@ -18,7 +18,7 @@
 //! about what it allocates then writes no shared line at all, and the counter is never off by
 //! more than a batch per thread, plus the thread's unpublished batches.
 
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
 use crate::sys::single_writer::{SingleWriter, seq_read, seq_write};
 use crate::sys::thread_slot::{self, MAX_THREAD_SLOTS};
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -241,6 +241,6 @@ pub(crate) fn own_published() -> [u64; 4] {
 }
 
 /// Hands this module's lock to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     f(&FOLD_LOCK);
 }

@@ -36,7 +36,7 @@ mod walk;
 pub(crate) use walk::walk;
 
 /// Hands the loader gate and framehop's lock to the `pthread_atfork` handlers.
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     f(&objects::LOADER_GATE);
     f(&rules::FRAMEHOP);
 }

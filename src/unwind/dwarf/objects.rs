@@ -2,7 +2,7 @@
 
 use super::native::{MAX_REBUILDS, Native, Section};
 use super::rules::RuleTable;
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};

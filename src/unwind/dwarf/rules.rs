@@ -1,7 +1,7 @@
 //! Unwind rules: framehop's cached rules classified into a compact encoding, the shared rule table, and one frame's execution.
 
 use super::native::{Cache, Native};
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
 use core::sync::atomic::{AtomicU64, Ordering};
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder};

@@ -4,7 +4,7 @@ use super::memo::{Boundary, BpUse, MEMO_READS, Memo, Rules};
 use super::native::MAX_WALK;
 use super::objects::{Objects, STALE, current, knows};
 use super::rules::{Regs, Role, Rule, Step, classify, exec, framehop_step, with_framehop};
-use crate::sys::internal_alloc::TableAlloc;
+use crate::sys::table_alloc::TableAlloc;
 use crate::unwind::capture::{FrameSink, MAX_STACK_DEPTH};
 use core::cell::RefCell;
 use core::sync::atomic::Ordering;
@@ -289,7 +289,7 @@ pub(super) enum Walked {
 }
 
 /// Per-thread unwinding state (~12.5 KiB, boxed in the tables' heap, not in the thread's malloc
-/// arena where it would sit among the program's blocks: `internal_alloc`): the last two walks,
+/// arena where it would sit among the program's blocks: `table_alloc`): the last two walks,
 /// to replay, the last one also to join, and the one before it is the room for the next walk.
 pub(super) struct ThreadState {
     pub(super) memos: [Memo; 2],

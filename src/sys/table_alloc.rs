@@ -13,7 +13,7 @@
 //! other, and the heap gives back what they free (dlmalloc trims its top and unmaps free
 //! segments).
 
-use crate::sys::lock::ForkMutex;
+use crate::sys::fork_mutex::ForkMutex;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -74,7 +74,7 @@ unsafe impl Allocator for TableAlloc {
 }
 
 /// Hands the heap's lock to the `pthread_atfork` handlers (last: it is the innermost lock).
-pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::lock::ForkLock)) {
+pub(crate) fn each_fork_lock(f: &mut dyn FnMut(&'static dyn crate::sys::fork_mutex::ForkLock)) {
     f(&HEAP);
 }
 
