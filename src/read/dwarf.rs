@@ -10,25 +10,22 @@
 //! names follow `DW_AT_abstract_origin`/`DW_AT_specification`, how file names are joined), and
 //! checked against it (the `dwarf_oracle` tests).
 
-use crate::read::dwarf_unit::{self, Function, UnitTables};
-use addr2line::gimli;
-use gimli::{DebugAbbrevOffset, DebugInfoOffset, EndianSlice, RunTimeEndian, Unit};
+use crate::read::dwarf_function::Function;
+use crate::read::dwarf_unit::{self, FAULT_AROUND, R, Release, Result, UnitTables, Units};
+use addr2line::gimli::{self, Section};
+use gimli::{DebugAbbrevOffset, DebugInfoOffset, Unit};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub(crate) type R<'a> = EndianSlice<'a, RunTimeEndian>;
-pub(crate) type Result<T> = std::result::Result<T, gimli::Error>;
-
 /// Units and abbreviation tables kept parsed at once (a name may refer into another unit).
 const CACHED_UNITS: usize = 4;
-/// Bytes of debug info read between two releases of the file's pages.
-const RELEASE_EVERY: usize = 1 << 20;
-/// What reading one scattered item (a unit's first entries, a name) maps: the kernel maps
-/// the 16 pages around a page fault.
-pub(crate) const FAULT_AROUND: usize = 64 << 10;
+/// Bytes of debug info read here and there between two releases of all the file's pages.
+const RELEASE_EVERY: usize = 6 << 20;
+/// Bytes of `.debug_info` passed by the first pass between two releases of them.
+const PASSED_EVERY: usize = 1 << 20;
 
 /// One frame found in the DWARF, innermost first: the function's name demangled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,13 +55,14 @@ pub(crate) struct Lookup<'a> {
     abbrevs: RefCell<Vec<(DebugAbbrevOffset<usize>, Arc<gimli::Abbreviations>)>>,
     parsed: RefCell<Vec<(usize, Rc<Unit<R<'a>>>)>>,
     read: Cell<usize>,
-    release: Box<dyn Fn() + 'a>,
+    release: Release<'a>,
 }
 
 impl<'a> Lookup<'a> {
-    /// Reads every unit's address ranges. `release` is called every MiB or so of debug info
-    /// read, to drop the file's pages already read from the resident set.
-    pub(crate) fn new(dwarf: gimli::Dwarf<R<'a>>, release: Box<dyn Fn() + 'a>) -> Result<Self> {
+    /// Reads every unit's address ranges. `release(Some(bytes))` drops the file's pages
+    /// holding `bytes` from the resident set (read in order, not needed again);
+    /// `release(None)` all of them (every few MiB of scattered reads).
+    pub(crate) fn new(dwarf: gimli::Dwarf<R<'a>>, release: Release<'a>) -> Result<Self> {
         let mut lookup = Lookup {
             dwarf,
             units: Vec::new(),
@@ -76,23 +74,8 @@ impl<'a> Lookup<'a> {
         };
         lookup.index()?;
         lookup.abbrevs.borrow_mut().clear();
-        (lookup.release)();
+        (lookup.release)(None);
         Ok(lookup)
-    }
-
-    /// Counts debug info read; past [`RELEASE_EVERY`], releases the file's pages.
-    pub(crate) fn progress(&self, bytes: usize) {
-        let read = self.read.get() + bytes;
-        if read >= RELEASE_EVERY {
-            self.read.set(0);
-            (self.release)();
-        } else {
-            self.read.set(read);
-        }
-    }
-
-    pub(crate) fn dwarf(&self) -> &gimli::Dwarf<R<'a>> {
-        &self.dwarf
     }
 
     fn abbreviations(&self, offset: DebugAbbrevOffset<usize>) -> Result<Arc<gimli::Abbreviations>> {
@@ -103,8 +86,8 @@ impl<'a> Lookup<'a> {
             cache.push(hit);
             return Ok(table);
         }
+        // `.debug_abbrev` is small (180 KiB in a 49 MB binary): not counted.
         let table = Arc::new(self.dwarf.debug_abbrev.abbreviations(offset)?);
-        self.progress(FAULT_AROUND);
         if cache.len() >= CACHED_UNITS {
             cache.remove(0);
         }
@@ -112,14 +95,15 @@ impl<'a> Lookup<'a> {
         Ok(table)
     }
 
-    fn parse_unit(&self, offset: DebugInfoOffset<usize>) -> Result<Unit<R<'a>>> {
+    /// Unit `id` with its line program header, for line lookups.
+    fn full_unit(&self, offset: DebugInfoOffset<usize>) -> Result<Unit<R<'a>>> {
         let header = self.dwarf.unit_header(offset)?;
         let abbrevs = self.abbreviations(header.debug_abbrev_offset())?;
-        self.progress(2 * FAULT_AROUND);
+        self.touched(2 * FAULT_AROUND);
         Unit::new_with_abbreviations(&self.dwarf, header, abbrevs)
     }
 
-    /// Unit `id`, parsed (kept among the last few used).
+    /// Unit `id` parsed for reading its entries (kept among the last few used).
     pub(crate) fn unit(&self, id: usize) -> Result<Rc<Unit<R<'a>>>> {
         {
             let mut cache = self.parsed.borrow_mut();
@@ -130,30 +114,16 @@ impl<'a> Lookup<'a> {
                 return Ok(unit);
             }
         }
-        let unit = Rc::new(self.parse_unit(self.units[id].offset)?);
+        let header = self.dwarf.unit_header(self.units[id].offset)?;
+        let abbrevs = self.abbreviations(header.debug_abbrev_offset())?;
+        self.touched(FAULT_AROUND);
+        let unit = Rc::new(dwarf_unit::light_unit(&self.dwarf, header, abbrevs)?);
         let mut cache = self.parsed.borrow_mut();
         if cache.len() >= CACHED_UNITS {
             cache.remove(0);
         }
         cache.push((id, unit.clone()));
         Ok(unit)
-    }
-
-    /// The unit holding the entry at `offset` of `.debug_info`, and the entry's offset in it.
-    pub(crate) fn find_unit(
-        &self,
-        offset: DebugInfoOffset<usize>,
-    ) -> Result<(Rc<Unit<R<'a>>>, gimli::UnitOffset<usize>)> {
-        let id = match self.units.binary_search_by_key(&offset.0, |u| u.offset.0) {
-            // There is never an entry at the unit offset or before the first unit.
-            Ok(_) | Err(0) => return Err(gimli::Error::NoEntryAtGivenOffset(offset.0 as u64)),
-            Err(i) => i - 1,
-        };
-        let unit = self.unit(id)?;
-        let unit_offset = offset
-            .to_unit_offset(&unit.header)
-            .ok_or(gimli::Error::NoEntryAtGivenOffset(offset.0 as u64))?;
-        Ok((unit, unit_offset))
     }
 
     /// The pass over every unit's header and root entry (`addr2line`'s `ResUnits::parse`).
@@ -167,6 +137,8 @@ impl<'a> Lookup<'a> {
 
         let mut unit_ranges: Vec<UnitRange> = Vec::new();
         let mut units = self.dwarf.units();
+        let info = self.dwarf.debug_info.reader().slice();
+        let mut passed = 0;
         while let Some(header) = units.next()? {
             let unit_id = self.units.len();
             let Some(offset) = header.debug_info_offset() else {
@@ -178,11 +150,16 @@ impl<'a> Lookup<'a> {
                 gimli::UnitType::Partial => false,
                 _ => true,
             };
+            if offset.0 - passed >= PASSED_EVERY {
+                self.passed(&info[passed..offset.0]);
+                passed = offset.0;
+            }
             let Ok(abbrevs) = self.abbreviations(header.debug_abbrev_offset()) else {
                 continue;
             };
-            self.progress(2 * FAULT_AROUND);
-            let Ok(unit) = Unit::new_with_abbreviations(&self.dwarf, header, abbrevs) else {
+            // Its line program is not needed yet: only the units an address falls in are
+            // parsed whole, later.
+            let Ok(unit) = dwarf_unit::light_unit(&self.dwarf, header, abbrevs) else {
                 continue;
             };
             let unit = gimli::UnitRef::new(&self.dwarf, &unit);
@@ -245,7 +222,12 @@ impl<'a> Lookup<'a> {
             }
             if need_unit_range {
                 // No ranges declared: those of the line program's sequences.
-                if let Ok(Some(sequences)) = dwarf_unit::sequence_ranges(unit) {
+                let full = self.full_unit(offset);
+                let sequences = full
+                    .as_ref()
+                    .ok()
+                    .map(|u| dwarf_unit::sequence_ranges(gimli::UnitRef::new(&self.dwarf, u)));
+                if let Some(Ok(Some(sequences))) = sequences {
                     for r in sequences {
                         unit_ranges.push(UnitRange {
                             begin: r.begin,
@@ -319,7 +301,7 @@ impl<'a> Lookup<'a> {
     /// of one unit.
     fn resolve_unit(&self, unit_id: usize, probes: &[u64]) -> Vec<Found> {
         let all_err = || probes.iter().map(|_| Found::Error).collect();
-        let Ok(unit) = self.unit(unit_id) else {
+        let Ok(unit) = self.full_unit(self.units[unit_id].offset) else {
             return all_err();
         };
         let unit_ref = gimli::UnitRef::new(&self.dwarf, &unit);
@@ -359,6 +341,43 @@ impl<'a> Lookup<'a> {
             });
         }
         out
+    }
+}
+
+impl<'a> Units<'a> for Lookup<'a> {
+    fn touched(&self, bytes: usize) {
+        let read = self.read.get() + bytes;
+        if read >= RELEASE_EVERY {
+            self.read.set(0);
+            (self.release)(None);
+        } else {
+            self.read.set(read);
+        }
+    }
+
+    fn passed(&self, bytes: &[u8]) {
+        (self.release)(Some(bytes));
+    }
+
+    fn dwarf(&self) -> &gimli::Dwarf<R<'a>> {
+        &self.dwarf
+    }
+
+    /// The unit holding the entry at `offset` of `.debug_info`, and the entry's offset in it.
+    fn find_unit(
+        &self,
+        offset: DebugInfoOffset<usize>,
+    ) -> Result<(Rc<Unit<R<'a>>>, gimli::UnitOffset<usize>)> {
+        let id = match self.units.binary_search_by_key(&offset.0, |u| u.offset.0) {
+            // There is never an entry at the unit offset or before the first unit.
+            Ok(_) | Err(0) => return Err(gimli::Error::NoEntryAtGivenOffset(offset.0 as u64)),
+            Err(i) => i - 1,
+        };
+        let unit = self.unit(id)?;
+        let unit_offset = offset
+            .to_unit_offset(&unit.header)
+            .ok_or(gimli::Error::NoEntryAtGivenOffset(offset.0 as u64))?;
+        Ok((unit, unit_offset))
     }
 }
 

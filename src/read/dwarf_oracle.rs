@@ -6,7 +6,8 @@
 //! named by `HEAPSAMPLER_DWARF_ORACLE` (paths separated by `:`, e.g. the release build of
 //! examples/symbolize_cost).
 
-use crate::read::dwarf::{DwarfFrame, Lookup, R};
+use crate::read::dwarf::{DwarfFrame, Lookup};
+use crate::read::dwarf_unit::R;
 use crate::read::elf::Mapped;
 use addr2line::gimli::{self, EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection, ObjectSymbol};
@@ -80,7 +81,7 @@ fn compare(path: &Path, limit: usize) -> (usize, usize, Vec<String>) {
     let file = object::File::parse(mapped.bytes()).unwrap();
     let probes = probes_of(&file, limit);
     let ctx = addr2line::Context::from_dwarf(load(&file)).unwrap();
-    let lookup = Lookup::new(load(&file), Box::new(|| {})).unwrap();
+    let lookup = Lookup::new(load(&file), Box::new(|_| {})).unwrap();
     let found = lookup.find_frames(&probes);
     let mut differences = Vec::new();
     let mut with_frames = 0;

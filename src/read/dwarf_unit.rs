@@ -3,10 +3,109 @@
 //! names, and the inlined calls of the functions hit. Ported from `addr2line` 0.27 (same
 //! order of attributes, same sorting and searching), so that the answers are the same.
 
-use crate::read::dwarf::{FAULT_AROUND, Lookup, R, Result};
-use addr2line::gimli;
+use addr2line::gimli::{self, Section};
 use gimli::{AttributeValue, UnitOffset, UnitRef};
 use std::cmp::Ordering;
+use std::rc::Rc;
+
+pub(crate) type R<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
+pub(crate) type Result<T> = std::result::Result<T, gimli::Error>;
+
+/// What reading one scattered item (a unit's first entries, a name) maps: the kernel maps
+/// the 16 pages around a page fault.
+pub(crate) const FAULT_AROUND: usize = 64 << 10;
+
+/// Drops pages of the mapped file from the resident set: `Some(bytes)`, those holding
+/// `bytes` (read in order, not needed again); `None`, all of them.
+pub(crate) type Release<'a> = Box<dyn Fn(Option<&[u8]>) + 'a>;
+
+/// The sections and other units, as the tables of one unit need them.
+pub(crate) trait Units<'a> {
+    fn dwarf(&self) -> &gimli::Dwarf<R<'a>>;
+    /// Counts debug info read here and there (names, entries of other units): the file's
+    /// pages are all released when enough was read.
+    fn touched(&self, bytes: usize);
+    /// Releases the pages of a stretch read in order and not needed again.
+    fn passed(&self, bytes: &[u8]);
+    /// The unit holding the entry at `offset` of `.debug_info`, and the entry's offset in it.
+    fn find_unit(
+        &self,
+        offset: gimli::DebugInfoOffset<usize>,
+    ) -> Result<(Rc<gimli::Unit<R<'a>>>, UnitOffset<usize>)>;
+}
+
+/// A unit as `gimli::Unit::new` makes it, without what only line lookups need (its name,
+/// directory and line program header, which `Unit::new` reads from three more places of the
+/// file): enough to read its entries and their names and address ranges.
+pub(crate) fn light_unit<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    header: gimli::UnitHeader<R<'a>>,
+    abbreviations: std::sync::Arc<gimli::Abbreviations>,
+) -> Result<gimli::Unit<R<'a>>> {
+    let encoding = header.encoding();
+    let mut unit = gimli::Unit {
+        str_offsets_base: gimli::DebugStrOffsetsBase::default_for_encoding_and_file(
+            encoding,
+            dwarf.file_type,
+        ),
+        addr_base: gimli::DebugAddrBase(0),
+        loclists_base: gimli::DebugLocListsBase::default_for_encoding_and_file(
+            encoding,
+            dwarf.file_type,
+        ),
+        rnglists_base: gimli::DebugRngListsBase::default_for_encoding_and_file(
+            encoding,
+            dwarf.file_type,
+        ),
+        dwo_id: match header.type_() {
+            gimli::UnitType::Skeleton(id) | gimli::UnitType::SplitCompilation(id) => Some(id),
+            _ => None,
+        },
+        header,
+        abbreviations,
+        name: None,
+        comp_dir: None,
+        low_pc: 0,
+        line_program: None,
+    };
+    let mut low_pc = None;
+    {
+        let mut entries = unit.header.entries_raw(&unit.abbreviations, None)?;
+        let abbrev = entries
+            .read_abbreviation()?
+            .ok_or(gimli::Error::MissingUnitDie)?;
+        for spec in abbrev.attributes() {
+            let attr = entries.read_attribute(*spec)?;
+            match (attr.name(), attr.value()) {
+                (gimli::DW_AT_low_pc, value) => low_pc = Some(value),
+                (gimli::DW_AT_str_offsets_base, AttributeValue::DebugStrOffsetsBase(base)) => {
+                    unit.str_offsets_base = base;
+                }
+                (
+                    gimli::DW_AT_addr_base | gimli::DW_AT_GNU_addr_base,
+                    AttributeValue::DebugAddrBase(base),
+                ) => unit.addr_base = base,
+                (gimli::DW_AT_loclists_base, AttributeValue::DebugLocListsBase(base)) => {
+                    unit.loclists_base = base;
+                }
+                (
+                    gimli::DW_AT_rnglists_base | gimli::DW_AT_GNU_ranges_base,
+                    AttributeValue::DebugRngListsBase(base),
+                ) => unit.rnglists_base = base,
+                (gimli::DW_AT_GNU_dwo_id, AttributeValue::DwoId(id)) if unit.dwo_id.is_none() => {
+                    unit.dwo_id = Some(id);
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(value) = low_pc
+        && let Some(addr) = dwarf.attr_address(&unit, value)?
+    {
+        unit.low_pc = addr;
+    }
+    Ok(unit)
+}
 
 /// The address attributes of an entry.
 #[derive(Default)]
@@ -115,7 +214,7 @@ pub(crate) struct UnitTables {
 
 impl UnitTables {
     pub(crate) fn parse(
-        lookup: &Lookup<'_>,
+        lookup: &dyn Units<'_>,
         unit: UnitRef<'_, R<'_>>,
         probes: &[u64],
     ) -> Result<Self> {
@@ -130,13 +229,21 @@ impl UnitTables {
         Ok(tables)
     }
 
-    fn parse_functions(&mut self, lookup: &Lookup<'_>, unit: UnitRef<'_, R<'_>>) -> Result<()> {
+    fn parse_functions(&mut self, lookup: &dyn Units<'_>, unit: UnitRef<'_, R<'_>>) -> Result<()> {
         let mut entries = unit.entries_raw(None)?;
+        // The unit's bytes: released behind the walk.
+        let start = unit.header.debug_info_offset().map(|o| o.0);
+        let section = lookup.dwarf().debug_info.reader().slice();
+        let passed = |from: usize, to: usize| {
+            if let Some(bytes) = start.and_then(|s| section.get(s + from..s + to)) {
+                lookup.passed(bytes);
+            }
+        };
         let mut last = 0;
         while !entries.is_empty() {
             let offset = entries.next_offset();
-            if offset.0 - last >= 1 << 16 {
-                lookup.progress(offset.0 - last);
+            if offset.0 - last >= 1 << 18 {
+                passed(last, offset.0);
                 last = offset.0;
             }
             let Some(abbrev) = entries.read_abbreviation()? else {
@@ -159,6 +266,7 @@ impl UnitTables {
                 self.functions.push(offset);
             }
         }
+        passed(last, entries.next_offset().0);
         self.addresses.sort_unstable_by_key(|x| x.range.begin);
         Ok(())
     }
@@ -166,7 +274,7 @@ impl UnitTables {
     /// Streams the line program once: only the current sequence's rows are held.
     fn parse_lines(
         &mut self,
-        lookup: &Lookup<'_>,
+        lookup: &dyn Units<'_>,
         unit: UnitRef<'_, R<'_>>,
         probes: &[u64],
     ) -> Result<()> {
@@ -175,13 +283,9 @@ impl UnitTables {
         };
         // (address, file index, line): of one sequence, one row per address (the last).
         let mut sequence: Vec<(u64, u64, u32)> = Vec::new();
+        let program_bytes = program.header().raw_program_buf().slice();
         let mut rows = program.rows();
-        let mut count = 0usize;
         while let Some((_, row)) = rows.next_row()? {
-            count += 1;
-            if count.is_multiple_of(1 << 14) {
-                lookup.progress(1 << 16);
-            }
             if row.end_sequence() {
                 if let Some(&(start, _, _)) = sequence.first() {
                     let end = row.address();
@@ -200,6 +304,7 @@ impl UnitTables {
                 _ => sequence.push((address, file, line)),
             }
         }
+        lookup.passed(program_bytes);
         let header = rows.header();
         self.files.push(match header.file(0) {
             Some(file) => render_file(unit, file, header)?,
@@ -312,239 +417,4 @@ fn has_forward_slash_root(p: &str) -> bool {
 
 fn has_backward_slash_root(p: &str) -> bool {
     p.starts_with('\\') || p.get(1..3) == Some(":\\")
-}
-
-/// An inlined call inside a function.
-pub(crate) struct Inlined<'a> {
-    pub name: Option<R<'a>>,
-    pub call_file: Option<u64>,
-    pub call_line: u32,
-}
-
-struct InlinedAddress {
-    range: gimli::Range,
-    call_depth: usize,
-    function: usize,
-}
-
-/// A `DW_TAG_subprogram` with its inlined calls.
-pub(crate) struct Function<'a> {
-    pub name: Option<R<'a>>,
-    inlined: Vec<Inlined<'a>>,
-    addresses: Vec<InlinedAddress>,
-}
-
-impl<'a> Function<'a> {
-    pub(crate) fn parse(
-        lookup: &Lookup<'a>,
-        unit: UnitRef<'_, R<'a>>,
-        offset: UnitOffset<usize>,
-    ) -> Result<Self> {
-        let mut entries = unit.entries_raw(Some(offset))?;
-        let depth = entries.next_depth();
-        let abbrev = entries
-            .read_abbreviation()?
-            .ok_or(gimli::Error::NoEntryAtGivenOffset(offset.0 as u64))?;
-        let mut name = None;
-        for spec in abbrev.attributes() {
-            let attr = entries.read_attribute(*spec)?;
-            match attr.name() {
-                gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                    if let Ok(val) = unit.attr_string(attr.value()) {
-                        name = Some(val);
-                    }
-                }
-                gimli::DW_AT_name if name.is_none() => {
-                    name = unit.attr_string(attr.value()).ok();
-                }
-                gimli::DW_AT_abstract_origin | gimli::DW_AT_specification if name.is_none() => {
-                    name = name_attr(lookup, attr.value(), unit, 16)?;
-                }
-                _ => {}
-            }
-        }
-        lookup.progress(FAULT_AROUND);
-        let mut function = Function {
-            name,
-            inlined: Vec::new(),
-            addresses: Vec::new(),
-        };
-        function.parse_children(lookup, unit, &mut entries, depth, 0)?;
-        // Breadth first: by call depth, then address (see `addr2line`'s `Function::parse`).
-        function.addresses.sort_unstable_by(|a, b| {
-            (a.call_depth, a.range.begin).cmp(&(b.call_depth, b.range.begin))
-        });
-        Ok(function)
-    }
-
-    /// Walks the children of an entry; the inlined-call depth bounds nothing but the entries
-    /// themselves (the loop is iterative per level, recursion per inlined level only, which
-    /// the DWARF's nesting bounds).
-    fn parse_children(
-        &mut self,
-        lookup: &Lookup<'a>,
-        unit: UnitRef<'_, R<'a>>,
-        entries: &mut gimli::EntriesRaw<'_, R<'a>>,
-        depth: isize,
-        inlined_depth: usize,
-    ) -> Result<()> {
-        loop {
-            let next_depth = entries.next_depth();
-            if next_depth <= depth {
-                return Ok(());
-            }
-            let Some(abbrev) = entries.read_abbreviation()? else {
-                continue;
-            };
-            match abbrev.tag() {
-                gimli::DW_TAG_subprogram => {
-                    entries.skip_attributes(abbrev.attributes())?;
-                    while entries.next_depth() > next_depth {
-                        if let Some(abbrev) = entries.read_abbreviation()? {
-                            entries.skip_attributes(abbrev.attributes())?;
-                        }
-                    }
-                }
-                gimli::DW_TAG_inlined_subroutine => {
-                    let mut ranges = RangeAttributes::default();
-                    let mut inlined = Inlined {
-                        name: None,
-                        call_file: None,
-                        call_line: 0,
-                    };
-                    for spec in abbrev.attributes() {
-                        let attr = entries.read_attribute(*spec)?;
-                        match attr.name() {
-                            gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                                if let Ok(val) = unit.attr_string(attr.value()) {
-                                    inlined.name = Some(val);
-                                }
-                            }
-                            gimli::DW_AT_name => {
-                                if inlined.name.is_none() {
-                                    inlined.name = unit.attr_string(attr.value()).ok();
-                                }
-                            }
-                            gimli::DW_AT_abstract_origin | gimli::DW_AT_specification => {
-                                if inlined.name.is_none() {
-                                    inlined.name = name_attr(lookup, attr.value(), unit, 16)?;
-                                }
-                            }
-                            gimli::DW_AT_call_file => {
-                                // In DWARF 5, file index 0 is a file; before, it means none.
-                                if let AttributeValue::FileIndex(fi) = attr.value()
-                                    && (fi > 0 || unit.header.version() >= 5)
-                                {
-                                    inlined.call_file = Some(fi);
-                                }
-                            }
-                            gimli::DW_AT_call_line => {
-                                inlined.call_line = attr.udata_value().unwrap_or(0) as u32;
-                            }
-                            _ => ranges.read(unit, &attr)?,
-                        }
-                    }
-                    let function = self.inlined.len();
-                    self.inlined.push(inlined);
-                    let addresses = &mut self.addresses;
-                    ranges.for_each_range(unit, |range| {
-                        addresses.push(InlinedAddress {
-                            range,
-                            call_depth: inlined_depth,
-                            function,
-                        })
-                    })?;
-                    self.parse_children(lookup, unit, entries, next_depth, inlined_depth + 1)?;
-                }
-                _ => entries.skip_attributes(abbrev.attributes())?,
-            }
-        }
-    }
-
-    /// The inlined calls holding `probe`, outermost first.
-    pub(crate) fn inlined_at(&self, probe: u64) -> Vec<&Inlined<'a>> {
-        let mut out = Vec::new();
-        let mut addresses = &self.addresses[..];
-        loop {
-            let depth = out.len();
-            let search = addresses.binary_search_by(|r| {
-                if r.call_depth != depth {
-                    r.call_depth.cmp(&depth)
-                } else if r.range.begin > probe {
-                    Ordering::Greater
-                } else if r.range.end <= probe {
-                    Ordering::Less
-                } else {
-                    Ordering::Equal
-                }
-            });
-            let Ok(index) = search else {
-                return out;
-            };
-            out.push(&self.inlined[addresses[index].function]);
-            addresses = &addresses[index + 1..];
-        }
-    }
-}
-
-/// The name an `DW_AT_abstract_origin`/`DW_AT_specification` leads to, in this unit or another.
-fn name_attr<'a>(
-    lookup: &Lookup<'a>,
-    attr: AttributeValue<R<'a>>,
-    unit: UnitRef<'_, R<'a>>,
-    recursion_limit: usize,
-) -> Result<Option<R<'a>>> {
-    if recursion_limit == 0 {
-        return Ok(None);
-    }
-    match attr {
-        AttributeValue::UnitRef(offset) => name_entry(lookup, unit, offset, recursion_limit),
-        AttributeValue::DebugInfoRef(dr) => {
-            let (other, offset) = lookup.find_unit(dr)?;
-            let other = UnitRef::new(lookup.dwarf(), &other);
-            name_entry(lookup, other, offset, recursion_limit)
-        }
-        _ => Ok(None),
-    }
-}
-
-fn name_entry<'a>(
-    lookup: &Lookup<'a>,
-    unit: UnitRef<'_, R<'a>>,
-    offset: UnitOffset<usize>,
-    recursion_limit: usize,
-) -> Result<Option<R<'a>>> {
-    lookup.progress(FAULT_AROUND);
-    let mut entries = unit.entries_raw(Some(offset))?;
-    let abbrev = entries
-        .read_abbreviation()?
-        .ok_or(gimli::Error::NoEntryAtGivenOffset(offset.0 as u64))?;
-    let mut name = None;
-    let mut next = None;
-    for spec in abbrev.attributes() {
-        let attr = entries.read_attribute(*spec)?;
-        match attr.name() {
-            gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                if let Ok(val) = unit.attr_string(attr.value()) {
-                    return Ok(Some(val));
-                }
-            }
-            gimli::DW_AT_name => {
-                if let Ok(val) = unit.attr_string(attr.value()) {
-                    name = Some(val);
-                }
-            }
-            gimli::DW_AT_abstract_origin | gimli::DW_AT_specification => {
-                next = Some(attr.value());
-            }
-            _ => {}
-        }
-    }
-    if name.is_some() {
-        return Ok(name);
-    }
-    match next {
-        Some(next) => name_attr(lookup, next, unit, recursion_limit - 1),
-        None => Ok(None),
-    }
 }

@@ -7,6 +7,7 @@
 //! debug info, whose parsed tables run to tens of MiB in a large binary.
 
 use crate::read::dwarf::Lookup;
+use crate::read::dwarf_unit::Release;
 use crate::read::frame::Frame;
 use addr2line::gimli::{EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection, ObjectSegment};
@@ -62,6 +63,26 @@ impl Mapped {
         }
     }
 
+    /// Drops from the resident set the pages lying wholly inside `part`, a slice of
+    /// [`bytes`](Self::bytes) read in order and not needed again.
+    pub(crate) fn release_range(&self, part: &[u8]) {
+        // SAFETY: `sysconf` only reads a system constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let base = self.ptr as usize;
+        let (lo, hi) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
+        if self.len == 0 || lo < base || hi > base + self.len || page == 0 {
+            return;
+        }
+        let start = lo.next_multiple_of(page);
+        let end = hi - hi % page;
+        if start < end {
+            // SAFETY: [start, end) is page-aligned and inside the mapping `open` made; as in
+            // `release_pages`, MADV_DONTNEED on a private read-only file mapping only drops
+            // resident pages, re-read from the file when touched.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
@@ -108,7 +129,7 @@ pub(crate) struct DebugInfo<'a> {
     /// The DWARF's unit index, built on first use (reading a binary's segments needs none).
     lookup: OnceCell<Option<Lookup<'a>>>,
     /// Handed to the lookup: drops the file's pages read so far from the resident set.
-    release: Cell<Option<Box<dyn Fn() + 'a>>>,
+    release: Cell<Option<Release<'a>>>,
     /// Built on first use: most addresses are named by the DWARF.
     symbols: OnceCell<object::SymbolMap<object::SymbolMapName<'a>>>,
     /// Its `PT_LOAD` segments.
@@ -143,9 +164,9 @@ impl<'a> DebugInfo<'a> {
         })
     }
 
-    /// Has `release` called as the debug info is read (every MiB or so), to drop the pages
-    /// of the mapped file already read.
-    pub(crate) fn releasing_pages(self, release: impl Fn() + 'a) -> Self {
+    /// Has `release` called as the debug info is read, to drop pages of the mapped file
+    /// already read: `Some(bytes)`, those holding `bytes`; `None`, all.
+    pub(crate) fn releasing_pages(self, release: impl Fn(Option<&[u8]>) + 'a) -> Self {
         self.release.set(Some(Box::new(release)));
         self
     }
@@ -172,7 +193,7 @@ impl<'a> DebugInfo<'a> {
                     Ok::<_, ()>(EndianSlice::new(bytes, endian))
                 })
                 .ok()?;
-                let release = self.release.take().unwrap_or_else(|| Box::new(|| {}));
+                let release = self.release.take().unwrap_or_else(|| Box::new(|_| {}));
                 Lookup::new(dwarf, release).ok()
             })
             .as_ref()
@@ -350,7 +371,10 @@ pub(crate) fn resolve_in_process(addresses: &[u64]) -> Vec<Vec<Frame>> {
             continue;
         };
         // Debug info is read once and in order: the pages already read are not needed again.
-        let info = info.releasing_pages(|| mapped.release_pages());
+        let info = info.releasing_pages(|part| match part {
+            Some(bytes) => mapped.release_range(bytes),
+            None => mapped.release_pages(),
+        });
         let batch: Vec<(u64, u64)> = run
             .iter()
             .map(|&(_, i)| (addresses[i], addresses[i].wrapping_sub(object.bias)))

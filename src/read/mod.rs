@@ -2,6 +2,7 @@
 //! for offline use), site names, mappings.
 
 mod dwarf;
+mod dwarf_function;
 #[cfg(test)]
 mod dwarf_oracle;
 mod dwarf_unit;
