@@ -1,10 +1,11 @@
 //! Function, file and line of addresses from an ELF file's DWARF and symbol table, loaded on
 //! demand and dropped after use.
 //!
-//! A report maps the object files it needs (`mmap`, read-only), parses only the DWARF units
-//! its addresses fall in ([`addr2line`] parses lazily), and unmaps everything when it is
-//! done: the process keeps only the resolved frames (see the `symbolize` module), never the
-//! debug info, whose parsed tables run to tens of MiB in a large binary.
+//! A report maps the object files it needs (`mmap`, read-only), parses the DWARF units its
+//! addresses fall in one at a time (the `dwarf` module), drops the file's pages as it goes,
+//! and unmaps everything when it is done: the process keeps only the resolved frames (see the
+//! `symbolize` module), never the debug info, whose parsed tables run to tens of MiB in a
+//! large binary.
 
 use crate::read::dwarf::Lookup;
 use crate::read::dwarf_unit::Release;
@@ -197,13 +198,6 @@ impl<'a> DebugInfo<'a> {
                 Lookup::new(dwarf, release).ok()
             })
             .as_ref()
-    }
-
-    /// The frames at return address `address`, whose link-time address is `vaddr`.
-    pub(crate) fn frames(&self, address: u64, vaddr: u64) -> Vec<Frame> {
-        self.frames_all(&[(address, vaddr)])
-            .pop()
-            .unwrap_or_default()
     }
 
     /// The frames of each (return address, its link-time address): the call is looked up one
