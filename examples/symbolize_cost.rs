@@ -41,6 +41,15 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Page faults of this thread so far (each maps up to 16 pages of a file around the one read).
+fn thread_faults() -> i64 {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage` owned by this frame.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    usage.ru_minflt + usage.ru_majflt
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>, limit: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -93,6 +102,7 @@ fn main() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let start = Instant::now();
     let cpu_start = thread_cpu_ms();
+    let faults_start = thread_faults();
     let mut kept: HashMap<u64, Vec<Resolved>> = HashMap::new();
     let named = match mode.as_str() {
         "report" => heapsampler::symbolize::resolve_all(&addresses)
@@ -122,6 +132,7 @@ fn main() {
     };
     let first = start.elapsed();
     let first_cpu = thread_cpu_ms() - cpu_start;
+    let first_faults = thread_faults() - faults_start;
     let rss_after = status_kib("VmRSS");
     let rss_peak = status_kib("VmHWM");
     // Again: every address is in the symbol cache.
@@ -140,7 +151,7 @@ fn main() {
     let t = heapsampler::totals();
     println!(
         "mode={mode} binary_mb={:.1} files={} sites={} addresses={} named={named} \
-         first_ms={:.1} first_cpu_ms={first_cpu:.1} second_ms={:.1} report_ms={:.1} rss_before_mib={:.1} rss_added_mib={:.1} \
+         first_ms={:.1} first_cpu_ms={first_cpu:.1} first_page_faults={first_faults} second_ms={:.1} report_ms={:.1} rss_before_mib={:.1} rss_added_mib={:.1} \
          rss_peak_added_mib={:.1} profiler_overhead_live_mib={:.1}",
         binary as f64 / 1e6,
         trees.len(),

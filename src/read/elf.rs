@@ -1,15 +1,18 @@
 //! Function, file and line of addresses from an ELF file's DWARF and symbol table, loaded on
 //! demand and dropped after use.
 //!
-//! A report maps the object files it needs (`mmap`, read-only), parses only the DWARF units
-//! its addresses fall in ([`addr2line`] parses lazily), and unmaps everything when it is
-//! done: the process keeps only the resolved frames (see the `symbolize` module), never the
-//! debug info, whose parsed tables run to tens of MiB in a large binary.
+//! A report maps the object files it needs (`mmap`, read-only), parses the DWARF units its
+//! addresses fall in one at a time (the `dwarf` module), drops the file's pages as it goes,
+//! and unmaps everything when it is done: the process keeps only the resolved frames (see the
+//! `symbolize` module), never the debug info, whose parsed tables run to tens of MiB in a
+//! large binary.
 
+use crate::read::dwarf::Lookup;
+use crate::read::dwarf_unit::Release;
 use crate::read::frame::Frame;
 use addr2line::gimli::{EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection, ObjectSegment};
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::path::Path;
 
 /// A file mapped read-only, unmapped on drop.
@@ -61,6 +64,26 @@ impl Mapped {
         }
     }
 
+    /// Drops from the resident set the pages lying wholly inside `part`, a slice of
+    /// [`bytes`](Self::bytes) read in order and not needed again.
+    pub(crate) fn release_range(&self, part: &[u8]) {
+        // SAFETY: `sysconf` only reads a system constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let base = self.ptr as usize;
+        let (lo, hi) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
+        if self.len == 0 || lo < base || hi > base + self.len || page == 0 {
+            return;
+        }
+        let start = lo.next_multiple_of(page);
+        let end = hi - hi % page;
+        if start < end {
+            // SAFETY: [start, end) is page-aligned and inside the mapping `open` made; as in
+            // `release_pages`, MADV_DONTNEED on a private read-only file mapping only drops
+            // resident pages, re-read from the file when touched.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
@@ -103,8 +126,11 @@ pub(crate) fn vaddr_of_file_offset(segments: &[Segment], file_offset: u64) -> Op
 
 /// The debug info and symbols of one parsed object file, borrowing its bytes.
 pub(crate) struct DebugInfo<'a> {
-    context: Option<addr2line::Context<EndianSlice<'a, RunTimeEndian>>>,
     file: object::File<'a>,
+    /// The DWARF's unit index, built on first use (reading a binary's segments needs none).
+    lookup: OnceCell<Option<Lookup<'a>>>,
+    /// Handed to the lookup: drops the file's pages read so far from the resident set.
+    release: Cell<Option<Release<'a>>>,
     /// Built on first use: most addresses are named by the DWARF.
     symbols: OnceCell<object::SymbolMap<object::SymbolMapName<'a>>>,
     /// Its `PT_LOAD` segments.
@@ -118,28 +144,6 @@ impl<'a> DebugInfo<'a> {
     /// (absent, compressed) leaves the symbol table alone to name functions.
     pub(crate) fn parse(data: &'a [u8]) -> Result<DebugInfo<'a>, String> {
         let file = object::File::parse(data).map_err(|e| format!("not an object file: {e}"))?;
-        let endian = if file.is_little_endian() {
-            RunTimeEndian::Little
-        } else {
-            RunTimeEndian::Big
-        };
-        let mut dwarf = addr2line::gimli::Dwarf::load(|id| {
-            let bytes = file
-                .section_by_name(id.name())
-                // Compressed sections would need inflating into memory of our own: skipped.
-                .filter(|s| {
-                    s.compressed_file_range()
-                        .is_ok_and(|r| r.format == object::CompressionFormat::None)
-                })
-                .and_then(|s| s.data().ok())
-                .unwrap_or(&[]);
-            Ok::<_, ()>(EndianSlice::new(bytes, endian))
-        })
-        .map_err(|()| "unreadable DWARF".to_string())?;
-        // Units of one crate share their abbreviation tables (a 49 MB binary: 711 units,
-        // 129 tables): parsed once each instead of once per unit (20 MiB less at the peak).
-        dwarf.populate_abbreviations_cache(addr2line::gimli::AbbreviationsCacheStrategy::All);
-        let context = addr2line::Context::from_dwarf(dwarf).ok();
         let segments = file
             .segments()
             .map(|s| {
@@ -152,7 +156,8 @@ impl<'a> DebugInfo<'a> {
             })
             .collect();
         Ok(DebugInfo {
-            context,
+            lookup: OnceCell::new(),
+            release: Cell::new(None),
             symbols: OnceCell::new(),
             segments,
             build_id: file.build_id().ok().flatten(),
@@ -160,36 +165,76 @@ impl<'a> DebugInfo<'a> {
         })
     }
 
-    /// The frames at return address `address`, whose link-time address is `vaddr`: the call
-    /// is looked up one byte before it (a return address is the instruction after the call,
-    /// which may belong to the next line or function). Inlined frames innermost first; one
-    /// frame without a function when nothing is known.
-    pub(crate) fn frames(&self, address: u64, vaddr: u64) -> Vec<Frame> {
-        let probe = vaddr.saturating_sub(1);
-        let mut out = Vec::new();
-        if let Some(Ok(mut it)) = self
-            .context
+    /// Has `release` called as the debug info is read, to drop pages of the mapped file
+    /// already read: `Some(bytes)`, those holding `bytes`; `None`, all.
+    pub(crate) fn releasing_pages(self, release: impl Fn(Option<&[u8]>) + 'a) -> Self {
+        self.release.set(Some(Box::new(release)));
+        self
+    }
+
+    fn lookup(&self) -> Option<&Lookup<'a>> {
+        self.lookup
+            .get_or_init(|| {
+                let endian = if self.file.is_little_endian() {
+                    RunTimeEndian::Little
+                } else {
+                    RunTimeEndian::Big
+                };
+                let dwarf = addr2line::gimli::Dwarf::load(|id| {
+                    let bytes = self
+                        .file
+                        .section_by_name(id.name())
+                        // Compressed sections would need inflating into memory of our own: skipped.
+                        .filter(|s| {
+                            s.compressed_file_range()
+                                .is_ok_and(|r| r.format == object::CompressionFormat::None)
+                        })
+                        .and_then(|s| s.data().ok())
+                        .unwrap_or(&[]);
+                    Ok::<_, ()>(EndianSlice::new(bytes, endian))
+                })
+                .ok()?;
+                let release = self.release.take().unwrap_or_else(|| Box::new(|_| {}));
+                Lookup::new(dwarf, release).ok()
+            })
             .as_ref()
-            .map(|c| c.find_frames(probe).skip_all_loads())
-        {
-            while let Ok(Some(f)) = it.next() {
-                let function = f
-                    .function
-                    .as_ref()
-                    .and_then(|n| n.demangle().ok())
-                    .map(|n| n.into_owned());
-                let (file, line) = f
-                    .location
-                    .map_or((None, None), |l| (l.file.map(str::to_owned), l.line));
-                out.push(Frame {
-                    address,
-                    function,
-                    file,
-                    line,
-                });
-            }
-        }
-        // No debug info for it (C libraries, stripped binaries): the symbol table's name.
+    }
+
+    /// The frames of each (return address, its link-time address): the call is looked up one
+    /// byte before it (a return address is the instruction after the call, which may belong
+    /// to the next line or function). Inlined frames innermost first; one frame without a
+    /// function when nothing is known.
+    pub(crate) fn frames_all(&self, addresses: &[(u64, u64)]) -> Vec<Vec<Frame>> {
+        let probes: Vec<u64> = addresses
+            .iter()
+            .map(|&(_, vaddr)| vaddr.saturating_sub(1))
+            .collect();
+        let found = match self.lookup() {
+            Some(lookup) => lookup.find_frames(&probes),
+            None => vec![None; probes.len()],
+        };
+        addresses
+            .iter()
+            .zip(found)
+            .zip(&probes)
+            .map(|((&(address, _), found), &probe)| {
+                let out = found
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| Frame {
+                        address,
+                        function: f.function,
+                        file: f.file,
+                        line: f.line,
+                    })
+                    .collect();
+                self.with_symbol(out, address, probe)
+            })
+            .collect()
+    }
+
+    /// No debug info for it (C libraries, stripped binaries): the symbol table's name.
+    fn with_symbol(&self, mut out: Vec<Frame>, address: u64, probe: u64) -> Vec<Frame> {
         if out.last().is_none_or(|f| f.function.is_none()) {
             let symbols = self.symbols.get_or_init(|| self.file.symbol_map());
             if let Some(sym) = symbols.containing(probe) {
@@ -319,17 +364,20 @@ pub(crate) fn resolve_in_process(addresses: &[u64]) -> Vec<Vec<Frame>> {
         let Ok(info) = DebugInfo::parse(mapped.bytes()) else {
             continue;
         };
-        // What the parse touched (every unit's first entries and line program header: with
-        // the kernel's fault-around, most of .debug_info) is not needed again.
-        mapped.release_pages();
-        for (n, &(_, i)) in run.iter().enumerate() {
-            let a = addresses[i];
-            out[i] = info.frames(a, a.wrapping_sub(object.bias));
-            // The pages of the units already done are not needed again either.
-            if n % 16 == 15 {
-                mapped.release_pages();
-            }
+        // Debug info is read once and in order: the pages already read are not needed again.
+        let info = info.releasing_pages(|part| match part {
+            Some(bytes) => mapped.release_range(bytes),
+            None => mapped.release_pages(),
+        });
+        let batch: Vec<(u64, u64)> = run
+            .iter()
+            .map(|&(_, i)| (addresses[i], addresses[i].wrapping_sub(object.bias)))
+            .collect();
+        for (&(_, i), frames) in run.iter().zip(info.frames_all(&batch)) {
+            out[i] = frames;
         }
+        drop(info);
+        mapped.release_pages();
     }
     give_back_freed_memory();
     out

@@ -138,11 +138,12 @@ pub fn symbolize_report(report: &mut Report, binaries: &[PathBuf]) -> Result<Sum
                 }
             ));
         }
-        for &address in &addresses {
-            let Some(vaddr) = maps.iter().find_map(|m| link_address_in(&info, m, address)) else {
-                continue;
-            };
-            let frames = info.frames(address, vaddr);
+        // One batch: the debug info is read a unit at a time for all the addresses.
+        let batch: Vec<(u64, u64)> = addresses
+            .iter()
+            .filter_map(|&a| Some((a, maps.iter().find_map(|m| link_address_in(&info, m, a))?)))
+            .collect();
+        for (&(address, _), frames) in batch.iter().zip(info.frames_all(&batch)) {
             summary.symbolized += 1;
             summary.named += usize::from(frames.iter().any(|f| f.function.is_some()));
             let frames = frames
