@@ -63,18 +63,53 @@ fn site_names(snapshot: &heapsampler::Profile) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// Whether `go` can be run; if not, says which check is skipped.
+fn go_installed(what: &str) -> bool {
+    let found = std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("go is not installed: go tool pprof's {what} not checked");
+    }
+    found
+}
+
+/// Runs `go tool pprof ARGS SOURCE` with its home and temporary files in a directory of its
+/// own, and returns what it printed; it must succeed. `setup` may put files there first and
+/// returns the source (a URL or a file).
+fn go_pprof(args: &[&str], setup: impl FnOnce(&std::path::Path) -> String) -> String {
+    // One directory per run: the tests run at once.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("hs-go-pprof-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let source = setup(&tmp);
+    let out = std::process::Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(source)
+        .env("PPROF_TMPDIR", &tmp)
+        .env("HOME", &tmp)
+        .output()
+        .expect("run go tool pprof");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// The real client: `go tool pprof -symbolize=remote` reads a profile written without names
 /// from a server of this test's, which forwards `/debug/pprof/symbol` to the endpoint, and
 /// names the test's site's addresses as the in-process symbolizer does. Skipped (with a
 /// note) where `go` is not installed.
 #[test]
 fn go_tool_pprof_symbolizes_through_the_endpoint() {
-    if std::process::Command::new("go")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("go is not installed: go tool pprof's remote symbolization not checked");
+    if !go_installed("remote symbolization") {
         return;
     }
     let held = hold_http_test_memory();
@@ -151,22 +186,9 @@ fn go_tool_pprof_symbolizes_through_the_endpoint() {
             let _ = s.write_all(&answer);
         }
     });
-    let tmp = std::env::temp_dir().join(format!("hs-http-go-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let out = std::process::Command::new("go")
-        .args(["tool", "pprof", "-symbolize=remote:demangle=none", "-raw"])
-        .arg(format!("http://{front}/debug/pprof/heap"))
-        .env("PPROF_TMPDIR", &tmp)
-        .env("HOME", &tmp)
-        .output()
-        .expect("run go tool pprof");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = go_pprof(&["-symbolize=remote:demangle=none", "-raw"], |_| {
+        format!("http://{front}/debug/pprof/heap")
+    });
     assert!(
         asked.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "pprof asked for names"
@@ -190,12 +212,7 @@ fn go_tool_pprof_symbolizes_through_the_endpoint() {
 /// short names: each must be part of the in-process symbolizer's name for the address.
 #[test]
 fn go_tool_pprof_symbolizes_from_the_binary() {
-    if std::process::Command::new("go")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("go is not installed: go tool pprof's local symbolization not checked");
+    if !go_installed("local symbolization") {
         return;
     }
     let held = hold_http_test_memory();
@@ -203,24 +220,11 @@ fn go_tool_pprof_symbolizes_from_the_binary() {
     let profile = pprof::render(&snapshot, &heapsampler::report::mappings::current());
     let expected = site_names(&snapshot);
     assert!(expected.len() >= 3, "{expected:?}");
-    let tmp = std::env::temp_dir().join(format!("hs-go-local-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let file = tmp.join("heap.pb.gz");
-    std::fs::write(&file, &profile).unwrap();
-    let out = std::process::Command::new("go")
-        .args(["tool", "pprof", "-symbolize=local", "-raw"])
-        .arg(&file)
-        .env("PPROF_TMPDIR", &tmp)
-        .env("HOME", &tmp)
-        .output()
-        .expect("run go tool pprof");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = go_pprof(&["-symbolize=local", "-raw"], |dir| {
+        let file = dir.join("heap.pb.gz");
+        std::fs::write(&file, &profile).unwrap();
+        file.display().to_string()
+    });
     // `-raw`: `N: 0xADDRESS M=N NAME FILE:LINE s=0`.
     for (address, name) in &expected {
         let needle = format!(" {:#x} M=", address - 1);

@@ -52,10 +52,36 @@ pub(crate) struct Lookup<'a> {
     dwarf: gimli::Dwarf<R<'a>>,
     units: Vec<UnitInfo>,
     ranges: Box<[UnitRange]>,
-    abbrevs: RefCell<Vec<(DebugAbbrevOffset<usize>, Arc<gimli::Abbreviations>)>>,
-    parsed: RefCell<Vec<(usize, Rc<Unit<R<'a>>>)>>,
+    abbrevs: RefCell<Recent<DebugAbbrevOffset<usize>, Arc<gimli::Abbreviations>>>,
+    parsed: RefCell<Recent<usize, Rc<Unit<R<'a>>>>>,
     read: Cell<usize>,
     release: Release<'a>,
+}
+
+/// The last [`CACHED_UNITS`] values used, least recently used first.
+struct Recent<K, V>(Vec<(K, V)>);
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    /// The value of `key`, now the most recently used.
+    fn get(&mut self, key: &K) -> Option<V> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        let hit = self.0.remove(i);
+        let value = hit.1.clone();
+        self.0.push(hit);
+        Some(value)
+    }
+
+    /// Adds `key`, dropping the least recently used past the bound.
+    fn put(&mut self, key: K, value: V) {
+        if self.0.len() >= CACHED_UNITS {
+            self.0.remove(0);
+        }
+        self.0.push((key, value));
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 impl<'a> Lookup<'a> {
@@ -67,8 +93,8 @@ impl<'a> Lookup<'a> {
             dwarf,
             units: Vec::new(),
             ranges: Box::new([]),
-            abbrevs: RefCell::new(Vec::new()),
-            parsed: RefCell::new(Vec::new()),
+            abbrevs: RefCell::new(Recent(Vec::new())),
+            parsed: RefCell::new(Recent(Vec::new())),
             read: Cell::new(0),
             release,
         };
@@ -80,18 +106,12 @@ impl<'a> Lookup<'a> {
 
     fn abbreviations(&self, offset: DebugAbbrevOffset<usize>) -> Result<Arc<gimli::Abbreviations>> {
         let mut cache = self.abbrevs.borrow_mut();
-        if let Some(i) = cache.iter().position(|(o, _)| *o == offset) {
-            let hit = cache.remove(i);
-            let table = hit.1.clone();
-            cache.push(hit);
+        if let Some(table) = cache.get(&offset) {
             return Ok(table);
         }
         // `.debug_abbrev` is small (180 KiB in a 49 MB binary): not counted.
         let table = Arc::new(self.dwarf.debug_abbrev.abbreviations(offset)?);
-        if cache.len() >= CACHED_UNITS {
-            cache.remove(0);
-        }
-        cache.push((offset, table.clone()));
+        cache.put(offset, table.clone());
         Ok(table)
     }
 
@@ -105,24 +125,14 @@ impl<'a> Lookup<'a> {
 
     /// Unit `id` parsed for reading its entries (kept among the last few used).
     pub(crate) fn unit(&self, id: usize) -> Result<Rc<Unit<R<'a>>>> {
-        {
-            let mut cache = self.parsed.borrow_mut();
-            if let Some(i) = cache.iter().position(|(u, _)| *u == id) {
-                let hit = cache.remove(i);
-                let unit = hit.1.clone();
-                cache.push(hit);
-                return Ok(unit);
-            }
+        if let Some(unit) = self.parsed.borrow_mut().get(&id) {
+            return Ok(unit);
         }
         let header = self.dwarf.unit_header(self.units[id].offset)?;
         let abbrevs = self.abbreviations(header.debug_abbrev_offset())?;
         self.touched(FAULT_AROUND);
         let unit = Rc::new(dwarf_unit::light_unit(&self.dwarf, header, abbrevs)?);
-        let mut cache = self.parsed.borrow_mut();
-        if cache.len() >= CACHED_UNITS {
-            cache.remove(0);
-        }
-        cache.push((id, unit.clone()));
+        self.parsed.borrow_mut().put(id, unit.clone());
         Ok(unit)
     }
 
