@@ -81,7 +81,22 @@ impl<'a> FrameSink<'a> {
     }
 
     /// Offers the next (outer) frame's return address; `false` once the buffer is full.
+    ///
+    /// Inlined into the walkers: past the allocator's frames a push is a store and a compare
+    /// (a deep stack pushes 64 of them at every capture in exact mode).
+    #[inline(always)]
     pub(crate) fn push(&mut self, ip: usize) -> bool {
+        if self.started && ip != 0 {
+            return self.keep(ip);
+        }
+        self.push_head(ip)
+    }
+
+    /// [`FrameSink::push`] of the end marker or of a frame among the innermost ones, which
+    /// may still be the unwinder's or the allocator's own.
+    #[cold]
+    #[inline(never)]
+    fn push_head(&mut self, ip: usize) -> bool {
         if ip == 0 {
             // The unwinder's end marker, not a frame.
             return true;
@@ -115,6 +130,7 @@ impl<'a> FrameSink<'a> {
         self.keep(ip)
     }
 
+    #[inline(always)]
     fn keep(&mut self, ip: usize) -> bool {
         if let Some(slot) = self.buf.get_mut(self.depth) {
             *slot = ip;
