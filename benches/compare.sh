@@ -19,14 +19,17 @@
 #                      callgrind run; checks the checksums (CI)
 #   --workloads LIST   churn,json,maps,threads,grow,syn (default: all)
 #   --variants LIST    system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,
-#                      sampler-mimalloc,dhat,re_memory (default: all). `exact` is the sampler
-#                      build run with HEAPSAMPLER=interval=1. The baseline of each is added.
+#                      sampler-mimalloc,dhat,re_memory,system-fp,sampler-fp,exact-fp (default:
+#                      all). `exact` is the sampler build run with HEAPSAMPLER=interval=1. A
+#                      `-fp` variant is built with -C force-frame-pointers=yes (and the
+#                      sampler's feature frame-pointers). The baseline of each is added.
 #   --runs N           rounds of timed runs (default 7)
 #   --scale SPEC       timed runs' scale: a number, then optional WORKLOAD=number overrides
 #                      (default "0.2,syn=0.25"; 1 is about a second of System on an idle core)
 #   --cg-scale SPEC    callgrind scale (default "0.05,json=0.1,maps=0.1,syn=0.02")
 #   --cg-variants LIST the variants measured under callgrind (default: the --variants less
-#                      exact, dhat and re_memory, whose 10-70x instructions take long there)
+#                      exact, exact-fp, dhat and re_memory, whose 3-70x instructions take long
+#                      there)
 #   --cg-workloads LIST  the workloads measured under callgrind (default: --workloads)
 #   --cg-no-baselines  measure only --cg-variants under callgrind, not their baselines (whose
 #                      counts come from an earlier run: `report.py old/raw.tsv new/raw.tsv`)
@@ -42,7 +45,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 crate="$here/compare"
 
 workloads="churn,json,maps,threads,grow,syn"
-variants="system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,sampler-mimalloc,dhat,re_memory"
+variants="system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,sampler-mimalloc,dhat,re_memory,system-fp,sampler-fp,exact-fp"
 cg_variants=""
 cg_workloads=""
 cg_baselines=1
@@ -62,10 +65,12 @@ while [ $# -gt 0 ]; do
             shift ;;
         --full)
             preset=full runs=7 scale="1,syn=1"
-            cg_variants="system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,sampler-mimalloc,dhat,re_memory"
+            cg_variants="system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,sampler-mimalloc,dhat,re_memory,system-fp,sampler-fp,exact-fp"
             shift ;;
         --smoke)
             preset=smoke runs=1 scale="0.005,grow=0.01,syn=0.01" cg_variants="system,sampler"
+            # The frame-pointer builds are a second build of everything: not in the smoke.
+            variants="system,sampler,exact,jemalloc,sampler-jemalloc,jemalloc-prof,mimalloc,sampler-mimalloc,dhat,re_memory"
             cg_scale="0.002" cg_workloads="churn"
             shift ;;
         --workloads) workloads="$2"; shift 2 ;;
@@ -85,7 +90,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$cg_variants" ] ||
-    cg_variants="$(echo "$variants" | tr ',' '\n' | { grep -vxE 'exact|dhat|re_memory' || true; } | paste -sd, -)"
+    cg_variants="$(echo "$variants" | tr ',' '\n' | { grep -vxE 'exact|exact-fp|dhat|re_memory' || true; } | paste -sd, -)"
 [ -n "$cg_workloads" ] || cg_workloads="$workloads"
 say() { echo "== $*" >&2; }
 
@@ -95,11 +100,18 @@ baseline() {
         sampler|exact|dhat|re_memory|count) echo system ;;
         sampler-jemalloc|jemalloc-prof) echo jemalloc ;;
         sampler-mimalloc) echo mimalloc ;;
+        sampler-fp|exact-fp) echo system-fp ;;
         *) echo "$1" ;;
     esac
 }
 # The cargo feature a variant is built with.
-feature() { if [ "$1" = exact ]; then echo sampler; else echo "$1"; fi; }
+feature() {
+    case "$1" in
+        exact) echo sampler ;;
+        exact-fp) echo sampler-fp ;;
+        *) echo "$1" ;;
+    esac
+}
 # The scale of workload $2 in SPEC $1 ("0.05,syn=0.02").
 scale_of() {
     local def=1 over="" part
@@ -173,12 +185,20 @@ features="$( (echo "$variants,$cg_variants,count" | tr ',' '\n' | while read -r 
 for f in $features; do
     if [ "$do_build" = 1 ]; then
         say "build $f"
-        if ! (cd "$crate" && nice cargo build --quiet --release --features "$f" >&2); then
+        # A `-fp` build: the same program with frame pointers everywhere (the standard library
+        # has them already), in a target directory of its own since the flags differ.
+        base="${f%-fp}" target="${CARGO_TARGET_DIR:-$crate/target}" flags="${RUSTFLAGS:-}" cargo_f="$f"
+        if [ "$base" != "$f" ]; then
+            target="$crate/target/fp" flags="$flags -C force-frame-pointers=yes" cargo_f="$base"
+            [[ "$base" != sampler* ]] || cargo_f="$base,heapsampler/frame-pointers"
+        fi
+        if ! (cd "$crate" && CARGO_TARGET_DIR="$target" RUSTFLAGS="$flags" \
+            nice cargo build --quiet --release --features "$cargo_f" >&2); then
             say "skipping $f: its build failed (above)"
             rm -f "$crate/target/variants/compare-$f"
         else
             # A rename: a binary still running from an earlier run keeps its copy.
-            cp "${CARGO_TARGET_DIR:-$crate/target}/release/compare" "$crate/target/variants/.compare-$f"
+            cp "$target/release/compare" "$crate/target/variants/.compare-$f"
             mv -f "$crate/target/variants/.compare-$f" "$crate/target/variants/compare-$f"
         fi
     fi
@@ -195,7 +215,7 @@ run() {
     local v="$1" w="$2" s="$3"
     shift 3
     local hs=()
-    [ "$v" = exact ] && hs=(HEAPSAMPLER=interval=1)
+    [ "$v" = exact ] || [ "$v" = exact-fp ] && hs=(HEAPSAMPLER=interval=1)
     env -u HEAPSAMPLER -u _RJEM_MALLOC_CONF -u MALLOC_CONF -u MIMALLOC_OPTIONS "${hs[@]}" \
         "$@" "$crate/target/variants/compare-$(feature "$v")" "$w" "$s"
 }

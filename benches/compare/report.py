@@ -8,7 +8,7 @@ import sys
 from collections import defaultdict
 
 ORDER = ["system", "sampler", "exact", "dhat", "re_memory", "jemalloc", "sampler-jemalloc",
-         "jemalloc-prof", "mimalloc", "sampler-mimalloc"]
+         "jemalloc-prof", "mimalloc", "sampler-mimalloc", "system-fp", "sampler-fp", "exact-fp"]
 WORKLOADS = ["churn", "json", "maps", "threads", "grow", "syn"]
 LABEL = {
     "system": "System",
@@ -21,6 +21,9 @@ LABEL = {
     "jemalloc-prof": "jemalloc's profiler, `lg_prof_sample:19`",
     "mimalloc": "mimalloc",
     "sampler-mimalloc": "Sampler\\<mimalloc\\>",
+    "system-fp": "System, frame pointers",
+    "sampler-fp": "Sampler\\<System\\>, frame pointers",
+    "exact-fp": "Sampler\\<System\\>, frame pointers, exact",
 }
 
 
@@ -31,6 +34,8 @@ def baseline(v):
         return "jemalloc"
     if v == "sampler-mimalloc":
         return "mimalloc"
+    if v in ("sampler-fp", "exact-fp"):
+        return "system-fp"
     return v
 
 

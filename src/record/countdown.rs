@@ -118,6 +118,12 @@ fn free_cold(h: &Hot, size: usize) {
     if size >= HUGE {
         // The fast path left it uncounted: count it directly.
         add_free(h, size as u64, 1);
+    } else if batch_budget(h) == 0 {
+        // Every free publishes (exact mode, an exiting or unregistered thread), and so does
+        // every allocation: with no batch the allocation side is armed to zero, so its cold
+        // path has charged and published each one already. Only the frees are left.
+        publish(h, false);
+        return;
     }
     // A full arm point, not only the free side's flush: the allocation side is published and
     // re-armed too. A program that frees what it allocates runs both budgets down together,
@@ -185,7 +191,7 @@ pub(crate) fn decide(size: usize) -> Decision {
             since_arm.saturating_sub(size).max(0)
         };
         if h.guard.get() > 0 {
-            arm(h);
+            arm_charged(h);
             return Decision::Skip;
         }
         if h.config_gen.get() != CONFIG_GEN.load(Ordering::Relaxed) {
@@ -213,7 +219,7 @@ pub(crate) fn decide(size: usize) -> Decision {
                 h.gap.set(gap - size);
             }
         }
-        arm(h);
+        arm_charged(h);
         decision
     })
 }
@@ -282,6 +288,12 @@ fn flush_allocs(h: &Hot) {
 /// Sets the countdowns from the current gap and mode; the arm point is "now".
 fn arm(h: &Hot) {
     charge(h);
+    arm_charged(h);
+}
+
+/// [`arm`] right after a [`charge`], with nothing allocated or freed since (in exact mode
+/// every allocation comes through [`decide`], which charges first).
+fn arm_charged(h: &Hot) {
     let budget = batch_budget(h);
     let limit = if h.guard.get() > 0 {
         budget
