@@ -6,7 +6,10 @@
 //!
 //! ```text
 //! cargo bench --bench html --features html
+//! HTML_BENCH_PAGE=/tmp/big.html cargo bench --bench html --features html   # also keeps the page
 //! ```
+//!
+//! The kept page is what the browser's time is measured on (README, "Heap timeline page").
 
 #[path = "support/html_input.rs"]
 mod html_input;
@@ -23,6 +26,9 @@ fn page(c: &mut Criterion) {
     let timeline = html_input::big_timeline(1000, 10_000);
     let page = timeline.render();
     eprintln!("page: {} bytes", page.len());
+    if let Some(path) = std::env::var_os("HTML_BENCH_PAGE") {
+        std::fs::write(&path, &page).expect("HTML_BENCH_PAGE: cannot write the page");
+    }
     group.bench_function("render 1000 reports x 10000 sites", |b| {
         b.iter(|| black_box(timeline.render().len()))
     });
