@@ -2,7 +2,8 @@
 //! leaking site, sites wandering around fixed levels), generated synthetically.
 //!
 //! `add` is the reports going into the timeline as they would from files (the parsing of JSON
-//! aside: `cargo bench --bench report` measures it); `render` is the page from them.
+//! aside); `render` is the page from them; `parse` is the JSON reading of one such report
+//! file (what `heapsampler html DIR` adds per file).
 //!
 //! ```text
 //! cargo bench --bench html --features html
@@ -31,6 +32,18 @@ fn page(c: &mut Criterion) {
     }
     group.bench_function("render 1000 reports x 10000 sites", |b| {
         b.iter(|| black_box(timeline.render().len()))
+    });
+    // One report file as the reporter writes it, its values set as in the timeline's.
+    let mut one = html_input::big_report(10_000);
+    for (k, s) in one.sites.iter_mut().enumerate() {
+        s.live_bytes = 1.0e9 / (k as f64 + 1.0) * 1.05;
+        s.alloc_bytes = s.live_bytes * 3.0 + 500_000.0;
+        s.alloc_bytes_per_sec = s.live_bytes / 100.0;
+    }
+    let text = one.to_string_pretty();
+    eprintln!("one report file of 10000 sites: {} bytes", text.len());
+    group.bench_function("parse 1 report file of 10000 sites", |b| {
+        b.iter(|| black_box(heapsampler::Report::parse(&text).unwrap().sites.len()))
     });
     group.finish();
 }
