@@ -293,6 +293,13 @@ fn cli_writes_the_page_or_fails_with_one_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The terminal gets one line about the skipped file; the page lists it.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "heapsampler: warning: 1 file(s) skipped, listed on the page \
+         (first: heap-99-000001.json: not a JSON document: expected value at line 1 column 1)"
+    );
     let page = std::fs::read_to_string(dir.0.join("out.html")).unwrap();
     assert_eq!(
         indices(section(&page, "<svg id=\"live-heap\"", "</svg>")).len(),
