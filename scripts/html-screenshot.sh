@@ -46,7 +46,12 @@ if ! grep -q 'data-suspect="leaky_service::leak_session_state"' "$work/dom.html"
     cat "$work/service.txt"
     echo "the leak suspect leak_session_state is not named on the page"; exit 1
 fi
-echo "leak suspect named: leaky_service::leak_session_state"
+label=$(grep -o 'leak suspect leaky_service::leak_session_state: +[^<]*/s, [0-9.]*% confidence' \
+    "$work/dom.html" | head -1)
+if [ -z "$label" ]; then
+    echo "the leak suspect's label (growth rate, confidence) is not on the chart"; exit 1
+fi
+echo "leak suspect named: leaky_service::leak_session_state; chart label: $label"
 
 # Nothing fetched by the page or its flamegraph frames: every request whose network isolation
 # key has the file:// page as its top frame (Chromium's own background requests have none).
