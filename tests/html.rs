@@ -182,6 +182,42 @@ fn bad_files_are_listed_with_their_reasons() {
     assert!(skipped.contains("heap-99-000003.json</code>: not a JSON document"));
 }
 
+/// Reading the files on several threads makes the same page, skipped files in the same order.
+#[test]
+fn threads_reading_make_the_same_page() {
+    let dir = TempDir::new("threads");
+    fixture(&dir);
+    dir.write("heap-99-000001.json", "garbage");
+    dir.write("heap-10-000005.json", "{}"); // over one of pid 10's reports
+    let page = |threads| {
+        let options = Options {
+            threads,
+            ..Options::default()
+        };
+        page_from_dir(&dir.0, &options).unwrap()
+    };
+    // inferno picks the flamegraphs' warm colours at random: the rest must be equal.
+    let uncoloured = |page: String| {
+        let mut parts = page.split("rgb(");
+        let mut out = parts.next().unwrap().to_string();
+        for p in parts {
+            out.push_str(&p[p.find(')').unwrap()..]);
+        }
+        out
+    };
+    let page = |threads| uncoloured(page(threads));
+    let one = page(1);
+    assert_eq!(
+        section(&one, "<ul id=\"skipped\"", "</ul>")
+            .matches("<li")
+            .count(),
+        2
+    );
+    for threads in [2, 3, 64] {
+        assert!(one == page(threads), "{threads} threads: another page");
+    }
+}
+
 #[test]
 fn empty_or_useless_directories_are_errors() {
     let dir = TempDir::new("empty");
