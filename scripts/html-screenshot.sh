@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The heap timeline of the leaky_service example, rendered by `heapsampler html`, opened in
 # headless Chromium: saves a screenshot and checks through the page's DOM that the live-heap
-# chart has exactly one point per report and that the leak suspect is named.
+# chart has exactly one point per report and that the leak suspect is named; that the page
+# fetches nothing from the network (Chromium's net log); and, on a copy of the page with a
+# small script appended (scripts/html-check.js), that the table sorts by each column both
+# ways, that the search box filters its rows and that a row opens its stack.
 #
 #   bash scripts/html-screenshot.sh [screenshot.png]     (default: docs/timeline.png)
 #
@@ -22,13 +25,14 @@ reports=$(find "$work/heap-reports" -name 'heap-*.json' | wc -l)
 (cd "$work" && "$root/target/release/heapsampler" html heap-reports -o heap.html)
 
 chrome() {
+    local page="$1"; shift
     chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync \
-        --user-data-dir="$work/profile" --window-size=1400,1800 "$@" "file://$work/heap.html" \
+        --user-data-dir="$work/profile" --window-size=1400,1800 "$@" "file://$work/$page" \
         2> "$work/chromium.log"
 }
-chrome --dump-dom > "$work/dom.html"
-chrome --screenshot="$shot" > /dev/null
+chrome heap.html --dump-dom --log-net-log="$work/net.json" > "$work/dom.html"
+chrome heap.html --screenshot="$shot" > /dev/null
 
 # The DOM as the browser built it: the live-heap chart's points, one per report.
 live=$(perl -0777 -ne 'print $1 if /(<svg id="live-heap".*?<\/svg>)/s' "$work/dom.html")
@@ -42,5 +46,36 @@ if ! grep -q 'data-suspect="leaky_service::leak_session_state"' "$work/dom.html"
     cat "$work/service.txt"
     echo "the leak suspect leak_session_state is not named on the page"; exit 1
 fi
-echo "leak suspect named: leaky_service::leak_session_state"
+label=$(grep -o 'leak suspect leaky_service::leak_session_state: +[^<]*/s, [0-9.]*% confidence' \
+    "$work/dom.html" | head -1)
+if [ -z "$label" ]; then
+    echo "the leak suspect's label (growth rate, confidence) is not on the chart"; exit 1
+fi
+echo "leak suspect named: leaky_service::leak_session_state; chart label: $label"
+
+# Nothing fetched by the page or its flamegraph frames: every request whose network isolation
+# key has the file:// page as its top frame (Chromium's own background requests have none).
+python3 - "$work/net.json" <<'PY'
+import json, sys
+log = json.load(open(sys.argv[1]))
+start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+fetched = sorted({e["params"]["url"] for e in log["events"]
+                  if e["type"] == start
+                  and e["params"].get("network_isolation_key", "").startswith("file://")
+                  and not e["params"]["url"].startswith("file:")})
+if fetched:
+    sys.exit("the page fetched from the network: " + ", ".join(fetched))
+print("network requests of the page: 0")
+PY
+
+# The table as a reader uses it, in the browser: html-check.js clicks, types and opens, and
+# writes one `name: ok|FAIL ...` line per check into the DOM.
+{ cat "$work/heap.html"; printf '<script>\n'; cat scripts/html-check.js; printf '</script>\n'; } \
+    > "$work/check.html"
+chrome check.html --dump-dom > "$work/check-dom.html"
+checks=$(perl -0777 -ne 'print $1 if /<pre id="browser-check">(.*?)<\/pre>/s' "$work/check-dom.html")
+echo "$checks"
+if ! grep -qx done <<< "$checks" || grep -q FAIL <<< "$checks"; then
+    echo "the page's table does not work in the browser (above)"; exit 1
+fi
 echo "screenshot: $shot ($(stat -c %s "$shot") bytes)"

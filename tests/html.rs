@@ -117,6 +117,11 @@ fn one_point_per_report_and_one_series_per_process() {
     ]
     .into();
     assert_eq!(series, expected);
+    // The restart splits pid 30 where its cumulative counter went back: 3 reports, then 2.
+    let run = |label: &str| indices(section(live, &format!("data-series=\"{label}\""), "</g>"));
+    assert_eq!(run("pid 30 (run 1 of 2)").len(), 3);
+    assert_eq!(run("pid 30 (run 2 of 2)").len(), 2);
+    assert_eq!(run("pid 10").len(), 12);
     // Report indices follow time: pid 10's first report (T0) is 0, pid 30's (T0 + 100 ms) 1.
     let first_30 = section(live, "data-series=\"pid 30 (run 1 of 2)\"", "</g>");
     assert_eq!(indices(first_30)[0], 1);
@@ -140,9 +145,10 @@ fn the_leak_is_a_named_suspect_with_growth_and_confidence_the_cache_is_not() {
     let chart = section(&page, "<svg id=\"top-sites\"", "</svg>");
     let leak = section(chart, "data-suspect=\"app::leak\"", "</g>");
     // Growth of 1 MiB per second, as the detector's Theil–Sen slope.
+    let label = section(leak, "<text class=\"suspect-label\"", "</text>");
     assert!(
-        leak.contains("leak suspect app::leak: +1.0 MiB/s"),
-        "{leak}"
+        label.contains(">leak suspect app::leak: +1.0 MiB/s, ") && label.ends_with("% confidence"),
+        "{label}"
     );
     assert_eq!(indices(leak).len(), 12, "one point per report of pid 10");
     assert!(!page.contains("data-suspect=\"app::cache\""));
@@ -174,6 +180,42 @@ fn bad_files_are_listed_with_their_reasons() {
     assert!(skipped.contains("heap-99-000001.json</code>: unsupported report version 2"));
     assert!(skipped.contains("heap-99-000002.json</code>: truncated report"));
     assert!(skipped.contains("heap-99-000003.json</code>: not a JSON document"));
+}
+
+/// Reading the files on several threads makes the same page, skipped files in the same order.
+#[test]
+fn threads_reading_make_the_same_page() {
+    let dir = TempDir::new("threads");
+    fixture(&dir);
+    dir.write("heap-99-000001.json", "garbage");
+    dir.write("heap-10-000005.json", "{}"); // over one of pid 10's reports
+    let page = |threads| {
+        let options = Options {
+            threads,
+            ..Options::default()
+        };
+        page_from_dir(&dir.0, &options).unwrap()
+    };
+    // inferno picks the flamegraphs' warm colours at random: the rest must be equal.
+    let uncoloured = |page: String| {
+        let mut parts = page.split("rgb(");
+        let mut out = parts.next().unwrap().to_string();
+        for p in parts {
+            out.push_str(&p[p.find(')').unwrap()..]);
+        }
+        out
+    };
+    let page = |threads| uncoloured(page(threads));
+    let one = page(1);
+    assert_eq!(
+        section(&one, "<ul id=\"skipped\"", "</ul>")
+            .matches("<li")
+            .count(),
+        2
+    );
+    for threads in [2, 3, 64] {
+        assert!(one == page(threads), "{threads} threads: another page");
+    }
 }
 
 #[test]
@@ -239,6 +281,9 @@ fn a_big_input_makes_a_page_under_10_mb() {
     let table = section(&page, "<table id=\"sites\"", "</table>");
     assert_eq!(table.matches("<tr data-live").count(), 500);
     assert!(page.contains("The 500 sites holding the most live bytes of 10000 are listed."));
+    assert!(page.contains("The 10 of 10000 sites holding the most in each process"));
+    let top = section(&page, "<svg id=\"top-sites\"", "</svg>");
+    assert_eq!(top.matches("data-series=").count(), 10);
 }
 
 /// `heapsampler html`: a page and status 0 for a directory with a usable report; one error
@@ -284,10 +329,218 @@ fn cli_writes_the_page_or_fails_with_one_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The terminal gets one line about the skipped file; the page lists it.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "heapsampler: warning: 1 file(s) skipped, listed on the page \
+         (first: heap-99-000001.json: not a JSON document: expected value at line 1 column 1)"
+    );
     let page = std::fs::read_to_string(dir.0.join("out.html")).unwrap();
     assert_eq!(
         indices(section(&page, "<svg id=\"live-heap\"", "</svg>")).len(),
         n
     );
     assert!(section(&page, "<ul id=\"skipped\"", "</ul>").contains("heap-99-000001.json"));
+}
+
+/// The values of attribute `name` in `markup`, as numbers.
+fn numbers(markup: &str, name: &str) -> Vec<f64> {
+    markup
+        .split(&format!(" {name}=\""))
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
+        .collect()
+}
+
+/// A report file of a rotated set: the reporter deleted the oldest files of its pid, and the
+/// sequence went past 6 digits, so name order is not time order; one series all the same.
+#[test]
+fn a_rotated_set_is_one_series_in_time_order() {
+    let dir = TempDir::new("rotated");
+    for (k, seq) in [999_998u64, 999_999, 1_000_000, 1_000_001]
+        .into_iter()
+        .enumerate()
+    {
+        let t = T0 + k as u64 * 1000;
+        let sites = [(1, (k + 1) as f64 * MIB, "app::grow")];
+        dir.report(
+            &format!("heap-40-{seq:06}.json"),
+            &report(40, t, 1, (k as u64 + 1) << 30, &sites),
+        );
+    }
+    let page = page_from_dir(&dir.0, &Options::default()).unwrap();
+    let live = section(&page, "<svg id=\"live-heap\"", "</svg>");
+    assert_eq!(live.matches("data-series=").count(), 1, "one series");
+    assert!(live.contains("data-series=\"pid 40\""));
+    assert_eq!(indices(live), vec![0, 1, 2, 3]);
+    let xs = numbers(live, "cx");
+    assert!(xs.windows(2).all(|w| w[0] < w[1]), "left to right: {xs:?}");
+    let first = section(live, "data-report-index=\"0\"", "</title>");
+    assert!(first.contains("<title>heap-40-999998.json"), "{first}");
+    let last = section(live, "data-report-index=\"3\"", "</title>");
+    assert!(last.contains("<title>heap-40-1000001.json"), "{last}");
+}
+
+/// The shaded band of a sampled site is ±2 standard errors, √(T·B) each: at T = 1 MiB and
+/// B = 16 MiB, from 8 to 24 MiB. Positions are read against the chart's own zero line and
+/// the point, so the check does not depend on the chart's size.
+#[test]
+fn a_sampled_site_has_a_band_of_two_standard_errors() {
+    let mut timeline = Timeline::new(Options::default());
+    for i in 0..3u64 {
+        let sites = [(1, 16.0 * MIB, "app::held")];
+        timeline.add(
+            &format!("heap-3-{i:06}.json"),
+            report(3, T0 + i * 1000, 1 << 20, 1 << 30, &sites),
+        );
+    }
+    let page = timeline.render();
+    let chart = section(&page, "<svg id=\"top-sites\"", "</svg>");
+    let zero = numbers(chart, "y1")[0]; // the first grid line is 0 B
+    let point = numbers(chart, "cy")[0];
+    let per_mib = (zero - point) / 16.0;
+    let band = section(chart, "<path class=\"band\"", "/>");
+    let d = section(band, "d=\"", "Z");
+    let ys: Vec<f64> = d[4..]
+        .split('L')
+        .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ys.len(), 6, "{d}");
+    for (k, y) in ys.iter().enumerate() {
+        let mib = if k < 3 { 24.0 } else { 8.0 };
+        assert!(
+            (y - (zero - mib * per_mib)).abs() <= 0.15,
+            "{k}: {y} in {d}"
+        );
+    }
+    // One standard error in the table: √(T/B) = 25%.
+    let table = section(&page, "<table id=\"sites\"", "</table>");
+    assert!(table.contains("<td class=\"num\">±25%</td>"), "{table}");
+    // Exact reports (interval 1) have no band.
+    let dir = TempDir::new("exact-band");
+    fixture(&dir);
+    let exact = page_from_dir(&dir.0, &Options::default()).unwrap();
+    assert!(!section(&exact, "<svg id=\"top-sites\"", "</svg>").contains("class=\"band\""));
+}
+
+/// The flamegraphs of the newest report (live and allocated bytes) and the differential one
+/// from the oldest: fixture values, as inferno titles its frames.
+#[test]
+fn flamegraphs_of_the_newest_report_and_of_the_change() {
+    let dir = TempDir::new("flame");
+    fixture(&dir);
+    let page = page_from_dir(&dir.0, &Options::default()).unwrap();
+    let frame = |title: &str| {
+        let start = format!("<iframe class=\"flame\" title=\"{title}\"");
+        let doc = section(section(&page, &start, "</iframe>"), "srcdoc=\"", "\">");
+        doc.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    assert!(page.contains("<h2>Flamegraphs of the newest report (heap-10-000011.json)</h2>"));
+    // pid 10's newest report: the leak holds 12 MiB, the cache 8; allocated twice as much.
+    let live = frame("live bytes");
+    assert!(
+        live.contains("<title>app::leak (12,582,912 bytes, 60.00%)</title>"),
+        "{live}"
+    );
+    assert!(live.contains("<title>app::cache (8,388,608 bytes, 40.00%)</title>"));
+    let alloc = frame("bytes allocated since the start");
+    assert!(alloc.contains("<title>app::leak (25,165,824 bytes, 60.00%)</title>"));
+    // From the oldest report (leak 1 MiB, cache 8 MiB): the leak grew by 11 of 20 MiB.
+    assert!(page.contains("from the oldest report (heap-10-000000.json) to the newest"));
+    let diff = frame("live bytes, oldest → newest");
+    assert!(diff.contains("<title>app::leak (12,582,912 bytes, 60.00%; +55.00%)</title>"));
+    assert!(diff.contains("<title>app::cache (8,388,608 bytes, 40.00%; 0.00%)</title>"));
+
+    let mut one = Timeline::new(Options::default());
+    one.add("only", report(1, T0, 1, 1 << 20, &[(1, MIB, "app::x")]));
+    let page = one.render();
+    assert_eq!(page.matches("<iframe class=\"flame\"").count(), 2);
+    assert!(page.contains("One report: no change to show."));
+}
+
+/// Nothing on the page is fetched: no external script, style, font, image or frame, in the
+/// page or in the flamegraphs' documents (escaped inside `srcdoc`). Chromium's net log checks
+/// the same in scripts/html-screenshot.sh.
+#[test]
+fn the_page_fetches_nothing() {
+    let dir = TempDir::new("offline");
+    fixture(&dir);
+    let page = page_from_dir(&dir.0, &Options::default()).unwrap();
+    let unescaped = page
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&#39;", "'");
+    for bad in [
+        "<link",
+        "<img",
+        "<object",
+        "<embed",
+        "<audio",
+        "<video",
+        "@import",
+        "@font-face",
+        "src=\"http",
+        "src='http",
+        "href=\"http",
+        "href='http",
+        "url(http",
+        "url(\"http",
+        "url('http",
+        "src=\"//",
+        "href=\"//",
+    ] {
+        assert!(!unescaped.contains(bad), "{bad}");
+    }
+    assert_eq!(page.matches("<script").count(), 1, "one inline script");
+    assert!(page.contains("<style>") && page.matches("<iframe").count() == 3);
+    assert_eq!(page.matches(" src=").count(), 0, "iframes are srcdoc");
+}
+
+/// Series longer than `max_points` are downsampled, keeping the first and last report and
+/// each stretch's extremes, and the page says so.
+#[test]
+fn a_long_series_is_downsampled_and_the_page_says_so() {
+    let options = Options {
+        max_points: 100,
+        ..Options::default()
+    };
+    let mut timeline = Timeline::new(options);
+    for i in 0..1000u64 {
+        let mib = match i {
+            537 => 50.0,
+            222 => 0.5,
+            _ => 4.0,
+        };
+        let sites = [(1, mib * MIB, "app::steady")];
+        timeline.add(
+            &format!("heap-7-{i:06}.json"),
+            report(7, T0 + i * 1000, 1, (i + 1) << 30, &sites),
+        );
+    }
+    let page = timeline.render();
+    for chart in ["live-heap", "top-sites"] {
+        let drawn = indices(section(&page, &format!("<svg id=\"{chart}\""), "</svg>"));
+        assert!(
+            (50..=102).contains(&drawn.len()),
+            "{chart}: {}",
+            drawn.len()
+        );
+        for kept in [0, 222, 537, 999] {
+            assert!(drawn.contains(&kept), "{chart}: report {kept} kept");
+        }
+    }
+    let drawn = indices(section(&page, "<svg id=\"live-heap\"", "</svg>")).len();
+    let note = section(&page, "<ul id=\"downsampled\"", "</ul>");
+    assert!(
+        note.contains(&format!("pid 7: 1000 reports drawn as {drawn} points")),
+        "{note}"
+    );
+    assert!(
+        page.contains("data-reports=\"1000\""),
+        "every report counted"
+    );
 }

@@ -77,26 +77,7 @@ fn empty_json() -> String {
 /// named functions, live bytes wandering around fixed levels, one site leaking 4 MiB a report.
 pub fn big_timeline(reports: usize, sites: usize) -> Timeline {
     let mut timeline = Timeline::new(Options::default());
-    let mut base = report(4242, T0, 512 * 1024, 0, &[]);
-    base.locations.clear();
-    for a in 0..400u64 {
-        base.locations.push(location(
-            0x40_0000 + a * 64,
-            &format!("app::module_{}::function_{a}", a % 17),
-            &format!("src/module_{}.rs", a % 17),
-        ));
-    }
-    for k in 0..sites as u64 {
-        base.sites.push(ReportSite {
-            stack_id: k as u32,
-            samples: 4,
-            live_samples: 2,
-            addresses: (0..4)
-                .map(|j| 0x40_0000 + ((k * 7 + j * 13) % 400) * 64)
-                .collect(),
-            ..ReportSite::default()
-        });
-    }
+    let base = big_report(sites);
     let mut allocated = 0u64;
     for i in 0..reports {
         let mut r = base.clone();
@@ -127,4 +108,30 @@ pub fn big_timeline(reports: usize, sites: usize) -> Timeline {
         timeline.add(&format!("heap-4242-{i:06}.json"), r);
     }
     timeline
+}
+
+/// One report of pid 4242 with `sites` sites of 4 addresses each from a pool of 400 named
+/// functions (the reports of [`big_timeline`] before their values are set).
+pub fn big_report(sites: usize) -> Report {
+    let mut base = report(4242, T0, 512 * 1024, 0, &[]);
+    base.locations.clear();
+    for a in 0..400u64 {
+        base.locations.push(location(
+            0x40_0000 + a * 64,
+            &format!("app::module_{}::function_{a}", a % 17),
+            &format!("src/module_{}.rs", a % 17),
+        ));
+    }
+    for k in 0..sites as u64 {
+        base.sites.push(ReportSite {
+            stack_id: k as u32,
+            samples: 4,
+            live_samples: 2,
+            addresses: (0..4)
+                .map(|j| 0x40_0000 + ((k * 7 + j * 13) % 400) * 64)
+                .collect(),
+            ..ReportSite::default()
+        });
+    }
+    base
 }

@@ -3,6 +3,7 @@
 
 use super::timeline::{HtmlError, Timeline};
 use crate::Report;
+use crate::ReportError;
 use std::path::Path;
 
 /// The name a file is shown by: its file name (the directory is the same for all).
@@ -13,8 +14,14 @@ fn shown_name(path: &Path) -> String {
 }
 
 pub(crate) fn add_file(timeline: &mut Timeline, path: &Path) -> bool {
+    let read = Report::read(path);
+    add_read(timeline, path, read)
+}
+
+/// Adds a report as read from `path`, or notes the file as skipped with the reader's reason.
+fn add_read(timeline: &mut Timeline, path: &Path, read: Result<Report, ReportError>) -> bool {
     let name = shown_name(path);
-    match Report::read(path) {
+    match read {
         Ok(mut report) => {
             // `Report::location` searches by address: a file with unsorted locations (written
             // by another tool, or by hand) must still name its sites.
@@ -35,6 +42,12 @@ pub(crate) fn add_file(timeline: &mut Timeline, path: &Path) -> bool {
     }
 }
 
+/// A file as read: `None` when it was rotated away between the listing and the read (not an
+/// error).
+fn read(path: &Path) -> Option<Result<Report, ReportError>> {
+    path.exists().then(|| Report::read(path))
+}
+
 pub(crate) fn add_dir(timeline: &mut Timeline, dir: &Path) -> Result<usize, HtmlError> {
     let listing = |e| HtmlError::Dir(dir.to_path_buf(), e);
     let mut files = Vec::new();
@@ -49,15 +62,44 @@ pub(crate) fn add_dir(timeline: &mut Timeline, dir: &Path) -> Result<usize, Html
     if files.is_empty() {
         return Err(HtmlError::Empty(dir.to_path_buf()));
     }
-    // Name order is time order within a process (`heap-<pid>-<seq>.json`).
+    // Name order is time order within a process (`heap-<pid>-<seq>.json`); the page is built
+    // from the files in this order whatever the number of threads reading them.
     files.sort();
+    let threads = timeline.options.threads.clamp(1, files.len());
     let mut added = 0;
-    for path in files {
-        // A file rotated away between the listing and the read is not an error.
-        if !path.exists() {
-            continue;
+    if threads == 1 {
+        for path in &files {
+            if let Some(r) = read(path) {
+                added += usize::from(add_read(timeline, path, r));
+            }
         }
-        added += usize::from(add_file(timeline, &path));
+        return Ok(added);
     }
+    // Reader k reads files k, k + threads, …, each handing over one report at a time (a
+    // channel of 1: at most two whole reports per reader in memory); this thread takes them
+    // in file order.
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..threads)
+            .map(|k| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let files = &files;
+                scope.spawn(move || {
+                    for path in files.iter().skip(k).step_by(threads) {
+                        if tx.send(read(path)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for (i, path) in files.iter().enumerate() {
+            // A reader that stopped (it cannot, short of a bug) leaves its files to this one.
+            let r = readers[i % threads].recv().unwrap_or_else(|_| read(path));
+            if let Some(r) = r {
+                added += usize::from(add_read(timeline, path, r));
+            }
+        }
+    });
     Ok(added)
 }

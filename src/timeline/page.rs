@@ -322,6 +322,10 @@ fn top_sites(
                 ),
             });
         }
+        // Exact reports have no error: no band (an empty path per site would only add bytes).
+        if band.iter().all(|&(_, lo, hi)| lo == hi) {
+            band.clear();
+        }
         let suspect = suspects[pi].iter().find(|l| l.stack_id == site.stack_id).map(|l| {
             let label = format!(
                 "leak suspect {name}: +{}, {:.1}% confidence",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 ///
 /// ```
 /// let o = heapsampler::timeline::Options::default();
-/// assert_eq!((o.top_sites, o.table_rows, o.max_points), (10, 500, 1500));
+/// assert_eq!((o.top_sites, o.table_rows, o.max_points, o.threads), (10, 500, 1500, 1));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -24,6 +24,10 @@ pub struct Options {
     pub max_points: usize,
     /// The page's title.
     pub title: String,
+    /// Threads reading the report files of a directory ([`Timeline::add_dir`]); 1 reads them
+    /// on the calling thread. Reading JSON is most of the time of a big directory; the page is
+    /// the same whatever the number.
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -33,6 +37,7 @@ impl Default for Options {
             table_rows: 500,
             max_points: 1500,
             title: "heap timeline".to_string(),
+            threads: 1,
         }
     }
 }

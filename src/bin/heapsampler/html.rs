@@ -12,11 +12,17 @@ pub fn run(
     output: Option<&Path>,
     top: usize,
     rows: usize,
+    threads: Option<u16>,
 ) -> Result<Verdict> {
     let options = Options {
         top_sites: top,
         table_rows: rows,
         title: format!("heap timeline of {}", dir.display()),
+        // Reading the reports' JSON is most of the time of a big directory.
+        threads: threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            usize::from,
+        ),
         ..Options::default()
     };
     let mut timeline = Timeline::new(options);

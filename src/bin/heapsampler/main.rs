@@ -147,6 +147,9 @@ enum Command {
         /// How many sites the table lists.
         #[arg(long, default_value_t = 500)]
         rows: usize,
+        /// Threads reading the reports (default: one per core, at most 8).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Validate report files: JSON, format, version, fields and consistency.
     // `check` was this command's first name: scripts that use it keep working.
@@ -265,7 +268,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Verdict> {
             output,
             top,
             rows,
-        } => html::run(out, &dir, output.as_deref(), top, rows),
+            threads,
+        } => html::run(out, &dir, output.as_deref(), top, rows, threads),
         Command::Validate { inputs } => validate::run(out, &inputs),
     }
 }
