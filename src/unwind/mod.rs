@@ -3,8 +3,11 @@
 pub(crate) mod capture;
 #[cfg(all(feature = "fast-unwind", target_arch = "x86_64", target_os = "linux"))]
 pub(crate) mod dwarf;
+/// Only in a build that forces frame pointers (`build.rs` reads the flags): anywhere else the
+/// chain breaks at the first function built without them, and the default unwinder is used.
 #[cfg(all(
     feature = "frame-pointers",
+    heapsampler_frame_pointers_forced,
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 pub(crate) mod frame_pointers;
@@ -19,6 +22,7 @@ pub(crate) fn capture_stack(buf: &mut [usize; MAX_STACK_DEPTH], own: &OwnFunctio
     let mut sink = FrameSink::new(buf, own);
     #[cfg(all(
         feature = "frame-pointers",
+        heapsampler_frame_pointers_forced,
         any(target_arch = "x86_64", target_arch = "aarch64")
     ))]
     if frame_pointers::walk(&mut sink) {
