@@ -26,6 +26,7 @@
 mod chart;
 mod entry;
 mod flame;
+mod light;
 mod load;
 mod page;
 mod series;
