@@ -1,13 +1,15 @@
 //! The light read of a report file: only what a timeline keeps of a report that is not shown
 //! in full ([`Entry`]: header, totals, per site the stack id, live and allocated bytes). Every
 //! other field (stacks, threads, locations, mappings) is skipped as JSON without being typed
-//! or stored: about a third of the time of [`Report::parse`] on a 10,000-site report.
+//! or stored. The sites are read line by line when they are laid out as the reporter writes
+//! them (`lines.rs`), by serde otherwise.
 //!
 //! Anything the light read does not accept (not JSON, truncated, another format or version, a
 //! value out of range) is read again in full by [`Report::parse`], so a file that cannot be
 //! used is skipped with the same reason either way.
 
 use super::entry::{Entry, SitePoint};
+use super::lines;
 use crate::Report;
 use crate::read::profiler_work;
 use crate::report::files;
@@ -36,7 +38,21 @@ struct Light {
     window_ms: u64,
     sample_interval: u64,
     totals: LightTotals,
-    sites: Vec<SitePoint>,
+    sites: Sites,
+}
+
+/// The `sites` of a light read: read by serde, or read line by line (`lines.rs`) and replaced
+/// by `null` in the text serde reads. `null` is no report's `sites`: where serde finds an
+/// array, the lines read were not the top level's, and the file is read in full.
+enum Sites {
+    Read(Vec<SitePoint>),
+    Elsewhere,
+}
+
+impl<'de> Deserialize<'de> for Sites {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Sites, D::Error> {
+        Ok(Option::deserialize(d)?.map_or(Sites::Elsewhere, Sites::Read))
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,7 +90,29 @@ pub(crate) fn read(path: &Path, name: &str) -> Read {
 /// The compact copy of the report `text`, when it is a report of this format and version
 /// whose read values are in the ranges [`Report::parse`] accepts.
 fn parse(text: &str, name: &str) -> Option<Entry> {
-    let r: Light = serde_json::from_str(text).ok()?;
+    parse_with(text, name, lines::sites(text))
+}
+
+/// [`parse`] with the sites read line by line beforehand, if they could be.
+fn parse_with(
+    text: &str,
+    name: &str,
+    lines: Option<(std::ops::Range<usize>, Vec<SitePoint>)>,
+) -> Option<Entry> {
+    let (r, sites): (Light, _) = match lines {
+        Some((at, sites)) => {
+            let mut rest = String::with_capacity(text.len() - at.len() + 4);
+            rest.push_str(&text[..at.start]);
+            rest.push_str("null");
+            rest.push_str(&text[at.end..]);
+            (serde_json::from_str(&rest).ok()?, Some(sites))
+        }
+        None => (serde_json::from_str(text).ok()?, None),
+    };
+    let sites = match (r.sites, sites) {
+        (Sites::Read(sites), None) | (Sites::Elsewhere, Some(sites)) => sites,
+        _ => return None,
+    };
     let estimate = |x: f64| x.is_finite() && (0.0..=MAX_ESTIMATE).contains(&x);
     let t = &r.totals;
     let in_range = r.format == FORMAT
@@ -89,9 +127,7 @@ fn parse(text: &str, name: &str) -> Option<Entry> {
         ]
         .into_iter()
         .all(estimate)
-        && r.sites
-            .iter()
-            .all(|s| estimate(s.live) && estimate(s.alloc));
+        && sites.iter().all(|s| estimate(s.live) && estimate(s.alloc));
     in_range.then(|| Entry {
         name: name.to_string(),
         pid: r.pid,
@@ -100,6 +136,10 @@ fn parse(text: &str, name: &str) -> Option<Entry> {
         live_bytes: t.live_bytes,
         alloc_bytes: t.allocated_bytes,
         alloc_rate: t.allocated_bytes_per_sec,
-        sites: r.sites,
+        sites,
     })
 }
+
+#[cfg(test)]
+#[path = "light_tests.rs"]
+mod tests;

@@ -27,6 +27,7 @@ mod chart;
 mod entry;
 mod flame;
 mod light;
+mod lines;
 mod load;
 mod page;
 mod series;
