@@ -12,11 +12,11 @@ use super::entry::{Entry, SitePoint};
 use super::lines;
 use crate::Report;
 use crate::read::profiler_work;
-use crate::report::files;
-use crate::report::json::report_error::{ReportError, ReportErrorKind};
-use crate::report::json::{FORMAT, VERSION};
+use crate::report::json::report_error::ReportError;
+use crate::report::json::{FORMAT, MAX_REPORT_BYTES, VERSION};
 use crate::report::validate::{MAX_ESTIMATE, MAX_TIMESTAMP_MS};
 use serde::Deserialize;
+use std::io::Read as _;
 use std::path::Path;
 
 /// A report file as read for a timeline.
@@ -66,22 +66,24 @@ struct LightTotals {
 }
 
 /// Reads `path` lightly, or in full when the light read does not accept it.
-pub(crate) fn read(path: &Path, name: &str) -> Read {
+/// `text` is the reader's buffer, kept from file to file: a new 3 MB buffer per file costs
+/// its pages' faults again.
+pub(crate) fn read(path: &Path, name: &str, text: &mut String) -> Read {
     if !path.exists() {
         return Read::Gone;
     }
     profiler_work(|| {
-        let text = match files::read_limited(path) {
-            Ok(text) => text,
-            Err(e) => {
-                let e = ReportError::at(path, ReportErrorKind::Io(e));
-                return Read::Full(Box::new(Err(e)));
-            }
-        };
-        match parse(&text, name) {
+        text.clear();
+        let read = std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_REPORT_BYTES + 1).read_to_string(text));
+        if read.is_err() || text.len() as u64 > MAX_REPORT_BYTES {
+            // Worded as `Report::read` words it.
+            return Read::Full(Box::new(Report::read(path)));
+        }
+        match parse(text, name) {
             Some(entry) => Read::Light(entry),
             None => Read::Full(Box::new(
-                Report::parse(&text).map_err(|e| ReportError::at(path, e.into_kind())),
+                Report::parse(text).map_err(|e| ReportError::at(path, e.into_kind())),
             )),
         }
     })

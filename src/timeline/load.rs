@@ -71,12 +71,13 @@ fn read_all(files: &[PathBuf], threads: usize) -> Vec<Read> {
     let next = AtomicUsize::new(0);
     let work = || {
         let mut done = Vec::new();
+        let mut text = String::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(path) = files.get(i) else {
                 return done;
             };
-            done.push((i, light::read(path, &shown_name(path))));
+            done.push((i, light::read(path, &shown_name(path), &mut text)));
         }
     };
     let mut done = if threads == 1 {
