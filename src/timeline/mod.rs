@@ -57,6 +57,13 @@ impl Timeline {
     /// Adds every `heap-*.json` file of `dir` (hidden temporary files are not reports),
     /// skipping those that cannot be used. Returns how many were added.
     ///
+    /// The page is the one [`add_file`](Self::add_file) on each file in name order would
+    /// make, read faster: most files are read for what the charts take from them (header,
+    /// totals, per site the stack id, live and allocated bytes; the rest checked as JSON),
+    /// and only the reports the page shows whole (each pid's newest, the oldest, the newest)
+    /// in full. A file the light read refuses is read in full for the reason it is skipped; a
+    /// file only drawn is checked for the values drawn.
+    ///
     /// ```
     /// let mut t = heapsampler::timeline::Timeline::new(Default::default());
     /// assert!(t.add_dir("/nonexistent".as_ref()).is_err());
