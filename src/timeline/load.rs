@@ -80,22 +80,28 @@ fn read_all(files: &[PathBuf], threads: usize) -> Vec<Read> {
             done.push((i, light::read(path, &shown_name(path), &mut text)));
         }
     };
-    let mut done = if threads == 1 {
+    let done = if threads == 1 {
         work()
     } else {
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
-            // A reader cannot panic short of a bug; its files are then read here.
-            let mut done: Vec<_> = workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect();
-            done.extend(work());
+            let mut done = work();
+            for w in workers {
+                done.extend(w.join().unwrap_or_default());
+            }
             done
         })
     };
-    done.sort_unstable_by_key(|d| d.0);
-    done.into_iter().map(|d| d.1).collect()
+    let mut read: Vec<Option<Read>> = files.iter().map(|_| None).collect();
+    for (i, r) in done {
+        read[i] = Some(r);
+    }
+    // A reader cannot panic short of a bug; the files it had taken are then read here.
+    let mut text = String::new();
+    read.into_iter()
+        .zip(files)
+        .map(|(r, path)| r.unwrap_or_else(|| light::read(path, &shown_name(path), &mut text)))
+        .collect()
 }
 
 /// The files whose whole report the page may show: each pid's newest, the oldest and the
