@@ -47,14 +47,17 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
+    #[inline(always)]
     fn at(&self) -> usize {
         self.text.len() - self.rest.len()
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.rest.first().copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> bool {
         match self.rest.split_first() {
             Some((&first, rest)) if first == c => {
@@ -65,6 +68,7 @@ impl<'a> Scan<'a> {
         }
     }
 
+    #[inline(always)]
     fn lit(&mut self, s: &str) -> Option<()> {
         self.rest = self.rest.strip_prefix(s.as_bytes())?;
         Some(())
@@ -72,6 +76,7 @@ impl<'a> Scan<'a> {
 
     /// Skips the ASCII digits ahead, eight bytes at a time (a number's end is found without a
     /// branch per digit, which the processor cannot predict); returns how many.
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
         const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
@@ -100,6 +105,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    #[inline(always)]
     fn number(&mut self) -> Option<&'a str> {
         let from = self.at();
         self.eat(b'-');
@@ -119,6 +125,7 @@ impl<'a> Scan<'a> {
         Some(&self.text[from..self.at()])
     }
 
+    #[inline(always)]
     fn float(&mut self) -> Option<f64> {
         self.number()?.parse().ok()
     }
