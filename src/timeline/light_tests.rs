@@ -151,3 +151,23 @@ fn lines_read_elsewhere_than_the_top_level_are_not_the_sites() {
     assert!(lines.is_none(), "left to the full read");
     assert_eq!(serde.map(|e| e.sites[0].stack_id), Some(0));
 }
+
+/// The schema's reference report (every field set, threads named) is read line by line, as
+/// serde reads it.
+#[test]
+fn the_reference_report_is_read_line_by_line() {
+    let text = include_str!("../../tests/data/report-v1.json");
+    let (lines, serde, by_lines) = both(text);
+    assert!(by_lines);
+    let (lines, serde) = (lines.expect("light"), serde.expect("serde"));
+    assert!(!lines.sites.is_empty());
+    assert_eq!(kept(&lines), kept(&serde));
+}
+
+#[test]
+fn a_report_without_sites_is_read_line_by_line() {
+    let text = report(&[]).to_string_pretty();
+    let (lines, serde, by_lines) = both(&text);
+    assert!(by_lines && text.contains("\"sites\": [],"));
+    assert_eq!(lines.map(|e| kept(&e)), serde.map(|e| kept(&e)));
+}
