@@ -73,10 +73,17 @@ fn empty_json() -> String {
 }
 
 /// `reports` reports of one process with `sites` sites each, added to a timeline as they are
-/// made (only the timeline's compact copy stays): sites of 4 addresses from a pool of 400
-/// named functions, live bytes wandering around fixed levels, one site leaking 4 MiB a report.
+/// made (only the timeline's compact copy stays): see [`big_reports`].
 pub fn big_timeline(reports: usize, sites: usize) -> Timeline {
     let mut timeline = Timeline::new(Options::default());
+    big_reports(reports, sites, |name, r| timeline.add(&name, r));
+    timeline
+}
+
+/// `reports` reports of one process with `sites` sites each, handed to `each` with their file
+/// names as they are made: sites of 4 addresses from a pool of 400 named functions, live bytes
+/// wandering around fixed levels, one site leaking 4 MiB a report.
+pub fn big_reports(reports: usize, sites: usize, mut each: impl FnMut(String, Report)) {
     let base = big_report(sites);
     let mut allocated = 0u64;
     for i in 0..reports {
@@ -105,9 +112,8 @@ pub fn big_timeline(reports: usize, sites: usize) -> Timeline {
         r.totals.counts.live_bytes = live as u64;
         r.totals.counts.allocated_bytes = allocated + live as u64;
         r.totals.allocated_bytes_per_sec = 1.0e7;
-        timeline.add(&format!("heap-4242-{i:06}.json"), r);
+        each(format!("heap-4242-{i:06}.json"), r);
     }
-    timeline
 }
 
 /// One report of pid 4242 with `sites` sites of 4 addresses each from a pool of 400 named

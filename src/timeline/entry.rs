@@ -18,10 +18,13 @@ pub(crate) struct Entry {
     pub sites: Vec<SitePoint>,
 }
 
-#[derive(Clone, Copy)]
+/// Read straight from a report's site by the light read (`light.rs`).
+#[derive(Clone, Copy, serde::Deserialize)]
 pub(crate) struct SitePoint {
     pub stack_id: StackId,
+    #[serde(rename = "live_bytes")]
     pub live: f64,
+    #[serde(rename = "alloc_bytes")]
     pub alloc: f64,
 }
 

@@ -26,6 +26,8 @@
 mod chart;
 mod entry;
 mod flame;
+mod light;
+mod lines;
 mod load;
 mod page;
 mod series;
@@ -54,6 +56,14 @@ impl Timeline {
 
     /// Adds every `heap-*.json` file of `dir` (hidden temporary files are not reports),
     /// skipping those that cannot be used. Returns how many were added.
+    ///
+    /// The page is the one [`add_file`](Self::add_file) on each file in name order would
+    /// make (bad files skipped with the same reasons), read faster: most files are read for
+    /// what the charts take from them (header, totals, per site the stack id, live and
+    /// allocated bytes; the rest checked as JSON), only the reports the page shows whole
+    /// (each pid's newest, the oldest, the newest) in full. A file the light read refuses is
+    /// read in full for its reason. The one difference: a file only drawn is checked for the
+    /// values drawn, so a value out of range elsewhere in it does not skip it.
     ///
     /// ```
     /// let mut t = heapsampler::timeline::Timeline::new(Default::default());

@@ -196,6 +196,14 @@ impl Timeline {
     /// ```
     pub fn add(&mut self, name: &str, report: Report) {
         self.entries.push(Entry::of(name, &report));
+        self.offer(name, report);
+    }
+
+    /// Keeps `report` if it is the newest of its pid, or the oldest or newest of all, as far
+    /// as the reports offered so far go: of equal timestamps, the first offered is the oldest
+    /// and the last the newest. Offering the reports that win among some files in file order,
+    /// and any others of them, keeps what offering all of those files would.
+    pub(super) fn offer(&mut self, name: &str, report: Report) {
         let report = Arc::new(report);
         let key = |r: &Report| r.timestamp_ms;
         if self
