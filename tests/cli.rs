@@ -15,26 +15,9 @@ const PID: u32 = 90_000_001;
 const T0: u64 = 1_767_225_600_000;
 
 /// A directory removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hs-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
 /// `(address, function, file, line)`, innermost first.
 type Stack<'a> = &'a [(u64, &'a str, &'a str, u32)];
@@ -512,7 +495,7 @@ fn leaks_names_the_growing_site() {
     assert!(text.trim_end().ends_with("1 leak suspect"), "{text}");
 
     // A file named twice counts once.
-    let newest = dir.path(&format!("heap-{PID}-000008.json"));
+    let newest = dir.path(format!("heap-{PID}-000008.json"));
     let o = run(&[&"leaks", &"--fail-on-leak", &dir.0, &newest]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let text = stdout(&o);

@@ -7,7 +7,7 @@
 use heapsampler::{Frame, LeakSuspect, Profile, Report, Site, SiteThread, Totals};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// Above any Linux pid: the writer takes frames from the profile and leaves `program` empty.
@@ -16,26 +16,9 @@ const T0: u64 = 1_767_225_600_000;
 const EVIL_FUNCTION: &str = "app::evil\x1b]0;pwned\x07\x1b[2J\u{9b}31m\u{202e}";
 const EVIL_FILE: &str = "src/a.rs\r\nFORGED: no leaks\x1b[1A";
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hs-hostile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
 fn run(args: &[&dyn AsRef<OsStr>]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_heapsampler"))

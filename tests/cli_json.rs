@@ -12,22 +12,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 const PID: u32 = 90_000_002;
 const T0: u64 = 1_767_225_600_000;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hs-cli-json-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
 fn site(id: u32, function: &str, line: u32, live: f64, alloc: f64) -> Site {
     let frames = vec![

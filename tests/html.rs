@@ -9,28 +9,19 @@ mod html_input;
 use heapsampler::timeline::{HtmlError, Options, Timeline, page_from_dir};
 use html_input::{T0, report};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
-struct TempDir(PathBuf);
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hs-html-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.0.join(name), text).unwrap();
-    }
-    fn report(&self, name: &str, r: &heapsampler::Report) {
-        self.write(name, &r.to_string_pretty());
-    }
+/// Writes `r` into `dir` as the reporter would.
+trait WriteReport {
+    fn report(&self, name: &str, r: &heapsampler::Report);
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl WriteReport for TempDir {
+    fn report(&self, name: &str, r: &heapsampler::Report) {
+        self.write(name, &r.to_string_pretty());
     }
 }
 
