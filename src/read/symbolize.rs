@@ -121,7 +121,7 @@ fn resolve_batch(addresses: &[u64], keep: bool) -> Vec<Arc<[Frame]>> {
     register_fork_locks();
     let _guard = crate::sys::guard::enter_guard();
     let mut out: Vec<Option<Arc<[Frame]>>> = {
-        let cache = CACHE.lock();
+        let cache = CACHE.lock_outermost();
         addresses
             .iter()
             .map(|&a| cache.as_ref().and_then(|c| c.get(a)))
@@ -136,11 +136,11 @@ fn resolve_batch(addresses: &[u64], keep: bool) -> Vec<Arc<[Frame]>> {
     if !missing.is_empty() {
         missing.sort_unstable();
         missing.dedup();
-        let resolving = RESOLVING.lock();
+        let resolving = RESOLVING.lock_outermost();
         let resolved = backend(&missing);
         drop(resolving);
         if keep {
-            let mut cache = CACHE.lock();
+            let mut cache = CACHE.lock_outermost();
             let cache = cache.get_or_insert_with(Cache::default);
             for (&a, frames) in missing.iter().zip(&resolved) {
                 cache.insert(a, frames);
@@ -228,7 +228,7 @@ pub(crate) fn prefetch(addresses: &[u64]) {
 pub fn clear_cache() {
     register_fork_locks();
     let _guard = crate::sys::guard::enter_guard();
-    *CACHE.lock() = None;
+    *CACHE.lock_outermost() = None;
 }
 
 /// The symbolizer's lock and the symbol cache's, in the order the `pthread_atfork` handlers

@@ -103,12 +103,14 @@ fn each_lock(f: &mut dyn FnMut(&'static dyn ForkLock)) {
 
 extern "C" fn prepare() {
     crate::sys::guard::enter_fork();
+    crate::sys::fork_mutex::fork_pending(true);
     each_lock(&mut |lock| lock.lock_for_fork());
 }
 
 extern "C" fn parent() {
     // SAFETY: `prepare` took every lock on this thread just before `fork()` returned here.
     each_lock(&mut |lock| unsafe { lock.unlock_after_fork() });
+    crate::sys::fork_mutex::fork_pending(false);
     crate::sys::guard::leave_fork();
 }
 
@@ -116,6 +118,7 @@ extern "C" fn child() {
     // SAFETY: the child of `fork()` has exactly one thread, this one, and no guard is alive
     // (the locks were taken by `prepare`, not through guards).
     each_lock(&mut |lock| unsafe { lock.reinit_in_child() });
+    crate::sys::fork_mutex::fork_pending(false);
     crate::sys::guard::leave_fork();
     crate::record::countdown::reseed_after_fork();
     // The parent's other threads are gone: their spares go back to the pool, their pending

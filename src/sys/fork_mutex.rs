@@ -122,6 +122,14 @@ impl<T> ForkMutex<T> {
         ForkMutexGuard { mutex: self }
     }
 
+    /// [`lock`](Self::lock) for a caller that holds no other `ForkMutex`, which first lets a
+    /// `fork()` under way take its locks (see [`fork_pending`]): a thread that takes this lock
+    /// again and again would otherwise keep the unfair lock from the prepare handler.
+    pub(crate) fn lock_outermost(&self) -> ForkMutexGuard<'_, T> {
+        wait_for_fork();
+        self.lock()
+    }
+
     /// Locks and forgets the guard: the `pthread_atfork` prepare handler holds every table lock
     /// across `fork()` so that no table is mid-update in the child.
     pub(crate) fn lock_for_fork(&self) {
@@ -144,6 +152,57 @@ impl<T> ForkMutex<T> {
     pub(crate) unsafe fn reinit_in_child(&self) {
         // SAFETY: single-threaded child, no outstanding guard or reference to `raw`.
         unsafe { self.raw.get().write(Raw::INIT) }
+    }
+}
+
+/// Set from the `fork()` prepare handler to the parent or child handler: callers of
+/// [`ForkMutex::lock_outermost`] wait meanwhile. Measured: a thread symbolizing in a loop kept
+/// a forking thread waiting for the symbolizer's lock for seconds a fork.
+#[cfg(target_os = "linux")]
+static FORK_PENDING: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Marks a `fork()` as under way (`true`, in the prepare handler, before its locks) or done
+/// (`false`, in the parent and the child handler), waking the threads that waited.
+pub(crate) fn fork_pending(pending: bool) {
+    #[cfg(target_os = "linux")]
+    {
+        use core::sync::atomic::Ordering;
+        FORK_PENDING.store(u32::from(pending), Ordering::Release);
+        if !pending {
+            // SAFETY: wakes every waiter on a live `u32`; no memory is touched.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    FORK_PENDING.as_ptr(),
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    i32::MAX,
+                )
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pending;
+}
+
+/// Waits while a `fork()` is under way (elsewhere than on Linux: returns at once).
+fn wait_for_fork() {
+    #[cfg(target_os = "linux")]
+    {
+        use core::sync::atomic::Ordering;
+        while FORK_PENDING.load(Ordering::Acquire) != 0 {
+            // SAFETY: waits while the word is 1; the address is a live `u32`. A spurious or
+            // interrupted return only goes round the loop again; the wake comes from the
+            // parent or child handler, which always runs after the prepare handler.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    FORK_PENDING.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    1u32,
+                    core::ptr::null::<libc::timespec>(),
+                )
+            };
+        }
     }
 }
 
