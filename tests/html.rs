@@ -535,3 +535,35 @@ fn a_long_series_is_downsampled_and_the_page_says_so() {
         "every report counted"
     );
 }
+
+/// The table's allocation rate spans the same reports as its growth: a service's last report,
+/// written as it stops, covers a few milliseconds in which no site allocated anything sampled.
+#[test]
+fn the_allocation_rate_spans_the_last_reports_not_the_newest_alone() {
+    let dir = TempDir::new("rate");
+    // Site 1 allocates 2 MiB a second (cumulative: 2 × live, 1 MiB more live each second).
+    for k in 0..6u64 {
+        let mut r = report(
+            7,
+            T0 + k * 1000,
+            4096,
+            1 << 30,
+            &[(1, (k + 1) as f64 * 1048576.0, "app::busy")],
+        );
+        if k == 5 {
+            // The last report: written 2 ms after the one before, nothing sampled since.
+            r.timestamp_ms = T0 + 4002;
+            r.window_ms = 2;
+            r.sites[0].live_bytes = 5.0 * 1048576.0;
+            r.sites[0].alloc_bytes = 10.0 * 1048576.0;
+            r.sites[0].alloc_bytes_per_sec = 0.0;
+        }
+        dir.write(&format!("heap-7-{k:06}.json"), &r.to_string_pretty());
+    }
+    let page = page_from_dir(&dir.0, &Options::default()).unwrap();
+    let table = section(&page, "<table id=\"sites\"", "</table>");
+    let rate = numbers(table, "data-rate");
+    // From 2 MiB at T0 to 10 MiB at T0 + 4.002 s.
+    assert_eq!(rate.len(), 1, "{table}");
+    assert!((rate[0] - 8.0 * 1048576.0 / 4.002).abs() < 1.0, "{rate:?}");
+}

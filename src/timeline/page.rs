@@ -169,14 +169,18 @@ fn body(t: &Timeline, s: &mut String) {
         let recent = &p.reports[p.reports.len().saturating_sub(GROWTH_REPORTS)..];
         let ids: Vec<_> = mine.iter().map(|c| c.1.sites[c.2].stack_id).collect();
         let ys = series::site_series(&view, recent, &ids);
+        let allocs = series::site_alloc_series(&view, recent, &ids);
         let ts: Vec<u64> = recent.iter().map(|&i| view.order[i].timestamp_ms).collect();
-        for (c, y) in mine.iter().zip(&ys) {
+        for ((c, y), a) in mine.iter().zip(&ys).zip(&allocs) {
             let site = &c.1.sites[c.2];
             rows.push(Row {
                 process: p.label(),
                 report: c.1,
                 site,
                 growth: series::slope(&ts, y),
+                // Over the same reports as the growth: the newest report alone may span a few
+                // milliseconds (a service's last report, written as it stops).
+                rate: series::rate_over(&ts, a).unwrap_or(site.alloc_bytes_per_sec),
                 suspect: suspects[pi].iter().find(|l| l.stack_id == site.stack_id),
             });
         }

@@ -2,7 +2,7 @@
 //! is its `data-report-index`), one series per process, site series, growth, leak suspects,
 //! downsampling.
 
-use super::entry::Entry;
+use super::entry::{Entry, SitePoint};
 use crate::leaks::{LeakDetector, LeakSuspect};
 use crate::read::profile::{Profile, Site};
 use crate::record::live_record::StackId;
@@ -72,16 +72,41 @@ pub(crate) fn view(entries: &[Entry]) -> View<'_> {
 /// Live bytes of each site of `ids` in each of `reports` (0 where absent): one pass over
 /// their sites.
 pub(crate) fn site_series(view: &View, reports: &[usize], ids: &[StackId]) -> Vec<Vec<f64>> {
+    site_values(view, reports, ids, |s| s.live)
+}
+
+/// As [`site_series`], the estimated bytes each site allocated since its process started
+/// (cumulative, so a rate over several reports is the difference of two of them).
+pub(crate) fn site_alloc_series(view: &View, reports: &[usize], ids: &[StackId]) -> Vec<Vec<f64>> {
+    site_values(view, reports, ids, |s| s.alloc)
+}
+
+fn site_values(
+    view: &View,
+    reports: &[usize],
+    ids: &[StackId],
+    value: impl Fn(&SitePoint) -> f64,
+) -> Vec<Vec<f64>> {
     let slot: HashMap<StackId, usize> = ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
     let mut series = vec![vec![0.0; reports.len()]; ids.len()];
     for (j, &i) in reports.iter().enumerate() {
         for s in &view.order[i].sites {
             if let Some(&k) = slot.get(&s.stack_id) {
-                series[k][j] += s.live;
+                series[k][j] += value(s);
             }
         }
     }
     series
+}
+
+/// The rate of a cumulative series `ys` over the times `ts` (milliseconds): its change from the
+/// first report to the last, per second. `None` over less than a millisecond, or where the
+/// series went down (another process's counters).
+pub(crate) fn rate_over(ts: &[u64], ys: &[f64]) -> Option<f64> {
+    let n = ts.len().min(ys.len());
+    let (t0, t1) = (*ts.first()?, *ts.get(n.checked_sub(1)?)?);
+    let (y0, y1) = (ys[0], ys[n - 1]);
+    (t1 > t0 && y1 >= y0).then(|| (y1 - y0) / ((t1 - t0) as f64 / 1000.0))
 }
 
 /// Least-squares slope of `ys` over the times `ts` (milliseconds), in units per second; 0

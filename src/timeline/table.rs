@@ -25,6 +25,8 @@ pub(crate) struct Row<'a> {
     pub site: &'a ReportSite,
     /// Least-squares growth of live bytes over the process's last reports, bytes/s.
     pub growth: f64,
+    /// Bytes allocated per second over the same reports.
+    pub rate: f64,
     pub suspect: Option<&'a LeakSuspect>,
 }
 
@@ -47,7 +49,7 @@ pub(crate) fn table(rows: &[Row], total: usize, growth_reports: usize) -> String
         "<table id=\"sites\"><thead><tr><th>site (click: stack)</th><th>process</th>\
          <th><button data-key=\"live\">live bytes ▾</button></th><th>error</th>\
          <th><button data-key=\"growth\">growth ▾</button><br><small>last {growth_reports} reports</small></th>\
-         <th><button data-key=\"rate\">allocation rate ▾</button></th><th>leak suspect</th></tr></thead><tbody>"
+         <th><button data-key=\"rate\">allocation rate ▾</button><br><small>last {growth_reports} reports</small></th><th>leak suspect</th></tr></thead><tbody>"
     );
     for row in rows {
         let site = row.site;
@@ -55,7 +57,7 @@ pub(crate) fn table(rows: &[Row], total: usize, growth_reports: usize) -> String
         let _ = write!(
             s,
             "<tr data-live=\"{:.0}\" data-growth=\"{:.3}\" data-rate=\"{:.3}\"",
-            site.live_bytes, row.growth, site.alloc_bytes_per_sec
+            site.live_bytes, row.growth, row.rate
         );
         if row.suspect.is_some() {
             let _ = write!(s, " class=\"suspect\" data-suspect=\"{}\"", attr(&name));
@@ -89,7 +91,7 @@ pub(crate) fn table(rows: &[Row], total: usize, growth_reports: usize) -> String
             text::bytes(site.live_bytes),
             text::rel_error(row.report.sample_interval, site.live_bytes),
             text::rate(row.growth),
-            text::rate(site.alloc_bytes_per_sec),
+            text::rate(row.rate),
         );
         if let Some(l) = row.suspect {
             let _ = write!(
