@@ -64,17 +64,22 @@ fn page(dir: &TempDir, threads: usize) -> String {
     uncoloured(&page_from_dir(&dir.0, &options).unwrap())
 }
 
-/// Good reports of two pids (one restarted), unsorted locations in the newest report of one,
-/// and bad files of every kind the reader names.
-#[test]
-fn a_directory_makes_the_page_of_its_files_read_in_full() {
-    let dir = TempDir::new("same");
-    for k in 0..8 {
+/// `n` good reports of pid 10, a second apart.
+fn pid_10(dir: &TempDir, n: u64) {
+    for k in 0..n {
         dir.write(
             &format!("heap-10-{k:06}.json"),
             &text(10, k, (k + 20) << 24),
         );
     }
+}
+
+/// Good reports of two pids (one restarted), unsorted locations in the newest report of one,
+/// and bad files of every kind the reader names.
+#[test]
+fn a_directory_makes_the_page_of_its_files_read_in_full() {
+    let dir = TempDir::new("same");
+    pid_10(&dir, 8);
     // pid 20 restarts after 3 reports (its cumulative counter goes back down).
     for (k, allocated) in [
         (0u64, 9u64 << 30),
@@ -152,12 +157,7 @@ fn a_shown_report_is_checked_in_full_and_the_next_in_line_shown_instead() {
 #[test]
 fn a_drawn_report_is_checked_for_what_is_drawn() {
     let dir = TempDir::new("drawn");
-    for k in 0..5 {
-        dir.write(
-            &format!("heap-10-{k:06}.json"),
-            &text(10, k, (k + 20) << 24),
-        );
-    }
+    pid_10(&dir, 5);
     let flawed = text(10, 2, 22 << 24);
     dir.write(
         "heap-10-000002.json",

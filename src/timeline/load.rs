@@ -19,13 +19,7 @@ fn shown_name(path: &Path) -> String {
 }
 
 pub(crate) fn add_file(timeline: &mut Timeline, path: &Path) -> bool {
-    let read = Report::read(path);
-    add_read(timeline, path, read)
-}
-
-/// Adds a report as read from `path`, or notes the file as skipped with the reader's reason.
-fn add_read(timeline: &mut Timeline, path: &Path, read: Result<Report, ReportError>) -> bool {
-    match read {
+    match Report::read(path) {
         Ok(report) => {
             let name = shown_name(path);
             timeline.add(&name, sorted(report));

@@ -101,9 +101,7 @@ impl<'a> FrameSink<'a> {
             // The unwinder's end marker, not a frame.
             return true;
         }
-        if self.started {
-            return self.keep(ip);
-        }
+        // Here the program's frames have not started: `push` keeps those itself.
         if self.seen < MAX_SKIPPED {
             if is_own_frame(ip, self.own) {
                 self.last_own = Some(self.seen);
