@@ -142,6 +142,9 @@ pub fn svg(profile: &Profile, value: FlameValue, title: &str) -> std::io::Result
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
     options.count_name = UNITS[unit].to_string();
+    // A function's colour follows from its name, not from a random draw: alike in every
+    // picture, so pictures compare by colour.
+    options.hash = true;
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
     Ok(out)
@@ -279,5 +282,39 @@ mod tests {
             empty.contains("<svg") && empty.contains("a &lt;b&gt;"),
             "{empty}"
         );
+    }
+
+    #[cfg(feature = "flamegraph")]
+    #[test]
+    fn a_function_keeps_its_colour_from_one_picture_to_the_next() {
+        // Two pictures of one profile, and of another holding the same functions, must colour
+        // each function alike: a reader compares pictures (the timeline's newest report and
+        // its change, two reports side by side) by colour.
+        let fills = |p: &Profile| {
+            let text =
+                String::from_utf8(svg(p, FlameValue::LiveBytes, "t").expect("svg")).expect("utf-8");
+            let mut fills = std::collections::BTreeMap::new();
+            for g in text.split("<g>").skip(1) {
+                let name = g.split("<title>").nth(1).and_then(|t| t.split(' ').next());
+                let fill = g.split("fill=\"").nth(1).and_then(|f| f.split('"').next());
+                if let (Some(name), Some(fill)) = (name, fill) {
+                    fills.insert(name.to_string(), fill.to_string());
+                }
+            }
+            fills
+        };
+        let first = fills(&profile());
+        assert!(
+            first.contains_key("leaf_a") && first.contains_key("mid"),
+            "{first:?}"
+        );
+        let mut other = profile();
+        other.sites.truncate(2);
+        for _ in 0..4 {
+            assert_eq!(fills(&profile()), first);
+            let again = fills(&other);
+            assert_eq!(again["leaf_a"], first["leaf_a"]);
+            assert_eq!(again["mid"], first["mid"]);
+        }
     }
 }
