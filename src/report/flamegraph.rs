@@ -126,28 +126,34 @@ fn clean(name: &str) -> String {
 /// ```
 #[cfg(feature = "flamegraph")]
 pub fn svg(profile: &Profile, value: FlameValue, title: &str) -> std::io::Result<Vec<u8>> {
-    // inferno adds the counts up in a u64 and scales them as f64: widths are drawn in the
-    // binary unit that keeps the total within 2^53 (exact in an f64, far from overflow).
-    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let weights = weights(profile, value);
-    let total: u128 = weights.values().map(|&v| u128::from(v)).sum();
-    let unit = (0..UNITS.len())
-        .find(|&u| total >> (10 * u) <= 1 << 53)
-        .unwrap_or(UNITS.len() - 1);
-    let text = lines(&weights, 10 * unit as u32);
+    let (shift, unit) = unit_for(weights.values().map(|&v| u128::from(v)).sum());
+    let text = lines(&weights, shift);
     if text.is_empty() {
         // inferno refuses input without counts; an empty profile is still a valid picture.
         return Ok(empty_svg(title).into_bytes());
     }
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
-    options.count_name = UNITS[unit].to_string();
+    options.count_name = unit.to_string();
     // A function's colour follows from its name, not from a random draw: alike in every
     // picture, so pictures compare by colour.
     options.hash = true;
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
     Ok(out)
+}
+
+/// The binary unit to draw `total` bytes in, and the shift into it. inferno adds the counts
+/// up in a u64 and scales them as f64: the unit keeps the total within 2^53 (exact in an f64,
+/// far from overflow).
+#[cfg(feature = "flamegraph")]
+pub(crate) fn unit_for(total: u128) -> (u32, &'static str) {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let unit = (0..UNITS.len())
+        .find(|&u| total >> (10 * u) <= 1 << 53)
+        .unwrap_or(UNITS.len() - 1);
+    (10 * unit as u32, UNITS[unit])
 }
 
 #[cfg(feature = "flamegraph")]

@@ -32,18 +32,14 @@ pub(crate) fn diff(before: &Report, after: &Report, title: &str) -> String {
             html(title)
         );
     }
-    // inferno adds counts in a usize and scales them as f64: both sides go down by the same
-    // power of two until their totals are exact in an f64.
+    // Both sides are drawn in the unit of the larger total (see `flamegraph::unit_for`).
     let total = |t: &str| -> u128 {
         t.lines()
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
             .map(u128::from)
             .sum()
     };
-    let mut shift = 0;
-    while total(&old).max(total(&new)) >> shift > 1 << 53 {
-        shift += 10;
-    }
+    let (shift, unit) = flamegraph::unit_for(total(&old).max(total(&new)));
     let scaled = |t: &str| -> String {
         let mut out = String::with_capacity(t.len());
         for l in t.lines() {
@@ -67,8 +63,7 @@ pub(crate) fn diff(before: &Report, after: &Report, title: &str) -> String {
         let folded = String::from_utf8_lossy(&folded).into_owned();
         let mut options = inferno::flamegraph::Options::default();
         options.title = title.to_string();
-        options.count_name =
-            ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"][(shift / 10) as usize].to_string();
+        options.count_name = unit.to_string();
         let mut svg = Vec::new();
         inferno::flamegraph::from_lines(&mut options, folded.lines(), &mut svg)?;
         Ok(svg)
