@@ -76,12 +76,13 @@ fn body(t: &Timeline, s: &mut String) {
 
     // 1. Exact live heap and allocation rate, one series per process.
     let exact = |id: &str,
-                 value: fn(&Entry) -> f64,
+                 values_of: fn(&[&Entry]) -> Vec<f64>,
                  fmt: fn(f64) -> String,
                  notes: &mut Vec<String>| {
         let mut lines = Vec::new();
         for (k, p) in view.processes.iter().enumerate() {
-            let values: Vec<f64> = p.reports.iter().map(|&i| value(view.order[i])).collect();
+            let entries: Vec<&Entry> = p.reports.iter().map(|&i| view.order[i]).collect();
+            let values = values_of(&entries);
             let kept = series::keep(&values, t.options.max_points);
             if kept.len() < values.len() && id == "live-heap" {
                 notes.push(format!(
@@ -129,15 +130,15 @@ fn body(t: &Timeline, s: &mut String) {
     };
     let (live, live_legend) = exact(
         "live-heap",
-        |e| e.live_bytes as f64,
+        |es| es.iter().map(|e| e.live_bytes as f64).collect(),
         text::bytes,
         &mut notes,
     );
-    let (rate, rate_legend) = exact("alloc-rate", |e| e.alloc_rate, text::rate, &mut notes);
+    let (rate, rate_legend) = exact("alloc-rate", series::chart_rates, text::rate, &mut notes);
     let _ = write!(
         s,
         "<h2>Live heap (exact)</h2><figure id=\"live-heap-figure\">{live}{live_legend}</figure>\
-         <h2>Allocation rate (exact, over each report's window)</h2><figure id=\"alloc-rate-figure\">{rate}{rate_legend}</figure>"
+         <h2>Allocation rate (exact, over each report's window, or a typical one where it is shorter)</h2><figure id=\"alloc-rate-figure\">{rate}{rate_legend}</figure>"
     );
 
     // 2. Top sites with error bands; leak suspects.

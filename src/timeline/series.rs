@@ -109,6 +109,33 @@ pub(crate) fn rate_over(ts: &[u64], ys: &[f64]) -> Option<f64> {
     (t1 > t0 && y1 >= y0).then(|| (y1 - y0) / ((t1 - t0) as f64 / 1000.0))
 }
 
+/// The allocation rate the chart draws for each of one process's reports: the report's own,
+/// over its window, unless its window is shorter than a quarter of the process's median
+/// interval between reports. The report a service writes as it stops spans a few
+/// milliseconds, and its own rate is the burst of that instant (a spike of twice the rate
+/// on `leaky_service`); such a report's rate is taken back to the report half a median
+/// interval or more before it, from the cumulative allocated bytes.
+pub(crate) fn chart_rates(entries: &[&Entry]) -> Vec<f64> {
+    let ts: Vec<u64> = entries.iter().map(|e| e.timestamp_ms).collect();
+    let mut gaps: Vec<u64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+    (0..entries.len())
+        .map(|j| {
+            let own = entries[j].alloc_rate;
+            if j == 0 || 4 * (ts[j] - ts[j - 1]) >= median {
+                return own;
+            }
+            let k = (0..j)
+                .rev()
+                .find(|&k| 2 * (ts[j] - ts[k]) >= median)
+                .unwrap_or(0);
+            let alloc = |i: usize| entries[i].alloc_bytes as f64;
+            rate_over(&[ts[k], ts[j]], &[alloc(k), alloc(j)]).unwrap_or(own)
+        })
+        .collect()
+}
+
 /// Least-squares slope of `ys` over the times `ts` (milliseconds), in units per second; 0
 /// with fewer than two distinct times.
 pub(crate) fn slope(ts: &[u64], ys: &[f64]) -> f64 {
@@ -205,5 +232,33 @@ mod tests {
         let ys = [10.0, 20.0, 30.0, 40.0];
         assert!((slope(&ts, &ys) - 10.0).abs() < 1e-9);
         assert_eq!(slope(&[5], &[1.0]), 0.0);
+    }
+
+    #[test]
+    fn a_report_much_shorter_than_the_others_is_charted_over_a_typical_span() {
+        // Reports each second allocating 1 MB/s, then one 2 ms later (the one written at exit)
+        // whose own window saw a burst of 300 MB/s.
+        let entry = |t: u64, alloc: u64, rate: f64| Entry {
+            name: String::new(),
+            pid: 1,
+            timestamp_ms: t,
+            sample_interval: 1,
+            live_bytes: 0,
+            alloc_bytes: alloc,
+            alloc_rate: rate,
+            sites: Vec::new(),
+        };
+        let mut es: Vec<Entry> = (0..5)
+            .map(|i| entry(1000 * i, 1_000_000 * i, 1e6))
+            .collect();
+        es.push(entry(4002, 4_000_000 + 600_000, 3e8));
+        let refs: Vec<&Entry> = es.iter().collect();
+        let rates = chart_rates(&refs);
+        assert_eq!(&rates[..5], &[1e6; 5]);
+        // Over the last 1,002 ms: 1.6 MB.
+        assert!((rates[5] - 1.6e6 / 1.002).abs() < 1.0, "{rates:?}");
+        // Evenly spaced reports keep their own rates, and so does a lone report.
+        assert_eq!(chart_rates(&refs[..5]), vec![1e6; 5]);
+        assert_eq!(chart_rates(&refs[5..]), vec![3e8]);
     }
 }
