@@ -16,6 +16,11 @@ pub(crate) const MAX_ESTIMATE: f64 = 18_446_744_073_709_551_616.0;
 /// The latest `timestamp_ms` a report may carry: 9999-12-31 23:59:59.999 UTC.
 pub(crate) const MAX_TIMESTAMP_MS: u64 = 253_402_300_799_999;
 
+/// Whether `x` is an estimate a report may carry: finite, from 0 to [`MAX_ESTIMATE`].
+pub(crate) fn is_estimate(x: f64) -> bool {
+    x.is_finite() && (0.0..=MAX_ESTIMATE).contains(&x)
+}
+
 /// A number as a message shows it: in full when short, in scientific notation when long.
 fn shown(x: f64) -> String {
     if x.is_finite() && x.abs() < 1e15 {
@@ -40,7 +45,7 @@ pub(crate) fn ranges(r: &Report) -> Result<(), String> {
         ));
     }
     let check = |field: &dyn Fn() -> String, x: f64| {
-        if x.is_finite() && (0.0..=MAX_ESTIMATE).contains(&x) {
+        if is_estimate(x) {
             Ok(())
         } else {
             Err(format!(

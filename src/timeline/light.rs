@@ -14,7 +14,7 @@ use crate::Report;
 use crate::read::profiler_work;
 use crate::report::json::report_error::ReportError;
 use crate::report::json::{FORMAT, MAX_REPORT_BYTES, VERSION};
-use crate::report::validate::{MAX_ESTIMATE, MAX_TIMESTAMP_MS};
+use crate::report::validate::{MAX_TIMESTAMP_MS, is_estimate};
 use serde::Deserialize;
 use std::io::Read as _;
 use std::path::Path;
@@ -115,7 +115,6 @@ fn parse_with(
         (Sites::Read(sites), None) | (Sites::Elsewhere, Some(sites)) => sites,
         _ => return None,
     };
-    let estimate = |x: f64| x.is_finite() && (0.0..=MAX_ESTIMATE).contains(&x);
     let t = &r.totals;
     let in_range = r.format == FORMAT
         && r.version == VERSION
@@ -128,8 +127,10 @@ fn parse_with(
             t.freed_objects_per_sec,
         ]
         .into_iter()
-        .all(estimate)
-        && sites.iter().all(|s| estimate(s.live) && estimate(s.alloc));
+        .all(is_estimate)
+        && sites
+            .iter()
+            .all(|s| is_estimate(s.live) && is_estimate(s.alloc));
     in_range.then(|| Entry {
         name: name.to_string(),
         pid: r.pid,
